@@ -1,0 +1,1 @@
+"""The featgraph command line (installed as ``featgraph.cli``; console script ``featgraph``)."""

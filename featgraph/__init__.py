@@ -1,0 +1,32 @@
+"""featgraph: cross-width feature graphs, hybrid and Frankenstein SAEs.
+
+Importing featgraph is cheap: submodules (and torch, faiss, transformer-lens) load on first use of a name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    "FeatgraphError": "errors", "SaeFormatError": "errors", "ShapeMismatchError": "errors",
+    "BadWeightsError": "errors", "ConfigError": "errors", "StaleIndexError": "errors",
+    "UnsupportedError": "errors", "HookNameError": "errors",
+    "Sae": "sae", "SaeConfig": "sae", "SaeOutput": "sae",
+    "Ladder": "ladder", "LadderEntry": "ladder", "load_ladder": "ladder",
+    "detect_format": "formats", "load_sae": "formats", "load_decoder": "formats",
+    "planted_ladder": "synthetic",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"featgraph.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'featgraph' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

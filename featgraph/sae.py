@@ -1,0 +1,200 @@
+"""The canonical SAE: rows are features.
+
+Weights (the same names and orientation as SAELens):
+
+- ``W_enc`` ``[d_in, F]``, ``b_enc`` ``[F]``: encoder; ``W_dec`` ``[F, d_in]``: one decoder row per feature;
+  ``b_dec`` ``[d_in]``: pre-encoder / decoder bias; ``threshold`` ``[F]``: JumpReLU only.
+
+Forward pass (``apply_b_dec_to_input`` true, as in the post and SAELens)::
+
+    pre   = (x - b_dec) @ W_enc + b_enc
+    f     = act(pre)            # relu | jumprelu: pre * (pre > threshold) | topk: relu then keep the k largest
+    x_hat = f @ W_dec + b_dec
+
+Our folder format is one folder per SAE: ``cfg.json`` (a :class:`SaeConfig`) + ``sae.safetensors``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from featgraph.errors import BadWeightsError, ConfigError, SaeFormatError, ShapeMismatchError
+from featgraph.io_utils import atomic_dir
+
+ARCHITECTURES = ("relu", "jumprelu", "topk")
+CFG_NAME = "cfg.json"
+WEIGHTS_NAME = "sae.safetensors"
+FORMAT_TAG = "featgraph"
+
+
+@dataclasses.dataclass
+class SaeConfig:
+    """Everything needed to rebuild an SAE besides its weights; also the ``cfg.json`` of our folder format."""
+
+    d_in: int
+    n_features: int
+    architecture: str = "relu"
+    k: int | None = None
+    apply_b_dec_to_input: bool = True
+    hook_name: str | None = None
+    model_name: str | None = None
+    source_format: str = FORMAT_TAG
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture {self.architecture!r} is not one of {ARCHITECTURES}")
+        if self.architecture == "topk" and (self.k is None or self.k < 1):
+            raise ConfigError(f"a topk SAE needs k >= 1, got k={self.k!r}")
+        if self.d_in < 1 or self.n_features < 1:
+            raise ConfigError(f"d_in and n_features must be >= 1, got {self.d_in} and {self.n_features}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT_TAG, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "cfg.json") -> SaeConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = {"d_in", "n_features"} - obj.keys()
+        if missing:
+            raise SaeFormatError(f"{where}: missing keys {sorted(missing)}")
+        return cls(**{k: v for k, v in obj.items() if k in names})
+
+
+class SaeOutput(NamedTuple):
+    """What :meth:`Sae.forward` returns."""
+
+    x_hat: torch.Tensor  #: reconstruction ``[..., d_in]``
+    acts: torch.Tensor  #: feature activations ``[..., F]``
+
+
+class Sae(torch.nn.Module):
+    """A sparse autoencoder with featgraph's canonical weight layout (see module docstring)."""
+
+    def __init__(self, cfg: SaeConfig, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+        super().__init__()
+        self.cfg = cfg
+        d, F = cfg.d_in, cfg.n_features
+        kw = {"dtype": dtype, "device": device}
+        self.W_enc = torch.nn.Parameter(torch.zeros(d, F, **kw))
+        self.b_enc = torch.nn.Parameter(torch.zeros(F, **kw))
+        self.W_dec = torch.nn.Parameter(torch.zeros(F, d, **kw))
+        self.b_dec = torch.nn.Parameter(torch.zeros(d, **kw))
+        if cfg.architecture == "jumprelu":
+            self.threshold = torch.nn.Parameter(torch.zeros(F, **kw))
+        else:
+            self.threshold = None
+
+    # -- construction ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_tensors(
+        cls,
+        tensors: dict[str, torch.Tensor],
+        cfg: SaeConfig,
+        *,
+        where: str = "<tensors>",
+        check_finite: bool = True,
+    ) -> Sae:
+        """Build from canonical tensors (``W_enc``, ``b_enc``, ``W_dec``, ``b_dec``, optional ``threshold``)."""
+        d, F = cfg.d_in, cfg.n_features
+        want = {"W_enc": (d, F), "b_enc": (F,), "W_dec": (F, d), "b_dec": (d,)}
+        if cfg.architecture == "jumprelu":
+            want["threshold"] = (F,)
+        for name, shape in want.items():
+            if name not in tensors:
+                raise SaeFormatError(f"{where}: tensor {name!r} is missing (have {sorted(tensors)})")
+            got = tuple(tensors[name].shape)
+            if got != shape:
+                raise ShapeMismatchError(f"{where}: {name} has shape {list(got)}, expected {list(shape)}")
+            if check_finite and not torch.isfinite(tensors[name]).all():
+                bad = int((~torch.isfinite(tensors[name])).sum())
+                raise BadWeightsError(f"{where}: {name} has {bad} NaN/inf values")
+        dtype = tensors["W_dec"].dtype if tensors["W_dec"].is_floating_point() else torch.float32
+        sae = cls(cfg, dtype=torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype)
+        with torch.no_grad():
+            for name in want:
+                getattr(sae, name).copy_(tensors[name])
+        return sae
+
+    @property
+    def d_in(self) -> int:
+        return self.cfg.d_in
+
+    @property
+    def n_features(self) -> int:
+        return self.cfg.n_features
+
+    # -- forward -----------------------------------------------------------------------------------------------
+    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.apply_b_dec_to_input:
+            x = x - self.b_dec
+        return x @ self.W_enc + self.b_enc
+
+    def activation(self, pre: torch.Tensor) -> torch.Tensor:
+        arch = self.cfg.architecture
+        if arch == "relu":
+            return torch.relu(pre)
+        if arch == "jumprelu":
+            return pre * (pre > self.threshold)
+        acts = torch.relu(pre)  # topk
+        top = acts.topk(self.cfg.k, dim=-1)
+        return torch.zeros_like(acts).scatter_(-1, top.indices, top.values)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.pre_acts(x))
+
+    def decode(self, acts: torch.Tensor) -> torch.Tensor:
+        return acts @ self.W_dec + self.b_dec
+
+    def forward(self, x: torch.Tensor) -> SaeOutput:
+        acts = self.encode(x)
+        return SaeOutput(self.decode(acts), acts)
+
+    # -- featgraph folder format -------------------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {n: getattr(self, n).detach() for n in ("W_enc", "b_enc", "W_dec", "b_dec")}
+        if self.threshold is not None:
+            out["threshold"] = self.threshold.detach()
+        return out
+
+    def save(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+        """Write ``cfg.json`` + ``sae.safetensors`` into ``folder`` atomically (``dtype`` e.g. fp16 to save space)."""
+        folder = Path(folder)
+        tensors = {k: v.to("cpu", dtype or v.dtype).contiguous() for k, v in self.tensors().items()}
+        with atomic_dir(folder) as tmp:
+            save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+            (tmp / CFG_NAME).write_text(json.dumps(self.cfg.to_json(), indent=2, sort_keys=True) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Sae:
+        """Load a featgraph folder (``cfg.json`` + ``sae.safetensors``)."""
+        folder = Path(folder)
+        cfg = read_featgraph_cfg(folder)
+        weights = folder / WEIGHTS_NAME
+        try:
+            tensors = load_file(str(weights))
+        except FileNotFoundError as e:
+            raise SaeFormatError(f"{weights}: file not found") from e
+        except Exception as e:  # safetensors raises its own error types for corrupt headers
+            raise SaeFormatError(f"{weights}: not a readable safetensors file ({e})") from e
+        return cls.from_tensors(tensors, cfg, where=str(weights))
+
+
+def read_featgraph_cfg(folder: Path) -> SaeConfig:
+    path = folder / CFG_NAME
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise SaeFormatError(f"{path}: file not found") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SaeFormatError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(obj, dict):
+        raise SaeFormatError(f"{path}: expected a JSON object")
+    return SaeConfig.from_json(obj, where=str(path))

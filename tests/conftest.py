@@ -1,0 +1,48 @@
+"""Shared fixtures: seeding and tiny builders. Everything here is deterministic and offline."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from featgraph.sae import Sae, SaeConfig
+from featgraph.synthetic import planted_ladder, random_sae_tensors
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+def tiny_sae(n_features: int = 32, d_in: int = 16, *, seed: int = 0, architecture: str = "relu",
+             k: int | None = None, W_dec: np.ndarray | None = None) -> Sae:
+    """A small random SAE with finite weights (decoder given or random)."""
+    rng = np.random.default_rng(seed)
+    if W_dec is None:
+        W_dec = rng.standard_normal((n_features, d_in)).astype(np.float32)
+    n_features, d_in = W_dec.shape
+    t = {k_: torch.from_numpy(v) for k_, v in random_sae_tensors(W_dec, seed=seed).items()}
+    if architecture == "jumprelu":
+        t["threshold"] = torch.from_numpy((0.05 * rng.random(n_features)).astype(np.float32))
+    cfg = SaeConfig(d_in=d_in, n_features=n_features, architecture=architecture, k=k)
+    return Sae.from_tensors(t, cfg)
+
+
+@pytest.fixture
+def small_ladder() -> tuple[list[np.ndarray], list]:
+    """Decoders for widths 48, 96, 192 at d=24 with planted copies, splits, novel and near-tau features."""
+    return planted_ladder([48, 96, 192], 24, seed=7, near_tau=0.7, n_near_tau=4)
+
+
+def write_ladder(tmp_path, decoders: list[np.ndarray], names: list[str] | None = None):
+    """Save each decoder as a featgraph-format SAE folder under ``tmp_path/ladder``; return that folder."""
+    root = tmp_path / "ladder"
+    for i, W in enumerate(decoders):
+        name = names[i] if names else f"sae{W.shape[0]}"
+        tiny_sae(W_dec=W, seed=i).save(root / name)
+    return root

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import torch
+
+from featgraph.errors import BadWeightsError, ConfigError, SaeFormatError, ShapeMismatchError
+from featgraph.sae import Sae, SaeConfig
+
+from .conftest import tiny_sae
+
+
+@pytest.mark.parametrize("arch,k", [("relu", None), ("jumprelu", None), ("topk", 4)])
+def test_save_load_roundtrip_is_bit_identical(tmp_path, arch, k):
+    sae = tiny_sae(architecture=arch, k=k)
+    sae.save(tmp_path / "s")
+    back = Sae.load(tmp_path / "s")
+    assert back.cfg == sae.cfg
+    for name, t in sae.tensors().items():
+        assert torch.equal(t, back.tensors()[name]), name
+    x = torch.randn(5, sae.d_in)
+    assert torch.equal(sae(x).x_hat, back(x).x_hat)
+
+
+def test_topk_keeps_k_active():
+    sae = tiny_sae(architecture="topk", k=3)
+    acts = sae.encode(torch.randn(10, sae.d_in) * 5)
+    assert ((acts != 0).sum(-1) <= 3).all()
+
+
+def test_relu_forward_matches_formula():
+    sae = tiny_sae()
+    x = torch.randn(7, sae.d_in)
+    f = torch.relu((x - sae.b_dec) @ sae.W_enc + sae.b_enc)
+    torch.testing.assert_close(sae(x).x_hat, f @ sae.W_dec + sae.b_dec)
+
+
+def test_bad_inputs_raise_named_errors(tmp_path):
+    with pytest.raises(ConfigError, match="architecture"):
+        SaeConfig(d_in=4, n_features=8, architecture="gelu")
+    cfg = SaeConfig(d_in=4, n_features=8)
+    t = tiny_sae(8, 4).tensors()
+    bad = dict(t, W_dec=t["W_dec"].T.contiguous())
+    with pytest.raises(ShapeMismatchError, match=r"W_dec has shape \[4, 8\]"):
+        Sae.from_tensors(bad, cfg)
+    nan = dict(t, W_enc=t["W_enc"].clone())
+    nan["W_enc"][0, 0] = float("nan")
+    with pytest.raises(BadWeightsError, match="NaN"):
+        Sae.from_tensors(nan, cfg)
+    with pytest.raises(SaeFormatError, match="cfg.json: file not found"):
+        Sae.load(tmp_path / "nothing")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "cfg.json").write_text("{not json")
+    with pytest.raises(SaeFormatError, match="not valid JSON"):
+        Sae.load(tmp_path / "broken")
+    np.testing.assert_equal(tiny_sae(8, 4).W_dec.detach().numpy().shape, (8, 4))
