@@ -1,0 +1,237 @@
+"""Exact cross-width matching of decoder directions: max cos per larger-SAE feature and every edge above tau.
+
+For two SAEs with unit decoder rows ``small [n_s, d]`` and ``large [n_l, d]`` the similarity matrix is
+``S = large @ small.T``. Matching needs, for every large row, the max of its row of ``S`` (and where it is), and every
+entry ``S[i, j] > tau``. ``S`` for a 1M-feature SAE does not fit in memory, so :func:`match_pair` streams over blocks
+of large rows whose slice of ``S`` fits a byte budget, and gets both answers from each block before dropping it.
+
+Exactness. The answers are defined as those of a float64 brute force over the float32 unit rows (method
+``"brute64"``). Fast paths compute ``S`` approximately (float32 GEMM, or bf16 where the hardware has it) and then
+re-check in float64 every pair that could matter, using a rigorous bound ``e`` on the error of an approximate entry:
+
+* a pair is an edge candidate if ``S_approx > tau - e`` (every true edge has ``S > tau``, so ``S_approx > tau - e``);
+* a pair is a max candidate if ``S_approx >= max_approx - 2e`` (the true argmax ``j*`` has
+  ``S_approx[j*] >= M - e`` and ``max_approx <= M + e``).
+
+Every candidate's cos is recomputed in float64 from the float32 unit rows; edges are the candidates whose float64
+cos is ``> tau``, the max is the largest float64 cos among the candidates (lowest index on ties). So the edge set and
+argmax equal the float64 brute force and ``max_cos`` equals it to float64 rounding (~1e-16), whatever ``e`` is; a
+loose ``e`` only costs more re-checks.
+
+The bound ``e`` (see :func:`rounding_margin`), for rows of norm at most ``1 + eta`` (float32 unit rows) and
+``N = (1 + eta)^2 >= |x| |y| >= sum_k |x_k y_k|`` (Cauchy-Schwarz):
+
+* fp32 GEMM: products and sums rounded with ``u32 = 2^-24``; whatever the summation order or FMA use,
+  ``|fl(x.y) - x.y| <= gamma_d N`` with ``gamma_d = d u32 / (1 - d u32)`` (Higham, Accuracy and Stability, 3.1).
+  d=768: e = 4.6e-5.
+* bf16 inputs (``u16 = 2^-8``, round to nearest): ``x~_k = x_k (1 + a_k)``, ``|a_k| <= u16``, so the rounded inputs
+  change the exact dot product by at most ``(2 u16 + u16^2) N``; their products are exact in fp32 and the fp32
+  accumulation adds ``gamma_d (1 + u16)^2 N``; a bf16 output adds one more rounding, ``u16 (1 + e_in)``.
+  d=768: e = 0.0079 with fp32 output, 0.0118 with bf16 output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import numpy as np
+
+from featgraph.errors import ConfigError, ShapeMismatchError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("auto", "fp32", "bf16", "faiss", "brute64")
+U32 = 2.0**-24
+U16 = 2.0**-8  # bf16: 8 significant bits, round to nearest
+# float32 unit rows have norm 1 to within a few float32 roundings; this bounds |x||y| for any pair of them.
+NORM_SLACK = 1e-5
+
+
+@dataclasses.dataclass
+class PairMatch:
+    """Matching of one (smaller, larger) pair of SAEs. All indices are feature indices (rows of the decoders)."""
+
+    max_cos: np.ndarray  # float64 [n_large]: max cos of each larger-SAE row to every smaller-SAE row
+    argmax: np.ndarray  # int64 [n_large]: index in the smaller SAE of that max (lowest index on exact ties)
+    edge_small: np.ndarray  # int64 [E]
+    edge_large: np.ndarray  # int64 [E]
+    edge_cos: np.ndarray  # float64 [E]: all pairs with cos > tau (strict), sorted by (edge_large, edge_small)
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.edge_cos.size)
+
+    def same_as(self, other: PairMatch, *, max_tol: float = 1e-6) -> bool:
+        """Same edge set and argmax, max_cos within ``max_tol``."""
+        return (
+            np.array_equal(self.edge_small, other.edge_small)
+            and np.array_equal(self.edge_large, other.edge_large)
+            and np.array_equal(self.argmax, other.argmax)
+            and bool(np.all(np.abs(self.max_cos - other.max_cos) <= max_tol))
+        )
+
+
+def normalize_rows(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit rows (float32 ``[F, d]``) and row norms (float32 ``[F]``), computed in float64.
+
+    Zero rows stay zero: they have no direction, so their cos to everything is 0.
+    """
+    if W.ndim != 2:
+        raise ShapeMismatchError(f"decoder has shape {list(W.shape)}, expected [n_features, d_in]")
+    W64 = np.asarray(W, dtype=np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", W64, W64))
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    unit = (W64 * scale[:, None]).astype(np.float32)
+    return unit, norms.astype(np.float32)
+
+
+def rounding_margin(d: int, compute: str) -> float:
+    """Rigorous bound on ``|S_approx - S|`` for a dot product of two float32 unit rows of length ``d``.
+
+    ``compute``: ``"fp32"`` (fp32 inputs and accumulation), ``"bf16"`` (bf16 inputs, fp32 accumulation and output)
+    or ``"bf16_out"`` (as bf16, then the result rounded to bf16). Derivation in the module docstring.
+    """
+    du = d * U32
+    if du >= 0.5:
+        raise ConfigError(f"d_in={d} is too large for the fp32 error bound")
+    gamma = du / (1.0 - du)
+    N = (1.0 + NORM_SLACK) ** 2
+    if compute == "fp32":
+        e = gamma * N
+    elif compute in ("bf16", "bf16_out"):
+        e = (2 * U16 + U16 * U16) * N + gamma * (1 + U16) ** 2 * N
+        if compute == "bf16_out":
+            e += U16 * (N + e)
+    else:
+        raise ConfigError(f"unknown compute mode {compute!r}")
+    # a little headroom for denormal flushing and for the norm bound; it only costs re-checks
+    return 1.01 * e + 1e-12
+
+
+def _check_pair(small_unit: np.ndarray, large_unit: np.ndarray, tau: float) -> None:
+    if small_unit.ndim != 2 or large_unit.ndim != 2:
+        raise ShapeMismatchError(
+            f"unit decoders must be 2-D, got {list(small_unit.shape)} and {list(large_unit.shape)}"
+        )
+    if small_unit.shape[1] != large_unit.shape[1]:
+        raise ShapeMismatchError(
+            f"d_in differs: smaller SAE {list(small_unit.shape)}, larger SAE {list(large_unit.shape)}"
+        )
+    if small_unit.shape[0] == 0:
+        raise ShapeMismatchError("the smaller SAE has no features")
+    if not (0.0 < tau < 1.0) or not math.isfinite(tau):
+        raise ConfigError(f"tau must be in (0, 1), got {tau!r}")
+
+
+def _empty_edges() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+
+
+def match_brute64(small_unit: np.ndarray, large_unit: np.ndarray, tau: float = 0.7) -> PairMatch:
+    """The oracle: the full float64 similarity matrix. Small sizes only (n_large * n_small * 8 bytes)."""
+    _check_pair(small_unit, large_unit, tau)
+    S = large_unit.astype(np.float64) @ small_unit.astype(np.float64).T
+    argmax = np.argmax(S, axis=1)  # first index on ties
+    max_cos = S[np.arange(S.shape[0]), argmax]
+    el, es = np.nonzero(S > tau)  # row-major: sorted by (large, small)
+    return PairMatch(max_cos, argmax.astype(np.int64), es.astype(np.int64), el.astype(np.int64), S[el, es])
+
+
+def _dot64(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """float64 ``a[ia[k]] . b[ib[k]]`` for every k, in chunks so the gathered rows stay small."""
+    out = np.empty(ia.size, np.float64)
+    for s in range(0, ia.size, chunk):
+        x = a[ia[s : s + chunk]].astype(np.float64)
+        y = b[ib[s : s + chunk]].astype(np.float64)
+        out[s : s + chunk] = np.einsum("ij,ij->i", x, y)
+    return out
+
+
+def recheck_block(
+    small_unit: np.ndarray,
+    large_unit: np.ndarray,
+    row0: int,
+    cand_rows: np.ndarray,
+    cand_cols: np.ndarray,
+    n_rows: int,
+    tau: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Decide a block's candidates in float64.
+
+    ``cand_rows`` (block-local) / ``cand_cols`` must be sorted by (row, col) and every row must have at least one
+    candidate (its approximate max always is one). Returns the block's max_cos, argmax and edges (global rows).
+    """
+    cos = _dot64(large_unit, small_unit, cand_rows + row0, cand_cols)
+    starts = np.flatnonzero(np.r_[True, cand_rows[1:] != cand_rows[:-1]])
+    assert starts.size == n_rows, "every row of a block has at least one max candidate"
+    row_max = np.maximum.reduceat(cos, starts)
+    counts = np.diff(np.r_[starts, cos.size])
+    is_max = cos == np.repeat(row_max, counts)
+    hit = np.flatnonzero(is_max)
+    _, first = np.unique(cand_rows[hit], return_index=True)  # first (lowest col) max of each row
+    argmax = cand_cols[hit[first]]
+    edge = cos > tau
+    return row_max, argmax, cand_cols[edge], cand_rows[edge] + row0, cos[edge]
+
+
+def _rows_per_block(n_small: int, bytes_per_entry: int, block_bytes: int) -> int:
+    return max(1, int(block_bytes // max(1, n_small * bytes_per_entry)))
+
+
+def match_blocked_numpy(
+    small_unit: np.ndarray, large_unit: np.ndarray, tau: float = 0.7, *, block_bytes: int = 1 << 30,
+    progress: bool = True,
+) -> PairMatch:
+    """Blocked float32 GEMM (numpy's BLAS) with the float64 re-check of every candidate."""
+    from tqdm.auto import tqdm
+
+    _check_pair(small_unit, large_unit, tau)
+    n_l, d = large_unit.shape
+    e = rounding_margin(d, "fp32")
+    rows = _rows_per_block(small_unit.shape[0], 4 + 1, block_bytes)
+    max_cos = np.empty(n_l, np.float64)
+    argmax = np.empty(n_l, np.int64)
+    parts = []
+    smallT = np.ascontiguousarray(small_unit.T)
+    for r0 in tqdm(range(0, n_l, rows), disable=not progress, desc="match", unit="block"):
+        blk = large_unit[r0 : r0 + rows]
+        S = blk @ smallT
+        m = S.max(axis=1)
+        t = np.minimum(np.float32(tau - e), m - np.float32(2 * e))
+        cr, cc = np.nonzero(S >= t[:, None])
+        del S
+        mx, am, es, el, ec = recheck_block(small_unit, large_unit, r0, cr, cc, blk.shape[0], tau)
+        max_cos[r0 : r0 + rows] = mx
+        argmax[r0 : r0 + rows] = am
+        parts.append((es, el, ec))
+    es, el, ec = (np.concatenate(p) for p in zip(*parts)) if parts else _empty_edges()
+    return PairMatch(max_cos, argmax, es.astype(np.int64), el.astype(np.int64), ec)
+
+
+def match_pair(
+    small_unit: np.ndarray,
+    large_unit: np.ndarray,
+    tau: float = 0.7,
+    *,
+    method: str = "auto",
+    device: str = "auto",
+    block_bytes: int = 1 << 30,
+    progress: bool = True,
+) -> PairMatch:
+    """Max cos / argmax of every larger-SAE row against the smaller SAE, and every edge with cos > tau.
+
+    ``small_unit`` / ``large_unit`` are unit rows from :func:`normalize_rows`. Every method returns the edge set and
+    argmax of a float64 brute force, and its max cos to within float64 rounding (see the module docstring).
+    """
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "brute64":
+        return match_brute64(small_unit, large_unit, tau)
+    return match_blocked_numpy(small_unit, large_unit, tau, block_bytes=block_bytes, progress=progress)
+
+
+def match_ladder(units: list[np.ndarray], tau: float = 0.7, **kw) -> list[PairMatch]:
+    """Match every adjacent (smaller, larger) pair of a ladder's unit decoders (ascending width)."""
+    return [match_pair(a, b, tau, **kw) for a, b in zip(units[:-1], units[1:])]
