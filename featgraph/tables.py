@@ -1,0 +1,167 @@
+"""Polars tables of a families run (explicit schemas) and their byte-stable Parquet writer.
+
+- features: one row per feature of every SAE, in ladder order then feature order (:data:`FEATURES_SCHEMA`);
+- edges: every adjacent-pair edge with cos > tau, sorted by pair, then large feature, then small feature;
+- families: one row per swap family, sorted by pair then family id.
+
+Null means "not defined": the smallest SAE has no ``max_cos``/``parent``/``novel``; an all-zero decoder row
+(``zero_norm``) has no direction, so it gets no ``max_cos``/``parent``/``novel`` either and is in no family.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from featgraph.graph import Family, family_of_features
+from featgraph.io_utils import atomic_path
+
+FEATURES_SCHEMA = pl.Schema({
+    "sae": pl.String,  # SAE name
+    "width": pl.Int64,  # features in that SAE
+    "feature": pl.Int64,  # feature index
+    "norm": pl.Float64,  # decoder row norm
+    "zero_norm": pl.Boolean,  # the decoder row is all zeros (matches nothing)
+    "max_cos": pl.Float64,  # max cosine to the next-smaller SAE
+    "parent": pl.Int64,  # argmax in the next-smaller SAE (whatever its cosine)
+    "novel": pl.Boolean,  # max_cos <= tau
+    "family": pl.Int64,  # family id in the pair with the next-smaller SAE
+    "child_family": pl.Int64,  # family id in the pair with the next-larger SAE
+})
+
+EDGES_SCHEMA = pl.Schema({
+    "small": pl.String,
+    "large": pl.String,
+    "small_feature": pl.Int64,
+    "large_feature": pl.Int64,
+    "cos": pl.Float64,
+    "family": pl.Int64,  # the family (within this pair) the edge belongs to
+})
+
+FAMILIES_SCHEMA = pl.Schema({
+    "small": pl.String,
+    "large": pl.String,
+    "family": pl.Int64,
+    "kind": pl.String,  # copy | split | merge | n:m
+    "small_features": pl.List(pl.Int64),
+    "large_features": pl.List(pl.Int64),
+    "n_small": pl.Int64,
+    "n_large": pl.Int64,
+    "n_edges": pl.Int64,
+})
+
+
+def _masked(values: np.ndarray, keep: np.ndarray) -> pl.Series:
+    """A series with nulls where ``keep`` is false."""
+    return pl.Series(values).scatter(np.flatnonzero(~keep), None) if not keep.all() else pl.Series(values)
+
+
+def features_table(
+    names: Sequence[str],
+    norms: Sequence[np.ndarray],
+    matches: Sequence[Any],
+    families: Sequence[list[Family]],
+    *,
+    tau: float,
+) -> pl.DataFrame:
+    """One row per feature of every SAE; ``matches[i]`` / ``families[i]`` are for pair (names[i], names[i+1])."""
+    assert len(matches) == len(families) == len(names) - 1 == len(norms) - 1
+    frames = []
+    for k, (name, norm) in enumerate(zip(names, norms)):
+        n = len(norm)
+        zero = np.asarray(norm) == 0
+        if k == 0:
+            max_cos = pl.Series([None] * n, dtype=pl.Float64)
+            parent = pl.Series([None] * n, dtype=pl.Int64)
+            novel = pl.Series([None] * n, dtype=pl.Boolean)
+            family = pl.Series([None] * n, dtype=pl.Int64)
+        else:
+            m = matches[k - 1]
+            defined = ~zero
+            max_cos = _masked(np.asarray(m.max_cos, dtype=np.float64), defined)
+            parent = _masked(np.asarray(m.argmax, dtype=np.int64), defined)
+            novel = _masked(np.asarray(m.max_cos) <= tau, defined)
+            fam = family_of_features(families[k - 1], n, "large")
+            family = _masked(fam, fam >= 0)
+        if k < len(matches):
+            child = family_of_features(families[k], n, "small")
+            child_family = _masked(child, child >= 0)
+        else:
+            child_family = pl.Series([None] * n, dtype=pl.Int64)
+        frames.append(pl.DataFrame({
+            "sae": pl.Series([name] * n, dtype=pl.String),
+            "width": pl.Series(np.full(n, n, dtype=np.int64)),
+            "feature": pl.Series(np.arange(n, dtype=np.int64)),
+            "norm": pl.Series(np.asarray(norm, dtype=np.float64)),
+            "zero_norm": pl.Series(zero),
+            "max_cos": max_cos, "parent": parent, "novel": novel, "family": family,
+            "child_family": child_family,
+        }, schema=FEATURES_SCHEMA))
+    return pl.concat(frames, how="vertical") if frames else FEATURES_SCHEMA.to_frame()
+
+
+def edges_table(names: Sequence[str], matches: Sequence[Any], families: Sequence[list[Family]]) -> pl.DataFrame:
+    """Every edge with cos > tau of every adjacent pair, with its family id."""
+    frames = []
+    for k, m in enumerate(matches):
+        es = np.asarray(m.edge_small, dtype=np.int64)
+        el = np.asarray(m.edge_large, dtype=np.int64)
+        order = np.lexsort((es, el))  # by large then small (the matcher's order; enforced for stable output)
+        es, el = es[order], el[order]
+        fam = family_of_features(families[k], int(es.max()) + 1 if es.size else 0, "small")
+        frames.append(pl.DataFrame({
+            "small": pl.Series([names[k]] * es.size, dtype=pl.String),
+            "large": pl.Series([names[k + 1]] * es.size, dtype=pl.String),
+            "small_feature": es, "large_feature": el,
+            "cos": np.asarray(m.edge_cos, dtype=np.float64)[order],
+            "family": fam[es] if es.size else np.zeros(0, dtype=np.int64),
+        }, schema=EDGES_SCHEMA))
+    return pl.concat(frames, how="vertical") if frames else EDGES_SCHEMA.to_frame()
+
+
+def families_table(names: Sequence[str], families: Sequence[list[Family]]) -> pl.DataFrame:
+    """One row per family of every adjacent pair."""
+    rows = [
+        {
+            "small": names[k], "large": names[k + 1], "family": f.family, "kind": f.kind,
+            "small_features": f.small_features.tolist(), "large_features": f.large_features.tolist(),
+            "n_small": len(f.small_features), "n_large": len(f.large_features), "n_edges": f.n_edges,
+        }
+        for k, fams in enumerate(families)
+        for f in fams
+    ]
+    return pl.DataFrame(rows, schema=FAMILIES_SCHEMA) if rows else FAMILIES_SCHEMA.to_frame()
+
+
+def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``df`` atomically with settings that make the bytes depend on the data alone.
+
+    Polars' native writer puts no timestamp in the file; fixing the compression, its level, the statistics and the
+    row-group size removes every other default that could change between runs or polars versions' defaults.
+    """
+    with atomic_path(path) as tmp:
+        df.write_parquet(tmp, compression="zstd", compression_level=3, statistics=True,
+                         row_group_size=1 << 20)
+    return Path(path)
+
+
+def read_table(path: str | os.PathLike[str], schema: pl.Schema) -> pl.DataFrame:
+    """Read one of our Parquet tables and check it has the expected columns and dtypes."""
+    from featgraph.errors import SaeFormatError
+
+    path = Path(path)
+    try:
+        df = pl.read_parquet(path)
+    except FileNotFoundError as e:
+        raise SaeFormatError(f"{path}: file not found") from e
+    except Exception as e:  # polars raises ComputeError and friends for corrupt files
+        raise SaeFormatError(f"{path}: not a readable Parquet file ({e})") from e
+    missing = [c for c in schema if c not in df.columns or df.schema[c] != schema[c]]
+    if missing:
+        raise SaeFormatError(f"{path}: columns {missing} missing or of the wrong type (have {dict(df.schema)})")
+    return df
