@@ -1,0 +1,170 @@
+"""Helpers shared by the per-format readers and writers in ``featgraph.formats_*``.
+
+Every function here turns library exceptions (safetensors, numpy, torch, json) into :mod:`featgraph.errors`
+types whose message names the file, so that each reader stays a short list of "which tensor, which
+orientation".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from featgraph.errors import BadWeightsError, SaeFormatError, ShapeMismatchError
+
+log = logging.getLogger("featgraph.formats")
+
+
+def read_json(path: Path, *, required: bool = True) -> dict[str, Any]:
+    """A JSON object from ``path``; ``{}`` when it is absent and not ``required``."""
+    if not path.is_file():
+        if required:
+            raise SaeFormatError(f"{path}: file not found")
+        return {}
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SaeFormatError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(obj, dict):
+        raise SaeFormatError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    """Tensor names in a safetensors file (reads only the header)."""
+    from safetensors import safe_open
+
+    _require_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return list(f.keys())
+    except Exception as e:  # SafetensorError has no public base class to catch
+        raise SaeFormatError(f"{path}: not a readable safetensors file ({e})") from e
+
+
+def read_safetensors(path: Path, names: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """The named tensors (all when ``names`` is None) of a safetensors file; a missing name is an error.
+
+    ``safe_open`` + ``get_tensor`` reads only the requested tensors, so asking for the decoder alone does not
+    read the encoder.
+    """
+    from safetensors import safe_open
+
+    _require_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = list(f.keys())
+            missing = [n for n in names or [] if n not in keys]
+            if missing:
+                raise SaeFormatError(f"{path}: tensor(s) {missing} missing (have {sorted(keys)})")
+            return {n: f.get_tensor(n) for n in (names if names is not None else keys)}
+    except SaeFormatError:
+        raise
+    except Exception as e:
+        raise SaeFormatError(f"{path}: not a readable safetensors file ({e})") from e
+
+
+def torch_load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A plain ``{name: tensor}`` state dict from a ``.pt`` file, loaded with ``weights_only=True`` only.
+
+    ``mmap=True`` first, so that reading the decoder alone does not page in the encoder; files in torch's
+    legacy (non-zip) format cannot be memory-mapped and are read whole.
+    """
+    _require_file(path)
+    try:
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError, EOFError, RuntimeError, zipfile errors ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SaeFormatError(f"{path}: not a readable torch state dict ({first})") from e
+    if not isinstance(obj, dict):
+        raise SaeFormatError(f"{path}: expected a state dict of tensors, got {type(obj).__name__}")
+    # dictionary_learning's hub mixin stores a config dict beside the tensors: keep tensors only
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def require(tensors: dict[str, Any], names: list[str], where: Path | str) -> None:
+    missing = [n for n in names if n not in tensors]
+    if missing:
+        raise SaeFormatError(f"{where}: tensor(s) {missing} missing (have {sorted(tensors)})")
+
+
+def to_float32_numpy(t: torch.Tensor | np.ndarray) -> np.ndarray:
+    """float32 numpy; fp16/bf16/fp64 are converted (bf16 via torch, which numpy cannot represent)."""
+    if isinstance(t, torch.Tensor):
+        t = t.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(t, dtype=np.float32)
+
+
+def check_decoder(
+    W: torch.Tensor | np.ndarray, where: Path | str, expect: tuple[int | None, int | None] = (None, None)
+) -> np.ndarray:
+    """Validate a decoder already in rows-are-features orientation; return contiguous float32 ``[F, d_in]``.
+
+    ``expect`` is ``(n_features, d_in)`` from the format's config where it has one (None: unknown).
+    """
+    shape = tuple(W.shape)
+    if len(shape) != 2:
+        raise ShapeMismatchError(f"{where}: decoder has shape {list(shape)}, expected [n_features, d_in]")
+    if any(e is not None and e != s for e, s in zip(expect, shape, strict=True)):
+        want = [e if e is not None else "?" for e in expect]
+        raise ShapeMismatchError(
+            f"{where}: decoder has shape {list(shape)}, expected {want} (n_features, d_in) from its config"
+        )
+    out = np.ascontiguousarray(to_float32_numpy(W))
+    finite = np.isfinite(out)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.all(axis=1))
+        raise BadWeightsError(
+            f"{where}: decoder has NaN/inf values in {rows.size} rows (first: {rows[:5].tolist()})"
+        )
+    return out
+
+
+def shape_from_cfg(cfg: dict[str, Any], f_key: str, d_key: str, where: Path) -> tuple[int | None, int | None]:
+    """(n_features, d_in) from a config, each None when absent; non-integers are a format error."""
+    out = []
+    for key in (f_key, d_key):
+        v = cfg.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise SaeFormatError(f"{where}: {key}={v!r} is not a positive integer")
+        out.append(v)
+    return out[0], out[1]
+
+
+def fold_b_dec(tensors: dict[str, torch.Tensor], applied: bool, want_applied: bool) -> torch.Tensor:
+    """``b_enc`` for a target format that does (not) subtract ``b_dec`` before the encoder.
+
+    ``(x - b_dec) @ W_enc + b_enc == x @ W_enc + (b_enc - b_dec @ W_enc)``: exact in real arithmetic, so the
+    forward pass is preserved up to float rounding (not bit for bit). Used only by writers whose format fixes
+    the flag.
+    """
+    b_enc = tensors["b_enc"]
+    if applied == want_applied:
+        return b_enc
+    shift = (tensors["b_dec"].double() @ tensors["W_enc"].double()).to(b_enc.dtype)
+    log.info("folding b_dec into b_enc: the target format %s b_dec before the encoder",
+             "subtracts" if want_applied else "does not subtract")
+    return b_enc - shift if not want_applied else b_enc + shift
+
+
+def dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise SaeFormatError(f"{path}: file not found")
+
+
+def write_json_into(path: Path, obj: dict[str, Any]) -> None:
+    """Stable, sorted JSON; for files inside a folder that :func:`featgraph.io_utils.atomic_dir` renames into
+    place."""
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
