@@ -1,0 +1,215 @@
+"""The families pipeline: a ladder of SAEs in, tables + summary + GraphML (+ plots) out.
+
+For every adjacent pair (small, large) of the ladder, every large feature gets its max decoder cosine to the small
+SAE and its argmax (from :mod:`featgraph.matching`, or a saved :mod:`featgraph.index`); edges are the pairs with
+cos > tau; novel features have max cos <= tau; families are the connected components with an edge
+(:mod:`featgraph.graph`). Everything is written into a temporary folder that replaces ``out_dir`` only when the
+whole run succeeded, so a failed run leaves nothing behind. Outputs (see :mod:`featgraph.tables` and
+:mod:`featgraph.graph` for their schemas): ``features.parquet``, ``edges.parquet``, ``families.parquet``,
+``summary.json`` (per-pair counts and the resolved config, no timestamps), ``graph.graphml`` and, with
+``plots=True``, ``max_cos_hist.png``. Two runs on the same inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import numbers
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import polars as pl
+
+from featgraph.errors import ConfigError
+from featgraph.graph import Family, families_from_edges, kind_counts, ladder_graph, write_graphml
+from featgraph.io_utils import atomic_dir, write_json
+from featgraph.ladder import Ladder, load_ladder
+from featgraph.tables import edges_table, families_table, features_table, write_parquet
+
+log = logging.getLogger(__name__)
+
+SUMMARY_KIND = "featgraph families"  # marks an output folder that a later run may replace
+FEATURES_FILE, EDGES_FILE, FAMILIES_FILE = "features.parquet", "edges.parquet", "families.parquet"
+SUMMARY_FILE, GRAPH_FILE, HIST_FILE = "summary.json", "graph.graphml", "max_cos_hist.png"
+
+
+@dataclasses.dataclass
+class FamiliesResult:
+    """Everything a families run computed, as written to ``out_dir``."""
+
+    out_dir: Path
+    names: list[str]
+    tau: float
+    features: pl.DataFrame
+    edges: pl.DataFrame
+    families: pl.DataFrame
+    summary: dict[str, Any]
+    graph: nx.DiGraph
+    pair_families: list[list[Family]]  # per adjacent pair, the families as objects
+    files: list[str]  # names of the files written into out_dir
+
+
+def check_tau(tau: Any) -> float:
+    """tau must be a number strictly between 0 and 1 (edges use a strict ``cos > tau``)."""
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not math.isfinite(tau) or not 0 < tau < 1:
+        raise ConfigError(f"tau must be a number in (0, 1), got {tau!r}")
+    return float(tau)
+
+
+def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Refuse to replace a folder that is not the output of an earlier families run (it would be deleted)."""
+    out = Path(out_dir).resolve()
+    if not out.exists():
+        return out
+    if not out.is_dir():
+        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
+    if not any(out.iterdir()):
+        return out
+    try:
+        previous = json.loads((out / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        previous = None
+    if not isinstance(previous, dict) or previous.get("kind") != SUMMARY_KIND:
+        raise ConfigError(
+            f"--out {out_dir}: exists, is not empty and is not a featgraph families output; refusing to replace "
+            "it (choose a new or empty folder)"
+        )
+    return out
+
+
+def run_families(
+    paths_or_ladder: Sequence[str | os.PathLike[str]] | Ladder,
+    out_dir: str | os.PathLike[str],
+    *,
+    tau: float = 0.7,
+    names: Sequence[str] | None = None,
+    index_dir: str | os.PathLike[str] | None = None,
+    plots: bool = False,
+    method: str = "auto",
+    device: str = "auto",
+    progress: bool = True,
+) -> FamiliesResult:
+    """Match every adjacent pair of a ladder, find novel features and families, write all outputs to ``out_dir``.
+
+    ``paths_or_ladder``: SAE paths (or one folder of SAE folders) for :func:`featgraph.ladder.load_ladder`, or a
+    loaded :class:`~featgraph.ladder.Ladder`. ``names`` overrides the SAE names (paths only). ``index_dir``: take
+    the normalised decoder rows from a saved similarity index (refused when stale). ``method``/``device`` are
+    passed to :func:`featgraph.matching.match_ladder`.
+    """
+    tau = check_tau(tau)
+    out = check_out_dir(out_dir)
+    if isinstance(paths_or_ladder, Ladder):
+        if names is not None:
+            raise ConfigError("names apply only when loading SAEs from paths; this ladder is already loaded")
+        ladder = paths_or_ladder
+    else:
+        ladder = load_ladder(list(paths_or_ladder), names=list(names) if names is not None else None)
+    if len(ladder) < 2:
+        raise ConfigError(
+            f"families need at least 2 SAEs of different widths, got 1 ({ladder[0].path}, width {ladder[0].width})"
+        )
+
+    units, norms = _unit_rows(ladder, index_dir, device)
+    from featgraph.matching import match_ladder
+
+    matches = match_ladder(units, tau, method=method, device=device, progress=progress)
+    pair_fams = [families_from_edges(m.edge_small, m.edge_large) for m in matches]
+
+    names_ = ladder.names
+    features = features_table(names_, norms, matches, pair_fams, tau=tau)
+    edges = edges_table(names_, matches, pair_fams)
+    fams = families_table(names_, pair_fams)
+    graph = ladder_graph(features, edges, tau=tau)
+    summary = _summary(ladder, norms, matches, pair_fams, tau=tau, index_dir=index_dir, plots=plots,
+                       method=method, device=device)
+
+    files = [FEATURES_FILE, EDGES_FILE, FAMILIES_FILE, SUMMARY_FILE, GRAPH_FILE]
+    with atomic_dir(out) as tmp:
+        write_parquet(features, tmp / FEATURES_FILE)
+        write_parquet(edges, tmp / EDGES_FILE)
+        write_parquet(fams, tmp / FAMILIES_FILE)
+        write_json(tmp / SUMMARY_FILE, summary)
+        write_graphml(graph, tmp / GRAPH_FILE)
+        if plots:
+            from featgraph.plots import max_cos_histograms
+
+            # no "Software" metadata: the PNG bytes then depend on the data, not the matplotlib version
+            max_cos_histograms(features, tau=tau).savefig(tmp / HIST_FILE, dpi=110, metadata={"Software": None})
+            files.append(HIST_FILE)
+    log.info("wrote %s to %s", ", ".join(files), out)
+    return FamiliesResult(out, names_, tau, features, edges, fams, summary, graph, pair_fams, files)
+
+
+def _unit_rows(
+    ladder: Ladder, index_dir: str | os.PathLike[str] | None, device: str
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Unit decoder rows and row norms of each SAE, from the saved index when one is given."""
+    if index_dir is not None:
+        from featgraph.index import load_ladder_index
+
+        indices = load_ladder_index(ladder, index_dir)
+        return [ix.unit for ix in indices], [np.asarray(ix.norms) for ix in indices]
+    from featgraph.matching import normalize_rows
+
+    units, norms = [], []
+    for entry in ladder:
+        u, n = normalize_rows(entry.W_dec)
+        units.append(u)
+        norms.append(np.asarray(n))
+    return units, norms
+
+
+def _summary(
+    ladder: Ladder,
+    norms: list[np.ndarray],
+    matches: list[Any],
+    pair_fams: list[list[Family]],
+    *,
+    tau: float,
+    index_dir: str | os.PathLike[str] | None,
+    plots: bool,
+    method: str,
+    device: str,
+) -> dict[str, Any]:
+    """Per-SAE and per-pair counts plus the resolved config (no timestamps: runs must be byte-identical)."""
+    from featgraph import __version__
+
+    saes = []
+    for entry, norm in zip(ladder, norms):
+        zero = np.flatnonzero(np.asarray(norm) == 0)
+        saes.append({
+            "name": entry.name, "path": str(entry.path), "format": entry.format, "width": entry.width,
+            "fingerprint": entry.fingerprint(), "zero_norm_rows": int(zero.size),
+            "zero_norm_first": zero[:10].tolist(),
+        })
+    pairs = []
+    for k, (m, fams) in enumerate(zip(matches, pair_fams)):
+        small, large = ladder[k], ladder[k + 1]
+        defined = np.asarray(norms[k + 1]) != 0
+        max_cos = np.asarray(m.max_cos, dtype=np.float64)
+        n_novel = int(np.sum((max_cos <= tau) & defined))
+        pairs.append({
+            "small": small.name, "large": large.name, "small_width": small.width, "large_width": large.width,
+            "features": large.width,
+            "novel": n_novel,
+            "reconstruction": int(np.sum((max_cos > tau) & defined)),
+            "zero_norm": int(np.sum(~defined)),
+            "novel_share": round(n_novel / max(int(defined.sum()), 1), 6),
+            "edges": int(len(m.edge_cos)),
+            "families": len(fams),
+            "families_by_kind": kind_counts(fams),
+            "small_in_families": int(sum(len(f.small_features) for f in fams)),
+            "large_in_families": int(sum(len(f.large_features) for f in fams)),
+        })
+    config = {
+        "paths": [str(e.path) for e in ladder], "names": ladder.names, "d_in": ladder.d_in, "tau": tau,
+        "method": method, "device": device, "index": str(index_dir) if index_dir is not None else None,
+        "plots": plots, "featgraph_version": __version__,
+    }
+    return {"kind": SUMMARY_KIND, "config": config, "saes": saes, "pairs": pairs}
