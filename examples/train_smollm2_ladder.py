@@ -1,0 +1,104 @@
+"""Train the bundled SAE ladder on SmolLM2-135M (offline, CPU) and write its metrics table.
+
+    python examples/train_smollm2_ladder.py --work /tmp/featgraph-smollm2 --out ladders/smollm2-135m
+
+Steps (each resumes or is skipped when its output exists, so a killed run can be restarted):
+1. the default offline corpus (pydoc topics, stdlib docstrings, fortunes and KJV where installed), split by document
+   into training text and held-out text (5% of documents, by a hash of their names);
+2. 128-token contexts (BOS + 127 text tokens); activations at ``blocks.3.hook_resid_pre`` (BOS position left out)
+   written to two stores under ``--work``: ``train`` and ``heldout``;
+3. one ReLU + L1 SAE per width, all trained in the same pass over the same shuffled batches, so the ladder's SAEs
+   differ only in width; saved in fp16 to ``--out/l3-<width>``;
+4. metrics on held-out tokens only: reconstruction on the held-out store, CE losses on held-out contexts through
+   the full model; ``--out/metrics.parquet`` and ``--out/METRICS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from featgraph.activations import (
+    ActivationStore,
+    collect_activations,
+    default_corpus,
+    load_model,
+    split_documents,
+    tokenize_contexts,
+)
+
+HOOK = "blocks.3.hook_resid_pre"
+
+
+def build_stores(model, work: Path, *, context_size: int, n_train: int, n_heldout: int, seed: int,
+                 quiet: bool) -> tuple[ActivationStore, ActivationStore]:
+    train_docs, held_docs = split_documents(default_corpus(), eval_fraction=0.05)
+    stores = []
+    for split, docs, n in (("train", train_docs, n_train), ("heldout", held_docs, n_heldout)):
+        tokens = tokenize_contexts(model, docs, context_size, bos=True)
+        # A seeded permutation mixes sources inside every shard; the subset is what the budget allows.
+        g = torch.Generator().manual_seed(seed)
+        tokens = tokens[torch.randperm(len(tokens), generator=g)[:n]]
+        logging.info("%s: %d documents -> %d contexts of %d", split, len(docs), len(tokens), context_size)
+        stores.append(collect_activations(model, tokens, HOOK, work / split, progress=not quiet,
+                                          extra={"split": split, "corpus": "default", "seed": seed}))
+    return stores[0], stores[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", type=Path, default=Path("/tmp/featgraph-smollm2"), help="activation stores go here")
+    p.add_argument("--out", type=Path, default=Path("ladders/smollm2-135m"))
+    p.add_argument("--widths", default="576,1152,2304,4608")
+    p.add_argument("--context-size", type=int, default=128)
+    p.add_argument("--train-contexts", type=int, default=12000)
+    p.add_argument("--heldout-contexts", type=int, default=800)
+    p.add_argument("--ce-contexts", type=int, default=160, help="held-out contexts for the CE metrics")
+    p.add_argument("--l1", type=float, default=5.0)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--collect-only", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(2)
+
+    model = load_model()
+    train_store, held_store = build_stores(model, args.work, context_size=args.context_size,
+                                           n_train=args.train_contexts, n_heldout=args.heldout_contexts,
+                                           seed=args.seed, quiet=args.quiet)
+    if args.collect_only:
+        return
+
+    from featgraph.evaluate import evaluate_ladder, metrics_markdown
+    from featgraph.train import TrainConfig, train_ladder
+
+    widths = [int(w) for w in args.widths.split(",")]
+    cfg = TrainConfig(architecture="relu", l1_coefficient=args.l1, lr=args.lr, batch_size=args.batch_size,
+                      epochs=args.epochs, seed=args.seed)
+    folders = train_ladder(train_store, widths, cfg, args.out, name_prefix="l3", save_dtype=torch.float16,
+                           progress=not args.quiet)
+    ce_tokens = held_store.tokens()[: args.ce_contexts]
+    table = evaluate_ladder(folders, acts=held_store, model=model, tokens=ce_tokens, hook_name=HOOK,
+                            progress=not args.quiet)
+    from featgraph.io_utils import atomic_write, write_json
+
+    atomic_write(args.out / "metrics.parquet", lambda path: table.write_parquet(path))
+    md = metrics_markdown(table, note=f"held-out: {held_store.n_tokens} tokens for reconstruction, "
+                                      f"{ce_tokens.numel()} tokens ({len(ce_tokens)} contexts) for CE")
+    atomic_write(args.out / "METRICS.md", lambda path: path.write_text(md))
+    write_json(args.out / "train_config.json", {**vars(args), "work": str(args.work), "out": str(args.out),
+                                                "hook_name": HOOK, "train_store": train_store.meta | {"shards": None},
+                                                "heldout_store": held_store.meta | {"shards": None}})
+    print(md)
+    print(json.dumps({"saes": [str(f) for f in folders]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Activations of a real model at one hook, written to an on-disk store.
+
+The pieces live in small modules and are re-exported here:
+
+- :mod:`featgraph.model_source`: :func:`load_model` (bundled SmolLM2 by default, offline), hook-name checks;
+- :mod:`featgraph.text_sources`: :func:`default_corpus`, :func:`text_source`, :func:`split_documents`,
+  :func:`tokenize_contexts`;
+- :mod:`featgraph.activation_store`: :class:`ActivationStore`.
+
+:func:`collect_activations` runs the model over token contexts with ``stop_at_layer`` (blocks after the hook are
+skipped) and appends shards to a store, resuming a store left unfinished by a killed run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from featgraph.activation_store import ActivationStore, tokens_fingerprint
+from featgraph.errors import ConfigError
+from featgraph.model_source import (
+    DEFAULT_MODEL,
+    bos_token_id,
+    check_hook_name,
+    load_model,
+    model_name,
+    stop_layer_for,
+)
+from featgraph.text_sources import Document, default_corpus, split_documents, text_source, tokenize_contexts
+
+__all__ = [
+    "DEFAULT_MODEL", "ActivationStore", "Document", "collect_activations", "default_corpus", "hook_activations",
+    "load_model", "split_documents", "text_source", "tokenize_contexts",
+]
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def hook_activations(model: Any, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
+    """Activations ``[B, T, d]`` at ``hook_name`` for ``tokens`` ``[B, T]`` (float32, blocks after it skipped)."""
+    check_hook_name(model, hook_name)
+    _, cache = model.run_with_cache(tokens, names_filter=[hook_name], stop_at_layer=stop_layer_for(model, hook_name))
+    return cache[hook_name].float()
+
+
+def collect_activations(model: Any, tokens: torch.Tensor, hook_name: str, store_dir: str | Path, *,
+                        batch_size: int = 8, shard_tokens: int = 2**16, dtype: str = "float16",
+                        exclude_bos: bool = True, extra: dict[str, Any] | None = None,
+                        progress: bool = True) -> ActivationStore:
+    """Write the activations of ``tokens`` ``[n_contexts, T]`` at ``hook_name`` into a store at ``store_dir``.
+
+    With ``exclude_bos`` (the default) position 0 is left out of the store when it holds the BOS id: the BOS
+    residual is an attention sink with a norm ~10x the others, and SAEs are not trained on it. If ``store_dir``
+    already holds an unfinished store for the same model, hook and tokens, collection resumes after its last shard.
+    """
+    check_hook_name(model, hook_name)
+    tokens = torch.as_tensor(tokens, dtype=torch.long)
+    if tokens.ndim != 2:
+        raise ConfigError(f"tokens must be [n_contexts, context_size], got shape {list(tokens.shape)}")
+    store_dir = Path(store_dir)
+    name = model_name(model)
+    d_in = int(model.cfg.d_model)
+    skip_first = exclude_bos and bool((tokens[:, 0] == bos_token_id(model)).all())
+    if exclude_bos and not skip_first:
+        log.warning("exclude_bos: not every context starts with BOS id %d; keeping position 0", bos_token_id(model))
+    if (store_dir / "meta.json").exists():
+        store = ActivationStore(store_dir)
+        same = (store.meta["model"], store.meta["hook_name"], store.meta["tokens_sha256"]) == (
+            name, hook_name, tokens_fingerprint(tokens.numpy()))
+        if not same:
+            raise ConfigError(f"{store_dir}: holds a store for another model, hook or token set "
+                              f"({store.meta['model']}, {store.meta['hook_name']}); choose a new folder")
+        if store.meta["complete"]:
+            return store
+        log.info("resuming %s at context %d", store_dir, store.meta["contexts_done"])
+    else:
+        store = ActivationStore.create(store_dir, model=name, hook_name=hook_name, d_in=d_in, tokens=tokens,
+                                       exclude_bos=skip_first, dtype=dtype, extra=extra)
+    start = int(store.meta["contexts_done"])
+    rows_per_context = tokens.shape[1] - int(skip_first)
+    pending: list[torch.Tensor] = []
+    bar = tqdm(total=len(tokens) * tokens.shape[1], initial=start * tokens.shape[1], unit="tok", disable=not progress,
+               desc=f"activations {hook_name}")
+    for lo in range(start, len(tokens), batch_size):
+        hi = min(lo + batch_size, len(tokens))
+        acts = hook_activations(model, tokens[lo:hi], hook_name)
+        if skip_first:
+            acts = acts[:, 1:]
+        pending.append(acts.reshape(-1, d_in).to(getattr(torch, dtype)))
+        bar.update((hi - lo) * tokens.shape[1])
+        if sum(len(p) for p in pending) >= shard_tokens or hi == len(tokens):
+            store.write(torch.cat(pending), contexts_done=hi)
+            pending = []
+    bar.close()
+    assert store.n_tokens == len(tokens) * rows_per_context
+    store.mark_complete()
+    return store

@@ -1,0 +1,234 @@
+"""SAE training: the post's ReLU + L1 SAE and a TopK SAE, one width or a whole ladder in one pass.
+
+Recipe (ReLU):
+  loss = E_x[ sum_d (x - x_hat)^2 ] + lambda * E_x[ sum_i f_i(x) ]
+with **unit-norm decoder rows**: after every Adam step each row of ``W_dec`` is renormalised, and the gradient
+component parallel to each row is removed before the step. With unit rows the plain L1 equals the decoder-norm
+weighted L1, so the penalty cannot be dodged by shrinking ``f`` and growing ``W_dec``. TopK: loss is the MSE alone.
+
+Inputs are scaled by one constant ``c`` (estimated from the first batches) so that E||c x|| = sqrt(d): the L1
+coefficient then means the same on any model and layer. The scale is folded into the saved weights
+(``b_enc / c``, ``b_dec / c``; ``W_enc``, ``W_dec`` unchanged), so the saved SAE reads raw activations, keeps unit
+decoder rows, and its feature activations are the trained ones divided by ``c``.
+
+Dead features: a feature that has not fired for ``dead_window`` tokens is **resampled** (Anthropic, 2023): its
+decoder row becomes the normalised residual of a poorly reconstructed input of the current batch, its encoder
+column that direction times 0.2 x the mean alive encoder norm, its bias 0, and its Adam moments are reset.
+Resampling runs every ``resample_every`` steps during the first ``resample_until`` fraction of training.
+
+Schedules: the L1 coefficient ramps linearly from 0 over the first 5% of steps; the learning rate decays linearly
+to 0 over the last 20%. Everything is seeded: the same store, config and seed give the same weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from featgraph.activation_store import ActivationStore
+from featgraph.errors import ConfigError
+from featgraph.sae import Sae, SaeConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings shared by every SAE of a ladder (they end up in each checkpoint's ``cfg.extra['train']``)."""
+
+    architecture: str = "relu"  #: relu (L1 penalty) or topk (no penalty)
+    k: int | None = None  #: active features per token for topk
+    l1_coefficient: float = 5.0
+    lr: float = 4e-4
+    batch_size: int = 1024
+    epochs: float = 1.0  #: passes over the store (fractions allowed)
+    n_tokens: int | None = None  #: training tokens; overrides epochs when set
+    seed: int = 0
+    l1_warmup_fraction: float = 0.05
+    lr_decay_fraction: float = 0.2
+    dead_window: int = 100_000  #: tokens without firing before a feature counts as dead
+    resample_every: int = 500  #: steps between resampling rounds (0 = never)
+    resample_until: float = 0.5  #: no resampling after this fraction of the steps
+    buffer_tokens: int = 2**18
+    scale_batches: int = 16  #: batches used to estimate the input scale and the b_dec initialisation
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ("relu", "topk"):
+            raise ConfigError(f"architecture must be 'relu' or 'topk', got {self.architecture!r}")
+        if self.architecture == "topk" and (self.k is None or self.k < 1):
+            raise ConfigError(f"a topk SAE needs k >= 1, got k={self.k!r}")
+        if self.lr <= 0 or self.batch_size < 1 or self.l1_coefficient < 0:
+            raise ConfigError(f"need lr > 0, batch_size >= 1, l1 >= 0; got {self.lr}, {self.batch_size}, "
+                              f"{self.l1_coefficient}")
+
+
+class _Trainer:
+    """One SAE being trained on scaled inputs: parameters, optimiser, dead-feature counters."""
+
+    def __init__(self, width: int, d_in: int, cfg: TrainConfig, b_dec: torch.Tensor, seed: int):
+        self.cfg = cfg
+        g = torch.Generator().manual_seed(seed)
+        W_dec = torch.randn(width, d_in, generator=g)
+        W_dec /= W_dec.norm(dim=1, keepdim=True)
+        self.sae = Sae(SaeConfig(d_in=d_in, n_features=width, architecture=cfg.architecture, k=cfg.k))
+        with torch.no_grad():
+            self.sae.W_dec.copy_(W_dec)
+            self.sae.W_enc.copy_(W_dec.T)  # tied init: every feature starts as a matched detector
+            self.sae.b_dec.copy_(b_dec)
+        self.opt = torch.optim.Adam(self.sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+        self.since_fired = torch.zeros(width, dtype=torch.long)
+        self.n_resampled = 0
+        self.last: dict[str, float] = {}
+
+    def step(self, x: torch.Tensor, l1: float, lr: float) -> torch.Tensor:
+        sae = self.sae
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        f = sae.encode(x)
+        x_hat = sae.decode(f)
+        err = (x_hat - x).pow(2).sum(-1)
+        mse = err.mean()
+        loss = mse + l1 * f.sum(-1).mean() if self.cfg.architecture == "relu" else mse
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            W, G = sae.W_dec, sae.W_dec.grad
+            G -= (G * W).sum(1, keepdim=True) * W  # keep the step tangent to the unit sphere
+            self.opt.step()
+            W /= W.norm(dim=1, keepdim=True).clamp_min(1e-8)
+            fired = (f > 0).any(0)
+            self.since_fired += len(x)
+            self.since_fired[fired] = 0
+        self.last = {"loss": loss.item(), "mse": mse.item(), "l0": (f > 0).float().sum(-1).mean().item()}
+        return err.detach()
+
+    @torch.no_grad()
+    def resample(self, x: torch.Tensor, err: torch.Tensor, gen: torch.Generator) -> int:
+        dead = (self.since_fired >= self.cfg.dead_window).nonzero().flatten()
+        if len(dead) == 0:
+            return 0
+        sae = self.sae
+        picks = torch.multinomial(err + 1e-12, len(dead), replacement=True, generator=gen)
+        resid = x[picks] - sae(x[picks]).x_hat
+        direction = resid / resid.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        alive = torch.ones(sae.n_features, dtype=torch.bool)
+        alive[dead] = False
+        enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
+        sae.W_dec[dead] = direction
+        sae.W_enc[:, dead] = direction.T * 0.2 * enc_norm
+        sae.b_enc[dead] = 0.0
+        for p, idx in ((sae.W_dec, (dead,)), (sae.W_enc, (slice(None), dead)), (sae.b_enc, (dead,))):
+            state = self.opt.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    state[key][idx] = 0.0
+        self.since_fired[dead] = 0
+        self.n_resampled += len(dead)
+        return len(dead)
+
+
+def _scaled_batches(store: ActivationStore, cfg: TrainConfig, n_tokens: int) -> Iterator[torch.Tensor]:
+    """Seeded shuffled batches, cycling over the store for as many epochs as ``n_tokens`` needs."""
+    done, epoch = 0, 0
+    while done < n_tokens:
+        for batch in store.iter_batches(cfg.batch_size, shuffle=True, seed=cfg.seed + epoch,
+                                        buffer_tokens=cfg.buffer_tokens, drop_last=True):
+            yield batch
+            done += len(batch)
+            if done >= n_tokens:
+                return
+        epoch += 1
+
+
+def input_statistics(store: ActivationStore, cfg: TrainConfig) -> tuple[float, torch.Tensor]:
+    """(scale c with E||c x|| = sqrt(d), mean of c x) from the first ``scale_batches`` shuffled batches."""
+    xs = []
+    for i, b in enumerate(store.iter_batches(cfg.batch_size, shuffle=True, seed=cfg.seed + 10_000)):
+        xs.append(b)
+        if i + 1 >= cfg.scale_batches:
+            break
+    x = torch.cat(xs)
+    scale = math.sqrt(store.d_in) / float(x.norm(dim=1).mean())
+    return scale, (x * scale).mean(0)
+
+
+def train_ladder(store: ActivationStore | str | Path, widths: Sequence[int], cfg: TrainConfig | None = None,
+                 out_dir: str | Path | None = None, *, name_prefix: str = "sae", save_dtype: torch.dtype | None = None,
+                 saelens_dir: str | Path | None = None, progress: bool = True) -> list[Any]:
+    """Train one SAE per width on the same batches in one pass over ``store``.
+
+    Returns the saved folders when ``out_dir`` is given (``out_dir/<prefix>-<width>``, featgraph format, and a
+    SAELens copy under ``saelens_dir`` when given), else the trained :class:`Sae` objects.
+    """
+    cfg = cfg or TrainConfig()
+    store = store if isinstance(store, ActivationStore) else ActivationStore(store)
+    if not widths or any(int(w) < 1 for w in widths):
+        raise ConfigError(f"widths must be positive integers, got {list(widths)}")
+    if len(set(widths)) != len(widths):
+        raise ConfigError(f"widths must be distinct, got {list(widths)}")
+    n_tokens = cfg.n_tokens or int(cfg.epochs * store.n_tokens)
+    n_steps = max(1, n_tokens // cfg.batch_size)
+    if store.n_tokens < cfg.batch_size:
+        raise ConfigError(f"{store.folder}: {store.n_tokens} tokens, fewer than one batch of {cfg.batch_size}")
+    torch.manual_seed(cfg.seed)
+    scale, mean = input_statistics(store, cfg)
+    trainers = [_Trainer(int(w), store.d_in, cfg, mean, seed=cfg.seed * 1_000_003 + int(w)) for w in widths]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    bar = tqdm(total=n_steps, unit="step", disable=not progress, desc=f"train {list(widths)}")
+    for step, batch in enumerate(_scaled_batches(store, cfg, n_steps * cfg.batch_size)):
+        frac = step / n_steps
+        l1 = cfg.l1_coefficient * min(1.0, frac / cfg.l1_warmup_fraction) if cfg.l1_warmup_fraction else \
+            cfg.l1_coefficient
+        lr = cfg.lr * min(1.0, (1.0 - frac) / cfg.lr_decay_fraction) if cfg.lr_decay_fraction else cfg.lr
+        x = batch * scale
+        resample = cfg.resample_every and step > 0 and step % cfg.resample_every == 0 and frac < cfg.resample_until
+        for t in trainers:
+            err = t.step(x, l1, lr)
+            if resample:
+                n = t.resample(x, err, gen)
+                if n:
+                    log.info("step %d: resampled %d dead features of width %d", step, n, t.sae.n_features)
+        if step % 50 == 0:
+            bar.set_postfix({f"l0_{t.sae.n_features}": round(t.last["l0"], 1) for t in trainers})
+            log.debug("step %d %s", step, [t.last for t in trainers])
+        bar.update(1)
+    bar.close()
+    extra = {"train": dataclasses.asdict(cfg) | {"n_tokens_trained": n_steps * cfg.batch_size, "n_steps": n_steps,
+                                                 "input_scale": scale},
+             "activation_store": {k: store.meta.get(k) for k in ("model", "hook_name", "context_size", "n_tokens",
+                                                                 "exclude_bos", "tokens_sha256", "extra")}}
+    saes = [_fold_scale(t, scale, store, extra) for t in trainers]
+    if out_dir is None:
+        return saes
+    folders = []
+    for sae in saes:
+        name = f"{name_prefix}-{sae.n_features}"
+        folders.append(sae.save(Path(out_dir) / name, dtype=save_dtype))
+        if saelens_dir is not None:
+            from featgraph.formats import save_saelens
+
+            save_saelens(sae, Path(saelens_dir) / name)
+    return folders
+
+
+def _fold_scale(t: _Trainer, scale: float, store: ActivationStore, extra: dict[str, Any]) -> Sae:
+    """The trained SAE rewritten to read unscaled activations (see module docstring)."""
+    src = t.sae
+    cfg = dataclasses.replace(src.cfg, hook_name=store.hook_name, model_name=store.meta.get("model"),
+                              extra={**extra, "n_resampled": t.n_resampled})
+    tensors = {"W_enc": src.W_enc.detach().clone(), "b_enc": src.b_enc.detach() / scale,
+               "W_dec": src.W_dec.detach().clone(), "b_dec": src.b_dec.detach() / scale}
+    return Sae.from_tensors(tensors, cfg, where=f"trained width {src.n_features}")
+
+
+def train_sae(acts: ActivationStore | str | Path, width: int, cfg: TrainConfig | None = None, **kw: Any) -> Any:
+    """Train a single SAE (see :func:`train_ladder`); returns the Sae, or its folder when ``out_dir`` is given."""
+    return train_ladder(acts, [width], cfg, **kw)[0]
+
