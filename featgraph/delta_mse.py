@@ -248,3 +248,55 @@ def active_inactive_mse(base: Sae, donor: Sae, acts: ActivationsLike, features: 
         c, sa, da = cnt.numpy(), s_act.numpy(), d_act.numpy()
         return ActiveInactive(active_frac=c / n, base_active=sa / c, base_inactive=(s_tot - sa) / (n - c),
                               donor_active=da / c, donor_inactive=(d_tot - da) / (n - c))
+
+
+def cumulative_add_mse(base: Sae, donor: Sae, acts: ActivationsLike, order: Sequence[int] | np.ndarray, *,
+                       batch_size: int = 4096, dtype: torch.dtype = torch.float64, progress: bool = True
+                       ) -> np.ndarray:
+    """MSE after adding the donor features ``order[:k]`` together, for every ``k = 0..len(order)`` (one pass).
+
+    Added features interact, so this is not a cumulative sum of single dMSEs: with ``a_i = E[2 f_i r . d_i]`` and
+    ``M_ij = E[f_i f_j] (d_i . d_j)``, ``MSE_k = MSE_0 + sum_{i<=k} a_i + sum_{i,j<=k} M_ij``; we accumulate the
+    co-activation matrix ``E[f f^T]`` (``[k, k]``) over the tokens and take prefix sums.
+    """
+    check_stitchable(base, donor)
+    idx = torch.as_tensor(np.asarray(order, dtype=np.int64))
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= donor.n_features
+                        or torch.unique(idx).numel() != idx.numel()):
+        raise ConfigError(f"order must hold distinct donor feature indices in [0, {donor.n_features})")
+    b, dn = as_dtype(base, dtype), as_dtype(donor, dtype)
+    k = idx.numel()
+    with torch.no_grad():
+        D = dn.W_dec[idx]
+        lin = torch.zeros(k, dtype=dtype)
+        co = torch.zeros(k, k, dtype=dtype)
+        sse, n = torch.zeros((), dtype=dtype), 0
+        bar = tqdm(total=n_rows(acts), unit="tok", desc="cumulative MSE", disable=not progress)
+        for x in iter_acts(acts, batch_size, base.d_in):
+            x = x.to(dtype)
+            r = b(x).x_hat - x
+            f = encode_columns(dn, x, idx)
+            sse += (r * r).sum()
+            lin += 2 * (f * (r @ D.T)).sum(0)
+            co += f.T @ f
+            n += x.shape[0]
+            bar.update(x.shape[0])
+        bar.close()
+    if n == 0:
+        raise ConfigError("no activations given (0 tokens)")
+    M = (co / n) * (D @ D.T)
+    step = lin / n + torch.diagonal(M) + 2 * torch.tril(M, -1).sum(1)
+    return float(sse / n) + np.concatenate([[0.0], torch.cumsum(step, 0).numpy()])
+
+
+def two_by_two(max_cos: np.ndarray, dmse: np.ndarray, tau: float = 0.7) -> dict[str, dict[str, int]]:
+    """The post's table: novel (max cos <= tau) / reconstruction (> tau) x dMSE < 0 / > 0 (/ == 0: never fires)."""
+    max_cos, dmse = np.asarray(max_cos), np.asarray(dmse)
+    if max_cos.shape != dmse.shape:
+        raise ShapeMismatchError(f"max_cos has shape {list(max_cos.shape)} but dmse {list(dmse.shape)}")
+    novel = max_cos <= tau
+    out = {}
+    for name, m in (("novel", novel), ("reconstruction", ~novel)):
+        out[name] = {"dmse_lt_0": int((dmse[m] < 0).sum()), "dmse_gt_0": int((dmse[m] > 0).sum()),
+                     "dmse_eq_0": int((dmse[m] == 0).sum()), "total": int(m.sum())}
+    return out

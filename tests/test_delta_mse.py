@@ -9,9 +9,11 @@ import torch
 from featgraph.delta_mse import (
     active_inactive_mse,
     as_dtype,
+    cumulative_add_mse,
     delta_mse_add,
     delta_mse_swap,
     family_groups,
+    two_by_two,
 )
 from featgraph.errors import ConfigError
 from featgraph.hybrid import add_features, swap_family
@@ -104,3 +106,19 @@ def test_active_inactive_mse_matches_masks():
         assert res.base_inactive[i] == pytest.approx(float(es[~m].mean()), rel=1e-9)
         assert res.donor_active[i] == pytest.approx(float(el[m].mean()), rel=1e-9)
         assert res.donor_inactive[i] == pytest.approx(float(el[~m].mean()), rel=1e-9)
+
+
+def test_cumulative_add_mse_equals_building_each_prefix():
+    small, large, x, _ = stitch_pair()
+    order = [40, 3, 77, 12, 5, 60]
+    curve = cumulative_add_mse(small, large, x, order, batch_size=450, progress=False)
+    assert curve.shape == (7,)
+    for k in range(7):
+        mse, _ = exact_mse_l0(add_features(small, large, order[:k]), x)
+        assert curve[k] == pytest.approx(mse, rel=1e-6), k
+
+
+def test_two_by_two_counts():
+    t = two_by_two(np.array([0.1, 0.2, 0.9, 0.95, 0.7, 0.3]), np.array([-1.0, 2.0, 3.0, -4.0, -5.0, 0.0]), 0.7)
+    assert t["novel"] == {"dmse_lt_0": 2, "dmse_gt_0": 1, "dmse_eq_0": 1, "total": 4}  # 0.7 itself is novel
+    assert t["reconstruction"] == {"dmse_lt_0": 1, "dmse_gt_0": 1, "dmse_eq_0": 0, "total": 2}
