@@ -32,12 +32,7 @@ def families(saes: tuple[str, ...], out: str, tau: float, index_dir: str | None,
 
     result = run_families(list(saes), out, tau=tau, names=list(names) or None, index_dir=index_dir,
                           plots=plots, method=method, device=device, progress=not quiet)
-    for sae in result.summary["saes"]:
-        if sae["zero_norm_rows"]:
-            click.echo(
-                f"warning: {sae['path']}: {sae['zero_norm_rows']} all-zero decoder rows (first: "
-                f"{sae['zero_norm_first']}); they match nothing and are marked zero_norm", err=True,
-            )
+    # all-zero decoder rows were already reported (one warning line per SAE) by featgraph.ladder while loading
     click.echo(format_pair_table(result.summary["pairs"], tau=result.tau))
     click.echo(f"wrote {', '.join(result.files)} to {out}")
 
