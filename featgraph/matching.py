@@ -43,6 +43,7 @@ from featgraph.errors import ConfigError, ShapeMismatchError
 log = logging.getLogger(__name__)
 
 METHODS = ("auto", "fp32", "bf16", "faiss", "brute64")
+
 U32 = 2.0**-24
 U16 = 2.0**-8  # bf16: 8 significant bits, round to nearest
 # float32 unit rows have norm 1 to within a few float32 roundings; this bounds |x||y| for any pair of them.
@@ -139,7 +140,7 @@ def match_brute64(small_unit: np.ndarray, large_unit: np.ndarray, tau: float = 0
     return PairMatch(max_cos, argmax.astype(np.int64), es.astype(np.int64), el.astype(np.int64), S[el, es])
 
 
-def _dot64(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+def _dot64(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, chunk: int = 1 << 14) -> np.ndarray:
     """float64 ``a[ia[k]] . b[ib[k]]`` for every k, in chunks so the gathered rows stay small."""
     out = np.empty(ia.size, np.float64)
     for s in range(0, ia.size, chunk):
@@ -149,65 +150,103 @@ def _dot64(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, chunk: 
     return out
 
 
-def recheck_block(
-    small_unit: np.ndarray,
-    large_unit: np.ndarray,
-    row0: int,
-    cand_rows: np.ndarray,
-    cand_cols: np.ndarray,
-    n_rows: int,
-    tau: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Decide a block's candidates in float64.
+def decide_candidates(
+    cand_rows: np.ndarray, cand_cols: np.ndarray, cos: np.ndarray, tau: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Keep the float64 answers among a batch of candidates sorted by (row, col).
 
-    ``cand_rows`` (block-local) / ``cand_cols`` must be sorted by (row, col) and every row must have at least one
-    candidate (its approximate max always is one). Returns the block's max_cos, argmax and edges (global rows).
+    Returns ``(rows, row_max, row_argmax, edge_mask)``: for each distinct row, its largest float64 cos and the
+    lowest column reaching it; and which candidates are edges (cos > tau).
     """
-    cos = _dot64(large_unit, small_unit, cand_rows + row0, cand_cols)
-    starts = np.flatnonzero(np.r_[True, cand_rows[1:] != cand_rows[:-1]])
-    assert starts.size == n_rows, "every row of a block has at least one max candidate"
+    starts = np.flatnonzero(np.r_[True, cand_rows[1:] != cand_rows[:-1]]) if cand_rows.size else np.zeros(0, int)
+    if starts.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool)
     row_max = np.maximum.reduceat(cos, starts)
     counts = np.diff(np.r_[starts, cos.size])
-    is_max = cos == np.repeat(row_max, counts)
-    hit = np.flatnonzero(is_max)
-    _, first = np.unique(cand_rows[hit], return_index=True)  # first (lowest col) max of each row
-    argmax = cand_cols[hit[first]]
-    edge = cos > tau
-    return row_max, argmax, cand_cols[edge], cand_rows[edge] + row0, cos[edge]
+    hit = np.flatnonzero(cos == np.repeat(row_max, counts))
+    # hits are in (row, col) order, so the first hit of each row is its lowest-index max
+    first = np.r_[True, cand_rows[hit][1:] != cand_rows[hit][:-1]]
+    return cand_rows[starts], row_max, cand_cols[hit[first]], cos > tau
 
 
-def _rows_per_block(n_small: int, bytes_per_entry: int, block_bytes: int) -> int:
-    return max(1, int(block_bytes // max(1, n_small * bytes_per_entry)))
+class _PairAccumulator:
+    """Collects one pair's per-row maxima and edges from the engine's candidate batches."""
+
+    def __init__(self, n_large: int, zero_rows: np.ndarray):
+        self.max_cos = np.full(n_large, np.nan)
+        self.argmax = np.full(n_large, -1, np.int64)
+        # a zero row has cos exactly 0 to every row: brute force gives max 0 at index 0
+        self.max_cos[zero_rows] = 0.0
+        self.argmax[zero_rows] = 0
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, row0: int, cand_rows: np.ndarray, cand_cols: np.ndarray, cos: np.ndarray, tau: float) -> None:
+        rows, row_max, row_arg, edge = decide_candidates(cand_rows, cand_cols, cos, tau)
+        self.max_cos[rows + row0] = row_max
+        self.argmax[rows + row0] = row_arg
+        if edge.any():
+            self.parts.append((cand_cols[edge], cand_rows[edge] + row0, cos[edge]))
+
+    def result(self) -> PairMatch:
+        assert not np.isnan(self.max_cos).any(), "every row got its max from some candidate batch"
+        if self.parts:
+            es, el, ec = (np.concatenate(p) for p in zip(*self.parts))
+        else:
+            es, el, ec = _empty_edges()
+        return PairMatch(self.max_cos, self.argmax, es.astype(np.int64), el.astype(np.int64), ec)
 
 
-def match_blocked_numpy(
-    small_unit: np.ndarray, large_unit: np.ndarray, tau: float = 0.7, *, block_bytes: int = 1 << 30,
-    progress: bool = True,
-) -> PairMatch:
-    """Blocked float32 GEMM (numpy's BLAS) with the float64 re-check of every candidate."""
-    from tqdm.auto import tqdm
+def match_faiss(small_unit: np.ndarray, large_unit: np.ndarray, tau: float = 0.7) -> PairMatch:
+    """The baseline: faiss ``IndexFlatIP`` search(k=1) for the max plus range_search for the edges.
+
+    To give the same edge set as the other methods, range_search runs at ``tau - e`` (the fp32 bound) and its
+    results are decided in float64; the max is faiss's fp32 argmax with its cos recomputed in float64 (so on an
+    fp32 near-tie its argmax may differ from brute force).
+    """
+    import faiss
 
     _check_pair(small_unit, large_unit, tau)
-    n_l, d = large_unit.shape
-    e = rounding_margin(d, "fp32")
-    rows = _rows_per_block(small_unit.shape[0], 4 + 1, block_bytes)
-    max_cos = np.empty(n_l, np.float64)
-    argmax = np.empty(n_l, np.int64)
-    parts = []
-    smallT = np.ascontiguousarray(small_unit.T)
-    for r0 in tqdm(range(0, n_l, rows), disable=not progress, desc="match", unit="block"):
-        blk = large_unit[r0 : r0 + rows]
-        S = blk @ smallT
-        m = S.max(axis=1)
-        t = np.minimum(np.float32(tau - e), m - np.float32(2 * e))
-        cr, cc = np.nonzero(S >= t[:, None])
-        del S
-        mx, am, es, el, ec = recheck_block(small_unit, large_unit, r0, cr, cc, blk.shape[0], tau)
-        max_cos[r0 : r0 + rows] = mx
-        argmax[r0 : r0 + rows] = am
-        parts.append((es, el, ec))
-    es, el, ec = (np.concatenate(p) for p in zip(*parts)) if parts else _empty_edges()
-    return PairMatch(max_cos, argmax, es.astype(np.int64), el.astype(np.int64), ec)
+    e = rounding_margin(small_unit.shape[1], "fp32")
+    index = faiss.IndexFlatIP(small_unit.shape[1])
+    index.add(np.ascontiguousarray(small_unit, dtype=np.float32))
+    queries = np.ascontiguousarray(large_unit, dtype=np.float32)
+    _, ids = index.search(queries, 1)
+    argmax = ids[:, 0].astype(np.int64)
+    lims, _, cols = index.range_search(queries, float(tau - e))
+    rows = np.repeat(np.arange(large_unit.shape[0]), np.diff(lims).astype(np.int64))
+    order = np.lexsort((cols, rows))
+    rows, cols = rows[order], cols[order].astype(np.int64)
+    cos = _dot64(large_unit, small_unit, rows, cols)
+    keep = cos > tau
+    max_cos = _dot64(large_unit, small_unit, np.arange(large_unit.shape[0]), argmax)
+    return PairMatch(max_cos, argmax, cols[keep], rows[keep].astype(np.int64), cos[keep])
+
+
+def _resolve_method(method: str, device) -> str:
+    from featgraph.matching_blocked import fast_method
+
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+    return fast_method(device) if method == "auto" else method
+
+
+def _match_prepared(small, large, tau: float, method: str, device, block_bytes: int, bar) -> PairMatch:
+    import torch
+
+    from featgraph.matching_blocked import COMPUTE, exact_matmul_settings, stream_pair
+
+    e = rounding_margin(large.gemm.shape[1], COMPUTE[method][1])
+    acc = _PairAccumulator(large.n, large.zero_rows)
+    on_block = bar.update if bar is not None else None
+    with exact_matmul_settings(device), torch.inference_mode():
+        for row0, _, cr, cc, cos in stream_pair(small, large, tau, e, block_bytes=block_bytes, on_block=on_block):
+            acc.add(row0, cr, cc, cos, tau)
+    return acc.result()
+
+
+def _check_budget(block_bytes: int, n_small: int) -> None:
+    if block_bytes < 1 << 20:
+        raise ConfigError(f"block_bytes must be at least 1 MiB, got {block_bytes}")
 
 
 def match_pair(
@@ -222,16 +261,54 @@ def match_pair(
 ) -> PairMatch:
     """Max cos / argmax of every larger-SAE row against the smaller SAE, and every edge with cos > tau.
 
-    ``small_unit`` / ``large_unit`` are unit rows from :func:`normalize_rows`. Every method returns the edge set and
-    argmax of a float64 brute force, and its max cos to within float64 rounding (see the module docstring).
+    ``small_unit`` / ``large_unit`` are unit rows from :func:`normalize_rows`. ``method``: ``"fp32"`` (blocked
+    exact), ``"bf16"`` (bf16 candidates), ``"auto"`` (bf16 where the hardware has it), ``"faiss"`` (baseline),
+    ``"brute64"`` (oracle, small sizes). Every method but ``"faiss"`` returns the edge set and argmax of a float64
+    brute force and its max cos to float64 rounding (see the module docstring); ``device`` picks CPU or CUDA.
+    ``block_bytes`` bounds the memory used beyond the decoders.
     """
+    return match_ladder([small_unit, large_unit], tau, method=method, device=device, block_bytes=block_bytes,
+                        progress=progress)[0]
+
+
+def match_ladder(
+    units: list[np.ndarray],
+    tau: float = 0.7,
+    *,
+    method: str = "auto",
+    device: str = "auto",
+    block_bytes: int = 1 << 30,
+    progress: bool = True,
+) -> list[PairMatch]:
+    """Match every adjacent (smaller, larger) pair of a ladder's unit decoders (ascending width).
+
+    Each SAE is converted and moved to the device once and serves as the larger SAE of one pair and the smaller
+    of the next. One progress bar counts the larger SAEs' rows over all pairs.
+    """
+    from tqdm.auto import tqdm
+
+    from featgraph.matching_blocked import PreparedUnits, resolve_device
+
+    if len(units) < 2:
+        raise ConfigError(f"a ladder match needs at least 2 SAEs, got {len(units)}")
+    for a, b in zip(units[:-1], units[1:]):
+        _check_pair(a, b, tau)
     if method not in METHODS:
         raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
     if method == "brute64":
-        return match_brute64(small_unit, large_unit, tau)
-    return match_blocked_numpy(small_unit, large_unit, tau, block_bytes=block_bytes, progress=progress)
-
-
-def match_ladder(units: list[np.ndarray], tau: float = 0.7, **kw) -> list[PairMatch]:
-    """Match every adjacent (smaller, larger) pair of a ladder's unit decoders (ascending width)."""
-    return [match_pair(a, b, tau, **kw) for a, b in zip(units[:-1], units[1:])]
+        return [match_brute64(a, b, tau) for a, b in zip(units[:-1], units[1:])]
+    if method == "faiss":
+        return [match_faiss(a, b, tau) for a, b in zip(units[:-1], units[1:])]
+    _check_budget(block_bytes, 0)
+    dev = resolve_device(device)
+    method = _resolve_method(method, dev)
+    log.info("matching %d pairs with method=%s on %s", len(units) - 1, method, dev)
+    total = sum(u.shape[0] for u in units[1:])
+    out = []
+    with tqdm(total=total, disable=not progress, desc=f"match ({method}, {dev.type})", unit="row") as bar:
+        prev = PreparedUnits.build(units[0], dev, method)
+        for u in units[1:]:
+            cur = PreparedUnits.build(u, dev, method)
+            out.append(_match_prepared(prev, cur, tau, method, dev, block_bytes, bar))
+            prev = cur  # this SAE is the smaller one of the next pair: reuse its upload
+    return out

@@ -1,0 +1,188 @@
+"""The streaming engine behind :func:`featgraph.matching.match_pair`: blocked GEMM, candidates, float64 re-check.
+
+One block = a slice of larger-SAE rows against every smaller-SAE row, computed into one reused buffer (so the pages
+are touched once, not once per block). From each block, in one GEMM and one read of the buffer:
+
+1. ``C = amax`` over groups of ``GROUP`` consecutive columns (one streaming read of the buffer, the only one);
+2. the row max ``m`` is the max of ``C``; the row's candidate threshold is ``t = min(tau - e, m - 2e)``;
+3. only the groups with ``C >= t`` (a tiny fraction) are gathered and compared entry by entry;
+4. every candidate is recomputed in float64; :func:`featgraph.matching.decide_candidates` keeps the answers.
+
+The same code runs on CPU and CUDA torch tensors. Each SAE is normalised, converted to the GEMM dtype, padded and
+moved to the device once (:class:`PreparedUnits`); a ladder run reuses it as the larger SAE of one pair and the
+smaller SAE of the next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from featgraph.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+GROUP = 128  # columns per group of the first-stage max: small enough to gather cheaply, large enough to stream
+# GEMM dtype and the rounding model of its output (see featgraph.matching.rounding_margin)
+COMPUTE = {"fp32": (torch.float32, "fp32"), "bf16": (torch.bfloat16, "bf16_out")}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def fast_method(device: torch.device) -> str:
+    """bf16 where the hardware multiplies it natively (AMX / AVX512-BF16 CPUs, Ampere+ GPUs), else fp32."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
+    cpu = torch.cpu
+    has_bf16 = getattr(cpu, "_is_amx_tile_supported", lambda: False)() or getattr(
+        cpu, "_is_avx512_bf16_supported", lambda: False
+    )()
+    return "bf16" if has_bf16 else "fp32"
+
+
+@contextlib.contextmanager
+def exact_matmul_settings(device: torch.device) -> Iterator[None]:
+    """Make fp32 GEMMs true fp32 and bf16 GEMMs accumulate in fp32, whatever the caller set globally.
+
+    The error bound of the re-check assumes both; TF32 or a bf16 reduction would silently break it.
+    """
+    old_prec = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    cuda_flags = None
+    if device.type == "cuda":
+        m = torch.backends.cuda.matmul
+        cuda_flags = (m.allow_tf32, m.allow_bf16_reduced_precision_reduction)
+        m.allow_tf32 = False
+        m.allow_bf16_reduced_precision_reduction = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(old_prec)
+        if cuda_flags is not None:
+            m = torch.backends.cuda.matmul
+            m.allow_tf32, m.allow_bf16_reduced_precision_reduction = cuda_flags
+
+
+@dataclasses.dataclass
+class PreparedUnits:
+    """One SAE's unit rows on a device: float32 for the re-check, the GEMM dtype for the candidates.
+
+    Rows are padded with zeros to a multiple of ``GROUP`` so that a block row splits into whole groups; the padded
+    columns of a block are set to -inf before the first-stage max, so they are never candidates.
+    """
+
+    unit32: torch.Tensor  # [n_pad, d] float32
+    gemm: torch.Tensor  # [n_pad, d] GEMM dtype (the same tensor as unit32 for fp32)
+    n: int
+    zero_rows: np.ndarray  # indices of all-zero rows: cos 0 to everything
+
+    @classmethod
+    def build(cls, unit: np.ndarray, device: torch.device, method: str) -> PreparedUnits:
+        n, d = unit.shape
+        n_pad = -(-n // GROUP) * GROUP
+        u = torch.zeros(n_pad, d, dtype=torch.float32)
+        u[:n] = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))
+        u = u.to(device)
+        dtype = COMPUTE[method][0]
+        gemm = u if dtype == torch.float32 else u.to(dtype)
+        zero = np.flatnonzero(~np.any(unit != 0, axis=1))
+        return cls(unit32=u, gemm=gemm, n=n, zero_rows=zero)
+
+
+def _dot64(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor, chunk: int) -> torch.Tensor:
+    """float64 ``a[ia[k]] . b[ib[k]]`` for every k (float32 rows, exact products in float64), chunked."""
+    out = torch.empty(ia.numel(), dtype=torch.float64, device=a.device)
+    for s in range(0, ia.numel(), chunk):
+        x = a.index_select(0, ia[s : s + chunk]).double()
+        y = b.index_select(0, ib[s : s + chunk]).double()
+        out[s : s + chunk] = x.mul_(y).sum(dim=1)
+    return out
+
+
+def _row_batches(hit_rows: torch.Tensor, n_rows: int, cap: int) -> list[tuple[int, int]]:
+    """Split ``range(len(hit_rows))`` (sorted by row) into slices of about ``cap`` hits that never split a row."""
+    n = hit_rows.numel()
+    if n <= cap:
+        return [(0, n)]
+    counts = torch.bincount(hit_rows, minlength=n_rows).cumsum(0).cpu().numpy()
+    cuts = [0]
+    while cuts[-1] < n:
+        nxt = int(np.searchsorted(counts, cuts[-1] + cap, side="right"))  # rows wholly inside the budget
+        end = int(counts[nxt - 1]) if nxt > 0 else 0
+        if end <= cuts[-1]:  # one row alone exceeds the budget: take it whole
+            end = int(counts[np.searchsorted(counts, cuts[-1], side="right")])
+        cuts.append(end)
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def stream_pair(
+    small: PreparedUnits,
+    large: PreparedUnits,
+    tau: float,
+    margin: float,
+    *,
+    block_bytes: int,
+    on_block=None,
+):
+    """Yield ``(row0, n_rows, cand_rows, cand_cols, cos64)`` per batch: candidates sorted by (row, col), block-local
+    rows, and their float64 cos. Zero rows of the larger SAE get no candidates (the caller fills them in)."""
+    dev = small.gemm.device
+    n_s, n_s_pad = small.n, small.gemm.shape[0]
+    n_l, d = large.n, large.gemm.shape[1]
+    dtype = small.gemm.dtype
+    item = torch.finfo(dtype).bits // 8
+    # 3/4 of the budget for the similarity block, the rest for first-stage maxima, gathers and the re-check
+    rows = max(1, min(n_l, int(0.75 * block_bytes) // (n_s_pad * item)))
+    hit_cap = max(1, int(0.08 * block_bytes) // (GROUP * (item + 1)))
+    cand_chunk = max(256, int(0.04 * block_bytes) // (d * 8 * 2))
+    n_groups = n_s_pad // GROUP
+    buf = torch.empty(rows, n_s_pad, dtype=dtype, device=dev)
+    zero_large = torch.zeros(n_l, dtype=torch.bool)
+    zero_large[torch.from_numpy(large.zero_rows)] = True
+    zero_large = zero_large.to(dev)
+    edge_t = np.float32(tau - margin)
+    two_e = np.float32(2 * margin)
+    for r0 in range(0, n_l, rows):
+        r = min(rows, n_l - r0)
+        S = buf[:r]
+        _gemm(large.gemm[r0 : r0 + r], small.gemm, S)
+        if n_s_pad > n_s:
+            S[:, n_s:] = float("-inf")
+        grouped = S.view(r, n_groups, GROUP)
+        gmax = torch.amax(grouped, dim=2)  # [r, G], the one full read of the block
+        m = torch.amax(gmax, dim=1).float()
+        t = torch.clamp(m - two_e, max=edge_t)
+        t[zero_large[r0 : r0 + r]] = float("inf")
+        hit_r, hit_g = torch.nonzero(gmax >= t[:, None], as_tuple=True)
+        for h0, h1 in _row_batches(hit_r, r, hit_cap):
+            hr, hg = hit_r[h0:h1], hit_g[h0:h1]
+            vals = grouped[hr, hg]  # [H, GROUP]
+            hh, kk = torch.nonzero(vals >= t[hr][:, None], as_tuple=True)
+            cand_rows = hr[hh]
+            cand_cols = hg[hh] * GROUP + kk
+            cos = _dot64(large.unit32, small.unit32, cand_rows + r0, cand_cols, cand_chunk)
+            yield r0, r, cand_rows.cpu().numpy(), cand_cols.cpu().numpy(), cos.cpu().numpy()
+        if on_block is not None:
+            on_block(r)
+
+
+def _gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+    """``out = a @ b.T`` into the reused buffer. fp32 on CPU goes through numpy's BLAS (OpenBLAS), which was faster
+    than torch's MKL on AMD CPUs and equal on Intel; everything else through torch."""
+    if a.device.type == "cpu" and a.dtype == torch.float32:
+        np.matmul(a.numpy(), b.numpy().T, out=out.numpy())
+    else:
+        torch.mm(a, b.T, out=out)
