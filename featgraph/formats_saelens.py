@@ -13,7 +13,8 @@ Orientation (same as featgraph's, so nothing is transposed): ``W_enc [d_in, d_sa
   written as ``architecture: standard`` with ``activation_fn_str: topk`` and ``activation_fn_kwargs:
   {k: ...}``.
 
-The writer emits the 6.x layout and repeats ``model_name`` / ``hook_name`` at the top for older readers.
+The writer emits the 6.x layout (``model_name`` / ``hook_name`` also at the top, where pre-6 readers look;
+pre-6 SAELens also wants training fields such as ``context_size`` that featgraph does not know).
 """
 
 from __future__ import annotations
