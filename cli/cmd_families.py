@@ -10,19 +10,47 @@ from .common import device_option, out_option, quiet_option
 @click.command("families")
 @click.argument("saes", nargs=-1, required=True, type=click.Path())
 @out_option
-@click.option("--tau", default=0.7, show_default=True, type=float,
-              help="Edge threshold: cos > tau is an edge, max cos <= tau is novel. Must lie in (0, 1).")
-@click.option("--index", "index_dir", type=click.Path(file_okay=False),
-              help="Take the normalised decoder rows from this saved index (see `featgraph index`).")
-@click.option("--plots", is_flag=True, help="Also write max_cos_hist.png (the max-cos histogram of every pair).")
-@click.option("--name", "names", multiple=True,
-              help="SAE names in the order the SAEs are found (repeat once per SAE); default: folder names.")
-@click.option("--method", default="auto", show_default=True,
-              help="Similarity search method passed to the matcher (auto picks the exact search that fits).")
+@click.option(
+    "--tau",
+    default=0.7,
+    show_default=True,
+    type=float,
+    help="Edge threshold: cos > tau is an edge, max cos <= tau is novel. Must lie in (0, 1).",
+)
+@click.option(
+    "--index",
+    "index_dir",
+    type=click.Path(file_okay=False),
+    help="Take the normalised decoder rows from this saved index (see `featgraph index`).",
+)
+@click.option(
+    "--plots", is_flag=True, help="Also write max_cos_hist.png (the max-cos histogram of every pair)."
+)
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    help="SAE names in the order the SAEs are found (repeat once per SAE); default: folder names.",
+)
+@click.option(
+    "--method",
+    default="auto",
+    show_default=True,
+    help="Similarity search method passed to the matcher (auto picks the exact search that fits).",
+)
 @device_option
 @quiet_option
-def families(saes: tuple[str, ...], out: str, tau: float, index_dir: str | None, plots: bool,
-             names: tuple[str, ...], method: str, device: str, quiet: bool) -> None:
+def families(
+    saes: tuple[str, ...],
+    out: str,
+    tau: float,
+    index_dir: str | None,
+    plots: bool,
+    names: tuple[str, ...],
+    method: str,
+    device: str,
+    quiet: bool,
+) -> None:
     """Compare every adjacent pair of a ladder of SAEs (paths, or one folder of SAE folders).
 
     Writes features.parquet, edges.parquet, families.parquet, summary.json and graph.graphml into --out, then
@@ -30,8 +58,17 @@ def families(saes: tuple[str, ...], out: str, tau: float, index_dir: str | None,
     """
     from featgraph.families import run_families
 
-    result = run_families(list(saes), out, tau=tau, names=list(names) or None, index_dir=index_dir,
-                          plots=plots, method=method, device=device, progress=not quiet)
+    result = run_families(
+        list(saes),
+        out,
+        tau=tau,
+        names=list(names) or None,
+        index_dir=index_dir,
+        plots=plots,
+        method=method,
+        device=device,
+        progress=not quiet,
+    )
     # all-zero decoder rows were already reported (one warning line per SAE) by featgraph.ladder while loading
     click.echo(format_pair_table(result.summary["pairs"], tau=result.tau))
     click.echo(f"wrote {', '.join(result.files)} to {out}")
@@ -43,13 +80,26 @@ def format_pair_table(pairs: list[dict], *, tau: float) -> str:
     rows = [head]
     for p in pairs:
         k = p["families_by_kind"]
-        rows.append([
-            f"{p['small']} -> {p['large']}", str(p["features"]), str(p["novel"]),
-            f"{100 * p['novel_share']:.1f}", str(p["edges"]), str(p["families"]),
-            str(k["copy"]), str(k["split"]), str(k["merge"]), str(k["n:m"]),
-        ])
+        rows.append(
+            [
+                f"{p['small']} -> {p['large']}",
+                str(p["features"]),
+                str(p["novel"]),
+                f"{100 * p['novel_share']:.1f}",
+                str(p["edges"]),
+                str(p["families"]),
+                str(k["copy"]),
+                str(k["split"]),
+                str(k["merge"]),
+                str(k["n:m"]),
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = [f"tau = {tau:g} (edge: cos > tau; novel: max cos <= tau)"]
     for r in rows:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     return "\n".join(lines)

@@ -1,10 +1,10 @@
 """The families pipeline: a ladder of SAEs in, tables + summary + GraphML (+ plots) out.
 
-For every adjacent pair (small, large) of the ladder, every large feature gets its max decoder cosine to the small
-SAE and its argmax (from :mod:`featgraph.matching`, or a saved :mod:`featgraph.index`); edges are the pairs with
-cos > tau; novel features have max cos <= tau; families are the connected components with an edge
-(:mod:`featgraph.graph`). Everything is written into a temporary folder that replaces ``out_dir`` only when the
-whole run succeeded, so a failed run leaves nothing behind. Outputs (see :mod:`featgraph.tables` and
+For every adjacent pair (small, large) of the ladder, every large feature gets its max decoder cosine to the
+small SAE and its argmax (from :mod:`featgraph.matching`, or a saved :mod:`featgraph.index`); edges are the
+pairs with cos > tau; novel features have max cos <= tau; families are the connected components with an edge
+(:mod:`featgraph.graph`). Everything is written into a temporary folder that replaces ``out_dir`` only when
+the whole run succeeded, so a failed run leaves nothing behind. Outputs (see :mod:`featgraph.tables` and
 :mod:`featgraph.graph` for their schemas): ``features.parquet``, ``edges.parquet``, ``families.parquet``,
 ``summary.json`` (per-pair counts and the resolved config, no timestamps), ``graph.graphml`` and, with
 ``plots=True``, ``max_cos_hist.png``. Two runs on the same inputs give byte-identical files.
@@ -57,7 +57,12 @@ class FamiliesResult:
 
 def check_tau(tau: Any) -> float:
     """tau must be a number strictly between 0 and 1 (edges use a strict ``cos > tau``)."""
-    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not math.isfinite(tau) or not 0 < tau < 1:
+    if (
+        isinstance(tau, bool)
+        or not isinstance(tau, numbers.Real)
+        or not math.isfinite(tau)
+        or not 0 < tau < 1
+    ):
         raise ConfigError(f"tau must be a number in (0, 1), got {tau!r}")
     return float(tau)
 
@@ -77,8 +82,8 @@ def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
         previous = None
     if not isinstance(previous, dict) or previous.get("kind") != SUMMARY_KIND:
         raise ConfigError(
-            f"--out {out_dir}: exists, is not empty and is not a featgraph families output; refusing to replace "
-            "it (choose a new or empty folder)"
+            f"--out {out_dir}: exists, is not empty and is not a featgraph families output; refusing to "
+            "replace it (choose a new or empty folder)"
         )
     return out
 
@@ -95,12 +100,12 @@ def run_families(
     device: str = "auto",
     progress: bool = True,
 ) -> FamiliesResult:
-    """Match every adjacent pair of a ladder, find novel features and families, write all outputs to ``out_dir``.
+    """Match every adjacent pair of a ladder, find novel features and families, write it all to ``out_dir``.
 
-    ``paths_or_ladder``: SAE paths (or one folder of SAE folders) for :func:`featgraph.ladder.load_ladder`, or a
-    loaded :class:`~featgraph.ladder.Ladder`. ``names`` overrides the SAE names (paths only). ``index_dir``: take
-    the normalised decoder rows from a saved similarity index (refused when stale). ``method``/``device`` are
-    passed to :func:`featgraph.matching.match_ladder`.
+    ``paths_or_ladder``: SAE paths (or one folder of SAE folders) for :func:`featgraph.ladder.load_ladder`, or
+    a loaded :class:`~featgraph.ladder.Ladder`. ``names`` overrides the SAE names (paths only). ``index_dir``:
+    take the normalised decoder rows from a saved similarity index (refused when stale). ``method``/``device``
+    are passed to :func:`featgraph.matching.match_ladder`.
     """
     tau = check_tau(tau)
     out = check_out_dir(out_dir)
@@ -112,7 +117,8 @@ def run_families(
         ladder = load_ladder(list(paths_or_ladder), names=list(names) if names is not None else None)
     if len(ladder) < 2:
         raise ConfigError(
-            f"families need at least 2 SAEs of different widths, got 1 ({ladder[0].path}, width {ladder[0].width})"
+            f"families need at least 2 SAEs of different widths, got 1 ({ladder[0].path}, "
+            f"width {ladder[0].width})"
         )
 
     units, norms = _unit_rows(ladder, index_dir, device)
@@ -126,8 +132,17 @@ def run_families(
     edges = edges_table(names_, matches, pair_fams)
     fams = families_table(names_, pair_fams)
     graph = ladder_graph(features, edges, tau=tau)
-    summary = _summary(ladder, norms, matches, pair_fams, tau=tau, index_dir=index_dir, plots=plots,
-                       method=method, device=device)
+    summary = _summary(
+        ladder,
+        norms,
+        matches,
+        pair_fams,
+        tau=tau,
+        index_dir=index_dir,
+        plots=plots,
+        method=method,
+        device=device,
+    )
 
     files = [FEATURES_FILE, EDGES_FILE, FAMILIES_FILE, SUMMARY_FILE, GRAPH_FILE]
     with atomic_dir(out) as tmp:
@@ -140,7 +155,9 @@ def run_families(
             from featgraph.plots import max_cos_histograms
 
             # no "Software" metadata: the PNG bytes then depend on the data, not the matplotlib version
-            max_cos_histograms(features, tau=tau).savefig(tmp / HIST_FILE, dpi=110, metadata={"Software": None})
+            max_cos_histograms(features, tau=tau).savefig(
+                tmp / HIST_FILE, dpi=110, metadata={"Software": None}
+            )
             files.append(HIST_FILE)
     log.info("wrote %s to %s", ", ".join(files), out)
     return FamiliesResult(out, names_, tau, features, edges, fams, summary, graph, pair_fams, files)
@@ -181,35 +198,52 @@ def _summary(
     from featgraph import __version__
 
     saes = []
-    for entry, norm in zip(ladder, norms):
+    for entry, norm in zip(ladder, norms, strict=True):
         zero = np.flatnonzero(np.asarray(norm) == 0)
-        saes.append({
-            "name": entry.name, "path": str(entry.path), "format": entry.format, "width": entry.width,
-            "fingerprint": entry.fingerprint(), "zero_norm_rows": int(zero.size),
-            "zero_norm_first": zero[:10].tolist(),
-        })
+        saes.append(
+            {
+                "name": entry.name,
+                "path": str(entry.path),
+                "format": entry.format,
+                "width": entry.width,
+                "fingerprint": entry.fingerprint(),
+                "zero_norm_rows": int(zero.size),
+                "zero_norm_first": zero[:10].tolist(),
+            }
+        )
     pairs = []
-    for k, (m, fams) in enumerate(zip(matches, pair_fams)):
+    for k, (m, fams) in enumerate(zip(matches, pair_fams, strict=True)):
         small, large = ladder[k], ladder[k + 1]
         defined = np.asarray(norms[k + 1]) != 0
         max_cos = np.asarray(m.max_cos, dtype=np.float64)
         n_novel = int(np.sum((max_cos <= tau) & defined))
-        pairs.append({
-            "small": small.name, "large": large.name, "small_width": small.width, "large_width": large.width,
-            "features": large.width,
-            "novel": n_novel,
-            "reconstruction": int(np.sum((max_cos > tau) & defined)),
-            "zero_norm": int(np.sum(~defined)),
-            "novel_share": round(n_novel / max(int(defined.sum()), 1), 6),
-            "edges": int(len(m.edge_cos)),
-            "families": len(fams),
-            "families_by_kind": kind_counts(fams),
-            "small_in_families": int(sum(len(f.small_features) for f in fams)),
-            "large_in_families": int(sum(len(f.large_features) for f in fams)),
-        })
+        pairs.append(
+            {
+                "small": small.name,
+                "large": large.name,
+                "small_width": small.width,
+                "large_width": large.width,
+                "features": large.width,
+                "novel": n_novel,
+                "reconstruction": int(np.sum((max_cos > tau) & defined)),
+                "zero_norm": int(np.sum(~defined)),
+                "novel_share": round(n_novel / max(int(defined.sum()), 1), 6),
+                "edges": int(len(m.edge_cos)),
+                "families": len(fams),
+                "families_by_kind": kind_counts(fams),
+                "small_in_families": int(sum(len(f.small_features) for f in fams)),
+                "large_in_families": int(sum(len(f.large_features) for f in fams)),
+            }
+        )
     config = {
-        "paths": [str(e.path) for e in ladder], "names": ladder.names, "d_in": ladder.d_in, "tau": tau,
-        "method": method, "device": device, "index": str(index_dir) if index_dir is not None else None,
-        "plots": plots, "featgraph_version": __version__,
+        "paths": [str(e.path) for e in ladder],
+        "names": ladder.names,
+        "d_in": ladder.d_in,
+        "tau": tau,
+        "method": method,
+        "device": device,
+        "index": str(index_dir) if index_dir is not None else None,
+        "plots": plots,
+        "featgraph_version": __version__,
     }
     return {"kind": SUMMARY_KIND, "config": config, "saes": saes, "pairs": pairs}

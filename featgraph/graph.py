@@ -4,11 +4,12 @@ All functions are free functions over plain ``networkx`` graphs (never a subclas
 
 Vocabulary
 ----------
-For an adjacent pair (small SAE, larger SAE) and a threshold ``tau``, an *edge* joins small feature ``i`` and large
-feature ``j`` when the cosine of their decoder rows is ``> tau`` (strict). A *family* is a connected component of
-that bipartite graph with at least one edge; its *kind* is ``"copy"`` (1 small : 1 large), ``"split"`` (1 : n),
-``"merge"`` (n : 1) or ``"n:m"``. Family ids are ``0, 1, ...`` in the order of each family's smallest small-feature
-index, so they are deterministic. A large feature is *novel* when its maximum cosine to the small SAE is ``<= tau``.
+For an adjacent pair (small SAE, larger SAE) and a threshold ``tau``, an *edge* joins small feature ``i`` and
+large feature ``j`` when the cosine of their decoder rows is ``> tau`` (strict). A *family* is a connected
+component of that bipartite graph with at least one edge; its *kind* is ``"copy"`` (1 small : 1 large),
+``"split"`` (1 : n), ``"merge"`` (n : 1) or ``"n:m"``. Family ids are ``0, 1, ...`` in the order of each
+family's smallest small-feature index, so they are deterministic. A large feature is *novel* when its maximum
+cosine to the small SAE is ``<= tau``.
 
 Pair graph schema (:func:`pair_graph`, an undirected ``nx.Graph``)
 ------------------------------------------------------------------
@@ -22,10 +23,11 @@ Edges carry ``cos`` (float).
 
 Ladder graph schema (:func:`ladder_graph`, a directed ``nx.DiGraph``, also the GraphML file)
 ------------------------------------------------------------------------------------------
-One node per feature of every SAE, ``"<sae>:<feature>"``, in ladder order then feature order. Edges point from a small
-feature to a feature of the next-larger SAE whenever their cosine is ``> tau``, so the descendants of a node are its
-splitting tree (a DAG when a large feature has several parents above tau). GraphML allows neither ``None`` nor lists
-as values, so "no value" is encoded with a sentinel and a boolean says when the sentinel applies:
+One node per feature of every SAE, ``"<sae>:<feature>"``, in ladder order then feature order. Edges point from
+a small feature to a feature of the next-larger SAE whenever their cosine is ``> tau``, so the descendants of
+a node are its splitting tree (a DAG when a large feature has several parents above tau). GraphML allows
+neither ``None`` nor lists as values, so "no value" is encoded with a sentinel and a boolean says when the
+sentinel applies:
 
 ============== ======= =================================================================================
 node attribute type    meaning (encoded value when absent)
@@ -45,9 +47,9 @@ child_family   int     family id in the pair with the next-larger SAE (``-1`` wh
 ============== ======= =================================================================================
 
 Edges carry ``cos`` (double) and ``family`` (int, the family id within that pair). Graph attributes: ``tau``
-(double), ``saes`` (string, JSON list of SAE names in ladder order) and ``schema`` (string, ``GRAPHML_SCHEMA``).
-:func:`read_graphml` reads the file back and turns the sentinels into ``None``; plain ``nx.read_graphml`` gives
-the encoded values.
+(double), ``saes`` (string, JSON list of SAE names in ladder order) and ``schema`` (string,
+``GRAPHML_SCHEMA``). :func:`read_graphml` reads the file back and turns the sentinels into ``None``; plain
+``nx.read_graphml`` gives the encoded values.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import escape, quoteattr
 
 import networkx as nx
 import numpy as np
@@ -99,7 +102,7 @@ def family_kind(n_small: int, n_large: int) -> str:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Family:
-    """One swap family of an adjacent pair: feature indices in each SAE (ascending) and the number of edges."""
+    """One swap family of an adjacent pair: its feature indices in each SAE (ascending) and its edge count."""
 
     family: int
     small_features: np.ndarray  # int64, ascending
@@ -118,8 +121,9 @@ class Family:
 def families_from_edges(edge_small: np.ndarray, edge_large: np.ndarray) -> list[Family]:
     """Families from edge lists (``edge_small[e]`` -- ``edge_large[e]``) with scipy's connected components.
 
-    Only features touched by an edge are nodes here, so isolated (novel) features cost nothing. On the largest GPT-2
-    pair (147k features) this is far faster than networkx; :func:`families_from_graph` gives the same families.
+    Only features touched by an edge become nodes and everything is vectorised, so the cost grows with the
+    number of edges, not of features; :func:`families_from_graph` (networkx) gives the same families and is
+    kept as the readable cross-check.
     """
     es = np.asarray(edge_small, dtype=np.int64)
     el = np.asarray(edge_large, dtype=np.int64)
@@ -135,7 +139,8 @@ def families_from_edges(edge_small: np.ndarray, edge_large: np.ndarray) -> list[
     ).tocsr()
     _, labels = scipy.sparse.csgraph.connected_components(adj, directed=False)
     small_label, large_label = labels[:n_s], labels[n_s:]
-    # small_ids is ascending, so the first small node seen with a label is that family's smallest small feature
+    # small_ids is ascending, so the first small node seen with a label is that family's smallest small
+    # feature
     labels_in_order, first = np.unique(small_label, return_index=True)
     rank = np.empty(labels.max() + 1, dtype=np.int64)
     rank[labels_in_order[np.argsort(first, kind="stable")]] = np.arange(labels_in_order.size)
@@ -164,8 +169,8 @@ def pair_graph(
 ) -> nx.Graph:
     """The bipartite similarity graph of one adjacent pair (schema in the module docstring).
 
-    ``match`` is a :class:`featgraph.matching.PairMatch` (``max_cos``, ``argmax``, ``edge_small``, ``edge_large``,
-    ``edge_cos``). ``novel`` is set on large nodes when ``tau`` is given.
+    ``match`` is a :class:`featgraph.matching.PairMatch` (``max_cos``, ``argmax``, ``edge_small``,
+    ``edge_large``, ``edge_cos``). ``novel`` is set on large nodes when ``tau`` is given.
     """
     n_large = len(match.max_cos)
     g = nx.Graph(small=small_name, large=large_name)
@@ -175,15 +180,19 @@ def pair_graph(
     )
     for j in range(n_large):
         attrs: dict[str, Any] = {
-            "sae": large_name, "width": n_large, "feature": j, "bipartite": 1,
-            "max_cos": float(match.max_cos[j]), "parent": int(match.argmax[j]),
+            "sae": large_name,
+            "width": n_large,
+            "feature": j,
+            "bipartite": 1,
+            "max_cos": float(match.max_cos[j]),
+            "parent": int(match.argmax[j]),
         }
         if tau is not None:
             attrs["novel"] = bool(match.max_cos[j] <= tau)
         g.add_node(node_id(large_name, j), **attrs)
     g.add_edges_from(
         (node_id(small_name, int(s)), node_id(large_name, int(l_)), {"cos": float(c)})
-        for s, l_, c in zip(match.edge_small, match.edge_large, match.edge_cos)
+        for s, l_, c in zip(match.edge_small, match.edge_large, match.edge_cos, strict=True)
     )
     return g
 
@@ -191,7 +200,8 @@ def pair_graph(
 def families_from_graph(g: nx.Graph) -> list[Family]:
     """Families of a pair graph with networkx's connected components (components of >= 2 nodes).
 
-    Same result and ids as :func:`families_from_edges`; nodes need the ``bipartite`` and ``feature`` attributes.
+    Same result and ids as :func:`families_from_edges`; nodes need the ``bipartite`` and ``feature``
+    attributes.
     """
     found = []
     for comp in nx.connected_components(g):
@@ -208,7 +218,7 @@ def families_from_graph(g: nx.Graph) -> list[Family]:
 
 
 def family_of_features(families: Iterable[Family], n: int, side: str) -> np.ndarray:
-    """``out[i]`` = id of the family containing feature ``i`` of the ``"small"`` or ``"large"`` SAE, else -1."""
+    """``out[i]`` = id of the family holding feature ``i`` of the ``"small"`` or ``"large"`` SAE, else -1."""
     if side not in ("small", "large"):
         raise ValueError(f"side must be 'small' or 'large', got {side!r}")
     out = np.full(n, NO_INT, dtype=np.int64)
@@ -231,21 +241,29 @@ def kind_counts(families: Iterable[Family]) -> dict[str, int]:
 def ladder_graph(features: pl.DataFrame, edges: pl.DataFrame, *, tau: float) -> nx.DiGraph:
     """The ladder's splitting graph from the features and edges tables (schema in the module docstring).
 
-    Built from the tables (see :mod:`featgraph.tables`) so that it can be rebuilt from the Parquet files alone.
-    Attribute values are plain Python types, GraphML-ready (sentinels instead of ``None``).
+    Built from the tables (see :mod:`featgraph.tables`) so that it can be rebuilt from the Parquet files
+    alone. Attribute values are plain Python types, GraphML-ready (sentinels instead of ``None``).
     """
-    g = nx.DiGraph(tau=float(tau), saes=json.dumps(features["sae"].unique(maintain_order=True).to_list()),
-                   schema=GRAPHML_SCHEMA)
+    g = nx.DiGraph(
+        tau=float(tau),
+        saes=json.dumps(features["sae"].unique(maintain_order=True).to_list()),
+        schema=GRAPHML_SCHEMA,
+    )
     for row in features.iter_rows(named=True):
         has_parent = row["max_cos"] is not None
         g.add_node(
             node_id(row["sae"], row["feature"]),
-            sae=row["sae"], width=int(row["width"]), feature=int(row["feature"]), norm=float(row["norm"]),
-            zero_norm=bool(row["zero_norm"]), has_parent=has_parent,
+            sae=row["sae"],
+            width=int(row["width"]),
+            feature=int(row["feature"]),
+            norm=float(row["norm"]),
+            zero_norm=bool(row["zero_norm"]),
+            has_parent=has_parent,
             max_cos=float(row["max_cos"]) if has_parent else NO_COS,
             parent=int(row["parent"]) if has_parent else NO_INT,
             novel=bool(row["novel"]) if has_parent else False,
-            family=_int_or_none(row["family"]), child_family=_int_or_none(row["child_family"]),
+            family=_int_or_none(row["family"]),
+            child_family=_int_or_none(row["child_family"]),
         )
     for row in edges.iter_rows(named=True):
         u, v = node_id(row["small"], row["small_feature"]), node_id(row["large"], row["large_feature"])
@@ -275,16 +293,85 @@ def tree_depth(tree: nx.DiGraph, root: str) -> int:
 # -- GraphML -------------------------------------------------------------------------------------------------
 
 
-def write_graphml(g: nx.DiGraph, path: str | os.PathLike[str]) -> Path:
-    """Write the ladder graph to GraphML atomically; attributes must already be encoded (see ladder_graph).
+_GRAPHML_TYPES = {
+    bool: "boolean",
+    int: "int",
+    float: "double",
+    str: "string",
+}  # bool before int: a bool is an int
 
-    Gephi and Cytoscape read it; the bytes depend only on the graph, so two runs give identical files.
+
+def _graphml_type(value: Any, where: str) -> str:
+    for py, name in _GRAPHML_TYPES.items():
+        if isinstance(value, py):
+            return name
+    raise ValueError(f"GraphML cannot hold {type(value).__name__} values ({where}): encode them first")
+
+
+def _graphml_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(float(value))  # shortest string that reads back to the same float (np.float64 too)
+    return escape(str(value))
+
+
+def _graphml_keys(items: Iterable[dict[str, Any]], scope: str) -> dict[str, str]:
+    """attribute name -> GraphML type, in order of first appearance; one type per name."""
+    keys: dict[str, str] = {}
+    for data in items:
+        for k, v in data.items():
+            if v is None or isinstance(v, (list, tuple, dict)):
+                raise ValueError(f"GraphML cannot hold None or lists: {scope} attribute {k!r} needs encoding")
+            t = _graphml_type(v, f"{scope} attribute {k!r}")
+            if keys.setdefault(k, t) != t:
+                raise ValueError(f"{scope} attribute {k!r} mixes GraphML types {keys[k]} and {t}")
+    return keys
+
+
+def write_graphml(g: nx.Graph, path: str | os.PathLike[str]) -> Path:
+    """Write a graph to GraphML atomically, streaming (attributes must already be encoded, see ladder_graph).
+
+    networkx's writer builds the whole XML tree in memory before writing it, which gets slow and large for
+    ladders of 100k+ features; this writes one element per line instead. The output is standard GraphML with
+    typed keys, read by networkx, Gephi and Cytoscape, and its bytes depend only on the graph (byte-identical
+    runs).
     """
-    for _, data in g.nodes(data=True):
-        bad = [k for k, v in data.items() if v is None or isinstance(v, (list, tuple, dict))]
-        if bad:
-            raise ValueError(f"GraphML cannot hold None or lists: node attributes {bad} need encoding")
-    return atomic_write(path, lambda p: nx.write_graphml(g, p, encoding="utf-8", prettyprint=True))
+    node_keys = _graphml_keys((d for _, d in g.nodes(data=True)), "node")
+    edge_keys = _graphml_keys((d for _, _, d in g.edges(data=True)), "edge")
+    graph_keys = _graphml_keys([g.graph], "graph")
+    ids: dict[tuple[str, str], str] = {}
+    header = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        '<graphml xmlns="http://graphml.graphdrawing.org/xmlns" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        'xsi:schemaLocation="http://graphml.graphdrawing.org/xmlns '
+        'http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd">',
+    ]
+    for scope, keys in (("graph", graph_keys), ("node", node_keys), ("edge", edge_keys)):
+        for name, typ in keys.items():
+            ids[scope, name] = kid = f"{scope[0]}{len([i for i in ids if i[0] == scope])}"
+            header.append(f'  <key id="{kid}" for="{scope}" attr.name={quoteattr(name)} attr.type="{typ}" />')
+
+    def data(scope: str, attrs: dict[str, Any]) -> str:
+        return "".join(f'<data key="{ids[scope, k]}">{_graphml_text(v)}</data>' for k, v in attrs.items())
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write("\n".join(header) + "\n")
+            f.write(f'  <graph edgedefault="{"directed" if g.is_directed() else "undirected"}">\n')
+            if g.graph:
+                f.write(f"    {data('graph', g.graph)}\n")
+            for n, attrs in g.nodes(data=True):
+                f.write(f"    <node id={quoteattr(str(n))}>{data('node', attrs)}</node>\n")
+            for u, v, attrs in g.edges(data=True):
+                f.write(
+                    f"    <edge source={quoteattr(str(u))} target={quoteattr(str(v))}>{data('edge', attrs)}"
+                    "</edge>\n"
+                )
+            f.write("  </graph>\n</graphml>\n")
+
+    return atomic_write(path, write)
 
 
 def read_graphml(path: str | os.PathLike[str], *, decode: bool = True) -> nx.DiGraph:

@@ -1,7 +1,8 @@
 """Figures of a families run. Each plot takes ``ax=None`` and returns the Figure.
 
-Figures are built on :class:`matplotlib.figure.Figure` directly (not pyplot), so nothing here selects a backend or
-opens a window: saving a PNG uses Agg whatever the environment, and importing featgraph stays side-effect free.
+Figures are built on :class:`matplotlib.figure.Figure` directly (not pyplot), so nothing here selects a
+backend or opens a window: saving a PNG uses Agg whatever the environment, and importing featgraph stays
+side-effect free.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
 def pair_names(features: pl.DataFrame) -> list[tuple[str, str]]:
     """Adjacent (small, large) SAE names in ladder order, from a features table."""
     names = features["sae"].unique(maintain_order=True).to_list()
-    return list(zip(names[:-1], names[1:]))
+    return list(zip(names[:-1], names[1:], strict=False))
 
 
 def max_cos_histogram(
@@ -58,10 +59,18 @@ def max_cos_histogram(
     edges = np.linspace(lo, 1.0, bins + 1)
     novel = vals <= tau
     share = novel.mean() if vals.size else float("nan")
-    ax.hist(vals[novel], bins=edges, color="#d95f02",
-            label=f"novel (<= {tau:g}): {int(novel.sum())} ({100 * share:.1f}%)")
-    ax.hist(vals[~novel], bins=edges, color="#1b9e77",
-            label=f"reconstruction (> {tau:g}): {int((~novel).sum())} ({100 * (1 - share):.1f}%)")
+    ax.hist(
+        vals[novel],
+        bins=edges,
+        color="#d95f02",
+        label=f"novel (<= {tau:g}): {int(novel.sum())} ({100 * share:.1f}%)",
+    )
+    ax.hist(
+        vals[~novel],
+        bins=edges,
+        color="#1b9e77",
+        label=f"reconstruction (> {tau:g}): {int((~novel).sum())} ({100 * (1 - share):.1f}%)",
+    )
     ax.axvline(tau, color="black", linestyle="--", linewidth=1)
     ax.set_xlim(lo, 1.0)
     ax.set_xlabel(f"max decoder cosine to {small}" if small else "max decoder cosine to the next-smaller SAE")
@@ -83,8 +92,8 @@ def max_cos_histograms(features: pl.DataFrame, *, tau: float, ncols: int = 2) ->
     nrows = math.ceil(len(pairs) / ncols)
     fig = Figure(figsize=(6.0 * ncols, 3.6 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, (small, large) in zip(axes, pairs):
+    for ax, (small, large) in zip(axes, pairs, strict=False):
         max_cos_histogram(features, large, tau=tau, small=small, ax=ax)
-    for ax in axes[len(pairs):]:
+    for ax in axes[len(pairs) :]:
         ax.set_visible(False)
     return fig

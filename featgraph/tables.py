@@ -21,39 +21,45 @@ import polars as pl
 from featgraph.graph import Family, family_of_features
 from featgraph.io_utils import atomic_path
 
-FEATURES_SCHEMA = pl.Schema({
-    "sae": pl.String,  # SAE name
-    "width": pl.Int64,  # features in that SAE
-    "feature": pl.Int64,  # feature index
-    "norm": pl.Float64,  # decoder row norm
-    "zero_norm": pl.Boolean,  # the decoder row is all zeros (matches nothing)
-    "max_cos": pl.Float64,  # max cosine to the next-smaller SAE
-    "parent": pl.Int64,  # argmax in the next-smaller SAE (whatever its cosine)
-    "novel": pl.Boolean,  # max_cos <= tau
-    "family": pl.Int64,  # family id in the pair with the next-smaller SAE
-    "child_family": pl.Int64,  # family id in the pair with the next-larger SAE
-})
+FEATURES_SCHEMA = pl.Schema(
+    {
+        "sae": pl.String,  # SAE name
+        "width": pl.Int64,  # features in that SAE
+        "feature": pl.Int64,  # feature index
+        "norm": pl.Float64,  # decoder row norm
+        "zero_norm": pl.Boolean,  # the decoder row is all zeros (matches nothing)
+        "max_cos": pl.Float64,  # max cosine to the next-smaller SAE
+        "parent": pl.Int64,  # argmax in the next-smaller SAE (whatever its cosine)
+        "novel": pl.Boolean,  # max_cos <= tau
+        "family": pl.Int64,  # family id in the pair with the next-smaller SAE
+        "child_family": pl.Int64,  # family id in the pair with the next-larger SAE
+    }
+)
 
-EDGES_SCHEMA = pl.Schema({
-    "small": pl.String,
-    "large": pl.String,
-    "small_feature": pl.Int64,
-    "large_feature": pl.Int64,
-    "cos": pl.Float64,
-    "family": pl.Int64,  # the family (within this pair) the edge belongs to
-})
+EDGES_SCHEMA = pl.Schema(
+    {
+        "small": pl.String,
+        "large": pl.String,
+        "small_feature": pl.Int64,
+        "large_feature": pl.Int64,
+        "cos": pl.Float64,
+        "family": pl.Int64,  # the family (within this pair) the edge belongs to
+    }
+)
 
-FAMILIES_SCHEMA = pl.Schema({
-    "small": pl.String,
-    "large": pl.String,
-    "family": pl.Int64,
-    "kind": pl.String,  # copy | split | merge | n:m
-    "small_features": pl.List(pl.Int64),
-    "large_features": pl.List(pl.Int64),
-    "n_small": pl.Int64,
-    "n_large": pl.Int64,
-    "n_edges": pl.Int64,
-})
+FAMILIES_SCHEMA = pl.Schema(
+    {
+        "small": pl.String,
+        "large": pl.String,
+        "family": pl.Int64,
+        "kind": pl.String,  # copy | split | merge | n:m
+        "small_features": pl.List(pl.Int64),
+        "large_features": pl.List(pl.Int64),
+        "n_small": pl.Int64,
+        "n_large": pl.Int64,
+        "n_edges": pl.Int64,
+    }
+)
 
 
 def _masked(values: np.ndarray, keep: np.ndarray) -> pl.Series:
@@ -69,10 +75,10 @@ def features_table(
     *,
     tau: float,
 ) -> pl.DataFrame:
-    """One row per feature of every SAE; ``matches[i]`` / ``families[i]`` are for pair (names[i], names[i+1])."""
+    """One row per feature of every SAE; ``matches[i]``, ``families[i]`` belong to (names[i], names[i+1])."""
     assert len(matches) == len(families) == len(names) - 1 == len(norms) - 1
     frames = []
-    for k, (name, norm) in enumerate(zip(names, norms)):
+    for k, (name, norm) in enumerate(zip(names, norms, strict=True)):
         n = len(norm)
         zero = np.asarray(norm) == 0
         if k == 0:
@@ -93,19 +99,29 @@ def features_table(
             child_family = _masked(child, child >= 0)
         else:
             child_family = pl.Series([None] * n, dtype=pl.Int64)
-        frames.append(pl.DataFrame({
-            "sae": pl.Series([name] * n, dtype=pl.String),
-            "width": pl.Series(np.full(n, n, dtype=np.int64)),
-            "feature": pl.Series(np.arange(n, dtype=np.int64)),
-            "norm": pl.Series(np.asarray(norm, dtype=np.float64)),
-            "zero_norm": pl.Series(zero),
-            "max_cos": max_cos, "parent": parent, "novel": novel, "family": family,
-            "child_family": child_family,
-        }, schema=FEATURES_SCHEMA))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "sae": pl.Series([name] * n, dtype=pl.String),
+                    "width": pl.Series(np.full(n, n, dtype=np.int64)),
+                    "feature": pl.Series(np.arange(n, dtype=np.int64)),
+                    "norm": pl.Series(np.asarray(norm, dtype=np.float64)),
+                    "zero_norm": pl.Series(zero),
+                    "max_cos": max_cos,
+                    "parent": parent,
+                    "novel": novel,
+                    "family": family,
+                    "child_family": child_family,
+                },
+                schema=FEATURES_SCHEMA,
+            )
+        )
     return pl.concat(frames, how="vertical") if frames else FEATURES_SCHEMA.to_frame()
 
 
-def edges_table(names: Sequence[str], matches: Sequence[Any], families: Sequence[list[Family]]) -> pl.DataFrame:
+def edges_table(
+    names: Sequence[str], matches: Sequence[Any], families: Sequence[list[Family]]
+) -> pl.DataFrame:
     """Every edge with cos > tau of every adjacent pair, with its family id."""
     frames = []
     for k, m in enumerate(matches):
@@ -114,13 +130,19 @@ def edges_table(names: Sequence[str], matches: Sequence[Any], families: Sequence
         order = np.lexsort((es, el))  # by large then small (the matcher's order; enforced for stable output)
         es, el = es[order], el[order]
         fam = family_of_features(families[k], int(es.max()) + 1 if es.size else 0, "small")
-        frames.append(pl.DataFrame({
-            "small": pl.Series([names[k]] * es.size, dtype=pl.String),
-            "large": pl.Series([names[k + 1]] * es.size, dtype=pl.String),
-            "small_feature": es, "large_feature": el,
-            "cos": np.asarray(m.edge_cos, dtype=np.float64)[order],
-            "family": fam[es] if es.size else np.zeros(0, dtype=np.int64),
-        }, schema=EDGES_SCHEMA))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "small": pl.Series([names[k]] * es.size, dtype=pl.String),
+                    "large": pl.Series([names[k + 1]] * es.size, dtype=pl.String),
+                    "small_feature": es,
+                    "large_feature": el,
+                    "cos": np.asarray(m.edge_cos, dtype=np.float64)[order],
+                    "family": fam[es] if es.size else np.zeros(0, dtype=np.int64),
+                },
+                schema=EDGES_SCHEMA,
+            )
+        )
     return pl.concat(frames, how="vertical") if frames else EDGES_SCHEMA.to_frame()
 
 
@@ -128,9 +150,15 @@ def families_table(names: Sequence[str], families: Sequence[list[Family]]) -> pl
     """One row per family of every adjacent pair."""
     rows = [
         {
-            "small": names[k], "large": names[k + 1], "family": f.family, "kind": f.kind,
-            "small_features": f.small_features.tolist(), "large_features": f.large_features.tolist(),
-            "n_small": len(f.small_features), "n_large": len(f.large_features), "n_edges": f.n_edges,
+            "small": names[k],
+            "large": names[k + 1],
+            "family": f.family,
+            "kind": f.kind,
+            "small_features": f.small_features.tolist(),
+            "large_features": f.large_features.tolist(),
+            "n_small": len(f.small_features),
+            "n_large": len(f.large_features),
+            "n_edges": f.n_edges,
         }
         for k, fams in enumerate(families)
         for f in fams
@@ -141,12 +169,14 @@ def families_table(names: Sequence[str], families: Sequence[list[Family]]) -> pl
 def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write ``df`` atomically with settings that make the bytes depend on the data alone.
 
-    Polars' native writer puts no timestamp in the file; fixing the compression, its level, the statistics and the
-    row-group size removes every other default that could change between runs or polars versions' defaults.
+    Polars' native writer puts no timestamp in the file; fixing the compression, its level, the statistics and
+    the row-group size removes every other default that could change between runs or polars versions'
+    defaults.
     """
     with atomic_path(path) as tmp:
-        df.write_parquet(tmp, compression="zstd", compression_level=3, statistics=True,
-                         row_group_size=1 << 20)
+        df.write_parquet(
+            tmp, compression="zstd", compression_level=3, statistics=True, row_group_size=1 << 20
+        )
     return Path(path)
 
 
@@ -163,5 +193,7 @@ def read_table(path: str | os.PathLike[str], schema: pl.Schema) -> pl.DataFrame:
         raise SaeFormatError(f"{path}: not a readable Parquet file ({e})") from e
     missing = [c for c in schema if c not in df.columns or df.schema[c] != schema[c]]
     if missing:
-        raise SaeFormatError(f"{path}: columns {missing} missing or of the wrong type (have {dict(df.schema)})")
+        raise SaeFormatError(
+            f"{path}: columns {missing} missing or of the wrong type (have {dict(df.schema)})"
+        )
     return df

@@ -6,8 +6,8 @@ import json
 
 import polars as pl
 from click.testing import CliRunner
-
 from featgraph.cli.main import cli
+
 from featgraph.graph import read_graphml
 from featgraph.synthetic import planted_ladder
 
@@ -27,22 +27,50 @@ def test_families_on_a_folder_of_saes_writes_everything_and_prints_the_counts(tm
     result = invoke("families", root, "--out", out, "--plots", "--quiet")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "edges.parquet", "families.parquet", "features.parquet", "graph.graphml", "max_cos_hist.png",
-        "summary.json"]
+        "edges.parquet",
+        "families.parquet",
+        "features.parquet",
+        "graph.graphml",
+        "max_cos_hist.png",
+        "summary.json",
+    ]
     summary = json.loads((out / "summary.json").read_text())
     assert [s["name"] for s in summary["saes"]] == ["sae32", "sae64", "sae128"]
     assert [s["format"] for s in summary["saes"]] == ["featgraph"] * 3
     lines = result.stdout.splitlines()
     assert lines[0].startswith("tau = 0.7")
-    assert lines[1].split() == ["pair", "features", "novel", "novel%", "edges", "families", "copy", "split",
-                                "merge", "n:m"]
-    for line, p, (a, b) in zip(lines[2:4], summary["pairs"], zip(decoders[:-1], decoders[1:])):
+    assert lines[1].split() == [
+        "pair",
+        "features",
+        "novel",
+        "novel%",
+        "edges",
+        "families",
+        "copy",
+        "split",
+        "merge",
+        "n:m",
+    ]
+    for line, p, (a, b) in zip(
+        lines[2:4], summary["pairs"], zip(decoders[:-1], decoders[1:], strict=True), strict=True
+    ):
         want = brute_pair(a, b, 0.7)
         fams = union_find_families(want.edge_small, want.edge_large)
         k = p["families_by_kind"]
-        assert line.split() == [p["small"], "->", p["large"], str(len(b)), str(int((want.max_cos <= 0.7).sum())),
-                                f"{100 * p['novel_share']:.1f}", str(want.edge_cos.size), str(len(fams)),
-                                str(k["copy"]), str(k["split"]), str(k["merge"]), str(k["n:m"])]
+        assert line.split() == [
+            p["small"],
+            "->",
+            p["large"],
+            str(len(b)),
+            str(int((want.max_cos <= 0.7).sum())),
+            f"{100 * p['novel_share']:.1f}",
+            str(want.edge_cos.size),
+            str(len(fams)),
+            str(k["copy"]),
+            str(k["split"]),
+            str(k["merge"]),
+            str(k["n:m"]),
+        ]
     assert lines[-1].startswith("wrote features.parquet")
     assert "match" not in result.stderr  # --quiet: no progress bars
     g = read_graphml(out / "graph.graphml")
@@ -54,8 +82,24 @@ def test_explicit_paths_names_and_tau(tmp_path):
     root = write_ladder(tmp_path, decoders)
     out = tmp_path / "out"
     # paths in reverse width order: names go with the paths as given; the ladder is then sorted by width
-    result = invoke("families", root / "sae50", root / "sae20", "--name", "big", "--name", "small",
-                    "--out", out, "--tau", "0.5", "--method", "brute64", "--device", "cpu", "-q")
+    result = invoke(
+        "families",
+        root / "sae50",
+        root / "sae20",
+        "--name",
+        "big",
+        "--name",
+        "small",
+        "--out",
+        out,
+        "--tau",
+        "0.5",
+        "--method",
+        "brute64",
+        "--device",
+        "cpu",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["names"] == ["small", "big"]
@@ -68,12 +112,13 @@ def test_explicit_paths_names_and_tau(tmp_path):
 
 
 def test_readme_quick_start_finds_the_planted_novel_features(tmp_path, monkeypatch):
-    """What the README tells users to run, in a fresh folder: make the synthetic ladder, then families --plots."""
+    """The README's commands in a fresh folder: make the synthetic ladder, then families --plots (twice)."""
     import importlib.util
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
-        "make_synthetic_ladder", Path(__file__).resolve().parents[1] / "examples" / "make_synthetic_ladder.py")
+        "make_synthetic_ladder", Path(__file__).resolve().parents[1] / "examples" / "make_synthetic_ladder.py"
+    )
     make = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make)
     monkeypatch.chdir(tmp_path)
@@ -81,8 +126,9 @@ def test_readme_quick_start_finds_the_planted_novel_features(tmp_path, monkeypat
     made = runner.invoke(make.main, ["--out", "ladders/synthetic"], catch_exceptions=False)
     assert made.exit_code == 0, made.output
     for _ in range(2):  # the second run replaces the first run's output
-        result = runner.invoke(cli, ["families", "ladders/synthetic", "--out", "out/families", "--plots"],
-                               catch_exceptions=False)
+        result = runner.invoke(
+            cli, ["families", "ladders/synthetic", "--out", "out/families", "--plots"], catch_exceptions=False
+        )
         assert result.exit_code == 0, result.output
     planted = json.loads(Path("ladders/synthetic/planted.json").read_text())
     summary = json.loads(Path("out/families/summary.json").read_text())

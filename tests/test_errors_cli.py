@@ -1,5 +1,8 @@
-"""Malformed input through the real entry point (``featgraph.cli.main.main``): one line on stderr naming the file
-and the problem, exit code 1, no traceback, and no output folder left behind."""
+"""Malformed input through the real entry point (``featgraph.cli.main.main``).
+
+Each case gives one line on stderr naming the file and the problem, exit code 1, no traceback, and no output
+folder left behind.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,9 @@ import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from featgraph.cli.main import main
 from safetensors.numpy import load_file, save_file
 
-from featgraph.cli.main import main
 from featgraph.synthetic import planted_ladder
 
 from .conftest import write_ladder
@@ -62,14 +65,20 @@ def test_missing_path(tmp_path, ladder):
 
 def test_corrupt_weights_file(tmp_path, ladder):
     (ladder / "sae40" / "sae.safetensors").write_bytes(b"\x00garbage, not safetensors")
-    assert_one_line_error(tmp_path, [ladder], ladder / "sae40" / "sae.safetensors", "not a readable safetensors")
+    assert_one_line_error(
+        tmp_path, [ladder], ladder / "sae40" / "sae.safetensors", "not a readable safetensors"
+    )
 
 
 def test_missing_weights_file(tmp_path, ladder):
     (ladder / "sae40" / "sae.safetensors").unlink()
     (ladder / "sae40" / "params.npy").write_bytes(b"")  # something is there, but no SAE
-    assert_one_line_error(tmp_path, [ladder / "sae16", ladder / "sae40"], ladder / "sae40",
-                          "neither an SAE nor a folder containing SAE subfolders")
+    assert_one_line_error(
+        tmp_path,
+        [ladder / "sae16", ladder / "sae40"],
+        ladder / "sae40",
+        "neither an SAE nor a folder containing SAE subfolders",
+    )
 
 
 def test_corrupt_config(tmp_path, ladder):
@@ -81,7 +90,9 @@ def test_unknown_format(tmp_path, ladder):
     odd = tmp_path / "odd"
     odd.mkdir()
     (odd / "weights.bin").write_bytes(b"1234")
-    assert_one_line_error(tmp_path, [ladder / "sae16", odd], odd, "neither an SAE nor a folder containing SAE")
+    assert_one_line_error(
+        tmp_path, [ladder / "sae16", odd], odd, "neither an SAE nor a folder containing SAE"
+    )
     assert_one_line_error(tmp_path, [odd / "weights.bin"], odd / "weights.bin", "not an SAE in any format")
 
 
@@ -101,18 +112,32 @@ def test_non_finite_decoder(tmp_path, ladder, bad):
 
 def test_d_in_mismatch(tmp_path, ladder):
     other = write_ladder(tmp_path / "o", [planted_ladder([24], 6, seed=0)[0][0]], names=["narrow"])
-    assert_one_line_error(tmp_path, [ladder / "sae16", other / "narrow"], "d_in", other / "narrow", "d_in=6",
-                          ladder / "sae16", "d_in=8")
+    assert_one_line_error(
+        tmp_path,
+        [ladder / "sae16", other / "narrow"],
+        "d_in",
+        other / "narrow",
+        "d_in=6",
+        ladder / "sae16",
+        "d_in=8",
+    )
 
 
 @pytest.mark.parametrize("tau", ["0", "1", "1.5", "-0.2", "nan"])
 def test_tau_outside_0_1(tmp_path, ladder, tau):
-    assert_one_line_error(tmp_path, [ladder, "--tau", tau], "tau must be a number in (0, 1)", f"got {float(tau)}")
+    assert_one_line_error(
+        tmp_path, [ladder, "--tau", tau], "tau must be a number in (0, 1)", f"got {float(tau)}"
+    )
 
 
 def test_duplicate_names(tmp_path, ladder):
-    assert_one_line_error(tmp_path, [ladder, "--name", "a", "--name", "a"], "duplicate SAE names ['a']",
-                          ladder / "sae16", ladder / "sae40")
+    assert_one_line_error(
+        tmp_path,
+        [ladder, "--name", "a", "--name", "a"],
+        "duplicate SAE names ['a']",
+        ladder / "sae16",
+        ladder / "sae40",
+    )
     # the same folder name under two parents clashes too
     twin = write_ladder(tmp_path / "t", [planted_ladder([16], 8, seed=9)[0][0]], names=["sae16"])
     assert_one_line_error(tmp_path, [ladder / "sae16", twin / "sae16"], "duplicate SAE names ['sae16']")
@@ -146,15 +171,21 @@ def test_all_zero_rows_are_reported_not_fatal(tmp_path, ladder, caplog):
     assert code == 0, stderr
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "\n" not in warnings[0]
-    assert str(ladder / "sae40") in warnings[0] and "3 all-zero decoder rows (first: [1, 7, 30])" in warnings[0]
+    assert (
+        str(ladder / "sae40") in warnings[0] and "3 all-zero decoder rows (first: [1, 7, 30])" in warnings[0]
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pairs"][0]["zero_norm"] == 3
     assert summary["saes"][1]["zero_norm_rows"] == 3 and summary["saes"][1]["zero_norm_first"] == [1, 7, 30]
     f = pl.read_parquet(out / "features.parquet").filter(pl.col("zero_norm"))
     assert f["feature"].to_list() == [1, 7, 30]
     assert f[["max_cos", "parent", "novel", "family"]].null_count().row(0) == (3, 3, 3, 3)
-    assert pl.read_parquet(out / "edges.parquet").filter(
-        (pl.col("large") == "sae40") & pl.col("large_feature").is_in([1, 7, 30])).height == 0
+    assert (
+        pl.read_parquet(out / "edges.parquet")
+        .filter((pl.col("large") == "sae40") & pl.col("large_feature").is_in([1, 7, 30]))
+        .height
+        == 0
+    )
 
 
 def test_console_script_in_a_subprocess(tmp_path, ladder):
@@ -171,7 +202,8 @@ def test_console_script_in_a_subprocess(tmp_path, ladder):
     lines = ok.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("WARNING"), ok.stderr
     assert str(ladder / "sae40") in lines[0] and "1 all-zero decoder rows (first: [4])" in lines[0]
-    bad = subprocess.run([*cmd, "--out", str(tmp_path / "bad"), "--tau", "1.5"], capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "bad"), "--tau", "1.5"], capture_output=True, text=True, timeout=120
+    )
     assert (bad.returncode, bad.stderr) == (1, "error: tau must be a number in (0, 1), got 1.5\n")
     assert not (tmp_path / "bad").exists()

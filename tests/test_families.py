@@ -25,7 +25,9 @@ TAU = 0.7
 
 def make_ladder(decoders, names=None) -> Ladder:
     names = names or [f"sae{W.shape[0]}" for W in decoders]
-    return Ladder([LadderEntry(n, Path(f"/mem/{n}"), "featgraph", W) for n, W in zip(names, decoders)])
+    return Ladder(
+        [LadderEntry(n, Path(f"/mem/{n}"), "featgraph", W) for n, W in zip(names, decoders, strict=True)]
+    )
 
 
 @pytest.fixture
@@ -38,8 +40,12 @@ def planted():
 
 
 def read_outputs(out: Path):
-    return (read_table(out / "features.parquet", FEATURES_SCHEMA), read_table(out / "edges.parquet", EDGES_SCHEMA),
-            read_table(out / "families.parquet", FAMILIES_SCHEMA), json.loads((out / "summary.json").read_text()))
+    return (
+        read_table(out / "features.parquet", FEATURES_SCHEMA),
+        read_table(out / "edges.parquet", EDGES_SCHEMA),
+        read_table(out / "families.parquet", FAMILIES_SCHEMA),
+        json.loads((out / "summary.json").read_text()),
+    )
 
 
 @pytest.mark.parametrize("method", ["auto", "brute64"])
@@ -49,7 +55,7 @@ def test_outputs_equal_the_float64_brute_force(tmp_path, planted, method):
     assert sorted(res.files) == sorted(p.name for p in (tmp_path / "out").iterdir())
     names = ["sae48", "sae96", "sae192"]
     near_tau_checked = 0
-    for k, (small, large) in enumerate(zip(names[:-1], names[1:])):
+    for k, (small, large) in enumerate(zip(names[:-1], names[1:], strict=True)):
         want = brute_pair(planted[k], planted[k + 1], TAU)
         # identical edge sets, cosines within 1e-6
         e = edges.filter((pl.col("small") == small) & (pl.col("large") == large))
@@ -64,16 +70,25 @@ def test_outputs_equal_the_float64_brute_force(tmp_path, planted, method):
         np.testing.assert_allclose(f["max_cos"].to_numpy()[defined], want.max_cos[defined], atol=1e-6, rtol=0)
         assert f["parent"].to_numpy()[defined].tolist() == want.argmax[defined].tolist()
         assert set(np.flatnonzero(f["novel"].fill_null(False).to_numpy())) == set(
-            np.flatnonzero((want.max_cos <= TAU) & defined))
-        assert f.filter(pl.col("zero_norm"))[["max_cos", "parent", "novel", "family"]].null_count().row(0) == (
-            int(zero.sum()),) * 4
+            np.flatnonzero((want.max_cos <= TAU) & defined)
+        )
+        assert (
+            f.filter(pl.col("zero_norm"))[["max_cos", "parent", "novel", "family"]].null_count().row(0)
+            == (int(zero.sum()),) * 4
+        )
         # the near-tau features (|max cos - tau| < 1e-5) are decided as the brute force decides them
         near = np.flatnonzero(np.abs(want.max_cos - TAU) < 1e-5)
         near_tau_checked += near.size
         assert [f["novel"][int(j)] for j in near] == [bool(want.max_cos[j] <= TAU) for j in near]
         # identical families, ids ordered by smallest small feature
         fam = families.filter((pl.col("small") == small) & (pl.col("large") == large))
-        got = list(zip(map(tuple, fam["small_features"].to_list()), map(tuple, fam["large_features"].to_list())))
+        got = list(
+            zip(
+                map(tuple, fam["small_features"].to_list()),
+                map(tuple, fam["large_features"].to_list()),
+                strict=True,
+            )
+        )
         assert got == union_find_families(want.edge_small, want.edge_large)
         assert fam["family"].to_list() == list(range(fam.height))
         # family columns agree with the families table
@@ -84,8 +99,9 @@ def test_outputs_equal_the_float64_brute_force(tmp_path, planted, method):
         assert p["novel"] == int(((want.max_cos <= TAU) & defined).sum())
         assert p["reconstruction"] == int(((want.max_cos > TAU) & defined).sum())
         assert p["edges"] == want.edge_cos.size and p["families"] == fam.height
-        assert p["families_by_kind"] == {k_: int((fam["kind"] == k_).sum()) for k_ in ("copy", "split", "merge",
-                                                                                         "n:m")}
+        assert p["families_by_kind"] == {
+            k_: int((fam["kind"] == k_).sum()) for k_ in ("copy", "split", "merge", "n:m")
+        }
     assert near_tau_checked >= 4  # the planted near-tau children really sit at tau +- 1e-6
     smallest = features.filter(pl.col("sae") == "sae48")
     assert smallest[["max_cos", "parent", "novel", "family"]].null_count().row(0) == (48,) * 4
@@ -105,7 +121,9 @@ def test_graphml_of_a_run_reads_back_with_every_attribute(tmp_path, planted):
         assert {k: node[k] for k in row} == row
         assert node["has_parent"] == (row["max_cos"] is not None)
     for row in res.edges.iter_rows(named=True):
-        data = g.edges[node_id(row["small"], row["small_feature"]), node_id(row["large"], row["large_feature"])]
+        data = g.edges[
+            node_id(row["small"], row["small_feature"]), node_id(row["large"], row["large_feature"])
+        ]
         assert data == {"cos": row["cos"], "family": row["family"]}
 
 
@@ -113,8 +131,14 @@ def test_two_runs_are_byte_identical(tmp_path, planted):
     for name in ("a", "b"):
         run_families(make_ladder([W.copy() for W in planted]), tmp_path / name, plots=True, progress=False)
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == ["edges.parquet", "families.parquet", "features.parquet", "graph.graphml", "max_cos_hist.png",
-                     "summary.json"]
+    assert files == [
+        "edges.parquet",
+        "families.parquet",
+        "features.parquet",
+        "graph.graphml",
+        "max_cos_hist.png",
+        "summary.json",
+    ]
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
@@ -146,7 +170,9 @@ def test_out_dir_must_be_new_empty_or_a_previous_run(tmp_path, planted):
     keep = tmp_path / "mine"
     keep.mkdir()
     (keep / "notes.txt").write_text("precious")
-    with pytest.raises(ConfigError, match="mine: exists, is not empty and is not a featgraph families output"):
+    with pytest.raises(
+        ConfigError, match="mine: exists, is not empty and is not a featgraph families output"
+    ):
         run_families(make_ladder(planted), keep, progress=False)
     assert (keep / "notes.txt").read_text() == "precious"
     (tmp_path / "file").write_text("x")

@@ -1,7 +1,7 @@
 """graph.py against an independent float64 brute force and a pure-Python union-find (defined here).
 
-The oracle helpers (``unit64``, ``brute_pair``, ``union_find_families``) use neither featgraph's matcher nor scipy
-nor networkx; test_families.py imports them too.
+The oracle helpers (``unit64``, ``brute_pair``, ``union_find_families``) use neither featgraph's matcher nor
+scipy nor networkx; test_families.py imports them too.
 """
 
 from __future__ import annotations
@@ -47,8 +47,13 @@ def brute_pair(W_small: np.ndarray, W_large: np.ndarray, tau: float) -> SimpleNa
     """Every cosine in float64: max_cos/argmax per large row, edges sorted by (large, small)."""
     C = unit64(W_large) @ unit64(W_small).T  # [n_large, n_small]
     large, small = np.nonzero(C > tau)  # row-major order = sorted by (large, small)
-    return SimpleNamespace(max_cos=C.max(axis=1), argmax=C.argmax(axis=1), edge_small=small, edge_large=large,
-                           edge_cos=C[large, small])
+    return SimpleNamespace(
+        max_cos=C.max(axis=1),
+        argmax=C.argmax(axis=1),
+        edge_small=small,
+        edge_large=large,
+        edge_cos=C[large, small],
+    )
 
 
 def union_find_families(edge_small, edge_large) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -62,7 +67,7 @@ def union_find_families(edge_small, edge_large) -> list[tuple[tuple[int, ...], t
             x = parent[x]
         return x
 
-    for s, l_ in zip(edge_small, edge_large):
+    for s, l_ in zip(edge_small, edge_large, strict=True):
         a, b = find(("s", int(s))), find(("l", int(l_)))
         if a != b:
             parent[a] = b
@@ -78,10 +83,15 @@ def union_find_families(edge_small, edge_large) -> list[tuple[tuple[int, ...], t
 
 def oracle_tables(decoders, names, tau):
     """Features and edges tables built from the brute-force matches and union-find families."""
-    matches = [brute_pair(a, b, tau) for a, b in zip(decoders[:-1], decoders[1:])]
+    matches = [brute_pair(a, b, tau) for a, b in zip(decoders[:-1], decoders[1:], strict=True)]
     fams = [families_from_edges(m.edge_small, m.edge_large) for m in matches]
     norms = [np.linalg.norm(W.astype(np.float64), axis=1) for W in decoders]
-    return matches, fams, features_table(names, norms, matches, fams, tau=tau), edges_table(names, matches, fams)
+    return (
+        matches,
+        fams,
+        features_table(names, norms, matches, fams, tau=tau),
+        edges_table(names, matches, fams),
+    )
 
 
 # -- families ------------------------------------------------------------------------------------------------
@@ -90,7 +100,7 @@ def oracle_tables(decoders, names, tau):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_families_match_union_find_on_planted_ladder(seed):
     decoders, _ = planted_ladder([40, 90, 200], 16, seed=seed, near_tau=0.7, n_near_tau=6)
-    for a, b in zip(decoders[:-1], decoders[1:]):
+    for a, b in zip(decoders[:-1], decoders[1:], strict=True):
         m = brute_pair(a, b, 0.7)
         want = union_find_families(m.edge_small, m.edge_large)
         got_scipy = families_from_edges(m.edge_small, m.edge_large)
@@ -123,7 +133,7 @@ def test_planted_copies_and_splits_are_recovered_exactly():
 
 def test_kinds_and_deterministic_ids_on_a_hand_made_graph():
     # small 5 -- large 0 (copy); small 1 -- large 2,3 (split); small 2,3 -- large 1 (merge);
-    # small 0,4 -- large 4,5 with 3 edges (n:m). Ids follow the smallest small feature: n:m, split, merge, copy.
+    # small 0,4 -- large 4,5 with 3 edges (n:m). Ids follow the smallest small feature.
     es = np.array([5, 1, 1, 2, 3, 0, 4, 4])
     el = np.array([0, 2, 3, 1, 1, 4, 4, 5])
     fams = families_from_edges(es, el)
@@ -140,7 +150,11 @@ def test_kinds_and_deterministic_ids_on_a_hand_made_graph():
     np.testing.assert_array_equal(family_of_features(fams, 6, "large"), [3, 2, 1, 1, 0, 0])
     assert families_from_edges(np.zeros(0, int), np.zeros(0, int)) == []
     assert [family_kind(1, 1), family_kind(1, 3), family_kind(2, 1), family_kind(2, 2)] == [
-        "copy", "split", "merge", "n:m"]
+        "copy",
+        "split",
+        "merge",
+        "n:m",
+    ]
 
 
 def test_pair_graph_schema():
@@ -183,7 +197,11 @@ def test_ladder_graph_matches_tables_and_encodes_missing_values():
     assert zero["family"] == -1 and zero["child_family"] == -1
     row = features.filter((pl.col("sae") == "s70") & (pl.col("feature") == 5)).row(0, named=True)
     node = g.nodes["s70:5"]
-    assert node["max_cos"] == row["max_cos"] and node["parent"] == row["parent"] and node["novel"] == row["novel"]
+    assert (
+        node["max_cos"] == row["max_cos"]
+        and node["parent"] == row["parent"]
+        and node["novel"] == row["novel"]
+    )
     for u, v, d in g.edges(data=True):
         assert d["cos"] > 0.7
         assert g.nodes[v]["family"] == g.nodes[u]["child_family"] == d["family"]
@@ -212,7 +230,9 @@ def test_graphml_round_trip_keeps_every_attribute(tmp_path):
             assert node[k] == v, (row["sae"], row["feature"], k)
     # the file is plain GraphML with typed keys (what Gephi and Cytoscape need) and no Python-only values
     text = path.read_text()
-    assert 'attr.name="max_cos" attr.type="double"' in text and 'attr.name="novel" attr.type="boolean"' in text
+    assert (
+        'attr.name="max_cos" attr.type="double"' in text and 'attr.name="novel" attr.type="boolean"' in text
+    )
     assert ">None<" not in text and ">nan<" not in text.lower()
 
 
@@ -256,8 +276,11 @@ def test_splitting_tree_follows_edges_across_widths():
     frontier = {root}
     for small, large in (("s12", "s30"), ("s30", "s70")):  # brute force over the edges table, width by width
         e = edges.filter(pl.col("small") == small)
-        nxt = {node_id(large, r["large_feature"]) for r in e.iter_rows(named=True)
-               if node_id(small, r["small_feature"]) in frontier}
+        nxt = {
+            node_id(large, r["large_feature"])
+            for r in e.iter_rows(named=True)
+            if node_id(small, r["small_feature"]) in frontier
+        }
         want |= nxt
         frontier = nxt
     assert set(tree.nodes) == want
@@ -267,3 +290,38 @@ def test_splitting_tree_follows_edges_across_widths():
     assert set(splitting_tree(g, leaf).nodes) == {leaf} and tree_depth(splitting_tree(g, leaf), leaf) == 0
     with pytest.raises(KeyError, match="nope:1"):
         splitting_tree(g, "nope:1")
+
+
+def _read_back(path):
+    g = nx.read_graphml(path, node_type=str)
+    return g.is_directed(), dict(g.graph), list(g.nodes(data=True)), list(g.edges(data=True))
+
+
+@pytest.mark.parametrize("directed", [True, False])
+def test_streaming_writer_reads_back_like_networkx_own_writer(tmp_path, directed):
+    g = nx.DiGraph() if directed else nx.Graph()
+    g.graph.update(tau=0.7, saes='["a<b>", "c&d"]', schema="x")
+    odd = 'we"ird <name> & co:3'  # XML-special characters in ids and values
+    g.add_node(odd, sae='we"ird <name> & co', feature=3, norm=1e-300, flag=True, cos=-0.0)
+    g.add_node("plain:0", sae="plain", feature=0, norm=0.1 + 0.2, flag=False, cos=np.float64(1 / 3))
+    g.add_edge(odd, "plain:0", cos=0.7000000000000001, family=2)
+    ours = write_graphml(g, tmp_path / "ours.graphml")
+    nx.write_graphml(g, tmp_path / "nx.graphml")
+    assert _read_back(ours) == _read_back(tmp_path / "nx.graphml")
+    back = nx.read_graphml(ours, node_type=str)
+    assert back.nodes["plain:0"]["cos"] == 1 / 3
+    assert (
+        back.nodes["plain:0"]["norm"] == 0.1 + 0.2 and back.edges[odd, "plain:0"]["cos"] == 0.7000000000000001
+    )
+
+
+def test_writer_refuses_mixed_types(tmp_path):
+    g = nx.Graph()
+    g.add_node("a", x=1)
+    g.add_node("b", x="one")
+    with pytest.raises(ValueError, match="'x' mixes GraphML types int and string"):
+        write_graphml(g, tmp_path / "m.graphml")
+    g = nx.Graph()
+    g.add_node("a", x=np.float32(1))
+    with pytest.raises(ValueError, match="float32"):
+        write_graphml(g, tmp_path / "m.graphml")
