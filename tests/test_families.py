@@ -225,3 +225,21 @@ def test_histogram_plots_draw_on_a_given_axes(planted, tmp_path):
     assert sum(a.get_visible() for a in grid.axes) == 2
     with pytest.raises(ValueError, match="no features of SAE 'nope'"):
         max_cos_histogram(res.features, "nope", tau=TAU)
+
+
+def test_quickstart_example_runs(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import sys
+    import tempfile
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "families_quickstart.py"
+    spec = importlib.util.spec_from_file_location("families_quickstart", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", [str(path)])
+    example.main()
+    out = capsys.readouterr().out
+    assert "toy-256 -> toy-512: 384/512 novel" in out
+    assert "features over 3 widths" in out
+    assert len(list(tmp_path.glob("featgraph-families-*/families/graph.graphml"))) == 1
