@@ -102,13 +102,48 @@ class PreparedUnits:
         return cls(unit32=u, gemm=gemm, n=n, zero_rows=zero)
 
 
-def _dot64(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor, chunk: int) -> torch.Tensor:
-    """float64 ``a[ia[k]] . b[ib[k]]`` for every k (float32 rows, exact products in float64), chunked."""
-    out = torch.empty(ia.numel(), dtype=torch.float64, device=a.device)
-    for s in range(0, ia.numel(), chunk):
+def _dot64(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor, chunk: int) -> np.ndarray:
+    """float64 ``a[ia[k]] . b[ib[k]]`` for every k (float32 rows: their products are exact in float64), chunked.
+
+    On CPU numpy's einsum with a float64 accumulator is several times faster than torch's gather + cast here.
+    """
+    n = ia.numel()
+    if a.device.type == "cpu":
+        an, bn, ian, ibn = a.numpy(), b.numpy(), ia.numpy(), ib.numpy()
+        out = np.empty(n, np.float64)
+        for s in range(0, n, chunk):
+            out[s : s + chunk] = np.einsum(
+                "ij,ij->i", an[ian[s : s + chunk]], bn[ibn[s : s + chunk]], dtype=np.float64
+            )
+        return out
+    res = torch.empty(n, dtype=torch.float64, device=a.device)
+    for s in range(0, n, chunk):
         x = a.index_select(0, ia[s : s + chunk]).double()
         y = b.index_select(0, ib[s : s + chunk]).double()
-        out[s : s + chunk] = x.mul_(y).sum(dim=1)
+        res[s : s + chunk] = x.mul_(y).sum(dim=1)
+    return res.cpu().numpy()
+
+
+def _refine_groups(
+    large32: torch.Tensor, small32: torch.Tensor, hit_rows: torch.Tensor, hit_groups: torch.Tensor, n_small: int
+) -> torch.Tensor:
+    """fp32 values ``[H, GROUP]`` of every hit (row, group), one small GEMM per distinct group.
+
+    A group of the smaller SAE is ``GROUP`` contiguous rows, so each GEMM reads it without a gather; only the few
+    larger-SAE rows that hit it are gathered. Padded columns come back as -inf.
+    """
+    order = torch.argsort(hit_groups, stable=True)
+    groups, counts = torch.unique_consecutive(hit_groups[order], return_counts=True)
+    rows_sorted = hit_rows[order]
+    out = torch.empty(hit_rows.numel(), GROUP, dtype=torch.float32, device=large32.device)
+    pos = 0
+    for g, c in zip(groups.tolist(), counts.tolist()):
+        sel = order[pos : pos + c]
+        out[sel] = large32.index_select(0, rows_sorted[pos : pos + c]) @ small32[g * GROUP : (g + 1) * GROUP].T
+        pos += c
+    last_valid = n_small - (small32.shape[0] // GROUP - 1) * GROUP
+    if last_valid < GROUP:
+        out[hit_groups == small32.shape[0] // GROUP - 1, last_valid:] = float("-inf")
     return out
 
 
@@ -133,12 +168,18 @@ def stream_pair(
     large: PreparedUnits,
     tau: float,
     margin: float,
+    margin32: float,
     *,
     block_bytes: int,
     on_block=None,
 ):
-    """Yield ``(row0, n_rows, cand_rows, cand_cols, cos64)`` per batch: candidates sorted by (row, col), block-local
-    rows, and their float64 cos. Zero rows of the larger SAE get no candidates (the caller fills them in)."""
+    """Yield ``(row0, cand_rows, cand_cols, cos64)`` per batch of rows: candidates sorted by (row, col), block-local
+    rows, and their float64 cos (numpy). Zero rows of the larger SAE get no candidates (the caller fills them in).
+
+    ``margin`` bounds the error of the GEMM dtype, ``margin32`` that of fp32. When the first is larger (bf16), the
+    groups that hold candidates are recomputed in fp32 and candidates re-selected with ``margin32`` before the
+    float64 step, which keeps the float64 work to about one pair per row plus the edges.
+    """
     dev = small.gemm.device
     n_s, n_s_pad = small.n, small.gemm.shape[0]
     n_l, d = large.n, large.gemm.shape[1]
@@ -146,15 +187,14 @@ def stream_pair(
     item = torch.finfo(dtype).bits // 8
     # 3/4 of the budget for the similarity block, the rest for first-stage maxima, gathers and the re-check
     rows = max(1, min(n_l, int(0.75 * block_bytes) // (n_s_pad * item)))
-    hit_cap = max(1, int(0.08 * block_bytes) // (GROUP * (item + 1)))
-    cand_chunk = max(256, int(0.04 * block_bytes) // (d * 8 * 2))
+    hit_cap = max(1, int(0.08 * block_bytes) // (GROUP * 8))
+    cand_chunk = max(256, int(0.02 * block_bytes) // (d * 8 * 2))
     n_groups = n_s_pad // GROUP
+    refine = margin > margin32
     buf = torch.empty(rows, n_s_pad, dtype=dtype, device=dev)
     zero_large = torch.zeros(n_l, dtype=torch.bool)
     zero_large[torch.from_numpy(large.zero_rows)] = True
     zero_large = zero_large.to(dev)
-    edge_t = np.float32(tau - margin)
-    two_e = np.float32(2 * margin)
     for r0 in range(0, n_l, rows):
         r = min(rows, n_l - r0)
         S = buf[:r]
@@ -163,20 +203,31 @@ def stream_pair(
             S[:, n_s:] = float("-inf")
         grouped = S.view(r, n_groups, GROUP)
         gmax = torch.amax(grouped, dim=2)  # [r, G], the one full read of the block
-        m = torch.amax(gmax, dim=1).float()
-        t = torch.clamp(m - two_e, max=edge_t)
+        t = _thresholds(torch.amax(gmax, dim=1).float(), tau, margin)
         t[zero_large[r0 : r0 + r]] = float("inf")
         hit_r, hit_g = torch.nonzero(gmax >= t[:, None], as_tuple=True)
         for h0, h1 in _row_batches(hit_r, r, hit_cap):
             hr, hg = hit_r[h0:h1], hit_g[h0:h1]
-            vals = grouped[hr, hg]  # [H, GROUP]
-            hh, kk = torch.nonzero(vals >= t[hr][:, None], as_tuple=True)
+            if refine:
+                vals = _refine_groups(large.unit32[r0 : r0 + r], small.unit32, hr, hg, n_s)
+                row_max = torch.full((r,), float("-inf"), device=dev).scatter_reduce_(
+                    0, hr, vals.amax(dim=1), "amax"
+                )
+                thr = _thresholds(row_max, tau, margin32)[hr]
+            else:
+                vals, thr = grouped[hr, hg], t[hr]
+            hh, kk = torch.nonzero(vals >= thr[:, None], as_tuple=True)
             cand_rows = hr[hh]
             cand_cols = hg[hh] * GROUP + kk
             cos = _dot64(large.unit32, small.unit32, cand_rows + r0, cand_cols, cand_chunk)
-            yield r0, r, cand_rows.cpu().numpy(), cand_cols.cpu().numpy(), cos.cpu().numpy()
+            yield r0, cand_rows.cpu().numpy(), cand_cols.cpu().numpy(), cos
         if on_block is not None:
             on_block(r)
+
+
+def _thresholds(row_max: torch.Tensor, tau: float, margin: float) -> torch.Tensor:
+    """Per-row candidate threshold ``min(tau - e, max - 2e)``: keeps every possible edge and every possible max."""
+    return torch.clamp(row_max - np.float32(2 * margin), max=np.float32(tau - margin))
 
 
 def _gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
