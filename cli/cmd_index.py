@@ -19,7 +19,9 @@ from .common import device_option, out_option, quiet_option
 @click.option("--format", "fmt", default="auto", show_default=True, help="Input format of every SAE.")
 @device_option
 @quiet_option
-def index(saes: tuple[str, ...], out: str, names: tuple[str, ...], fmt: str, device: str, quiet: bool) -> None:
+def index(
+    saes: tuple[str, ...], out: str, names: tuple[str, ...], fmt: str, device: str, quiet: bool
+) -> None:
     """Index a ladder of SAEs (paths, or one folder of SAE folders) into --out.
 
     Writes one subfolder per SAE (index.faiss, norms.npy, meta.json), manifest.json and config.json; `featgraph
@@ -45,9 +47,15 @@ def index(saes: tuple[str, ...], out: str, names: tuple[str, ...], fmt: str, dev
     }
     write_json(Path(out) / "config.json", config)
     rows = [("name", "width", "d_in", "zero rows", "fingerprint")]
-    rows += [(ix.name, str(ix.width), str(ix.d_in), str(int((ix.norms == 0).sum())), ix.fingerprint[:16])
-             for ix in indices]
+    rows += [
+        (ix.name, str(ix.width), str(ix.d_in), str(int((ix.norms == 0).sum())), ix.fingerprint[:16])
+        for ix in indices
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        click.echo(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     click.echo(f"wrote {len(indices)} indices, manifest.json and config.json to {out}")

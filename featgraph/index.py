@@ -57,8 +57,18 @@ def resolve_index_device(device: str) -> str:
 class SimilarityIndex:
     """One SAE: its unit decoder rows in an exact ``faiss.IndexFlatIP``, its row norms and its fingerprint."""
 
-    def __init__(self, unit: np.ndarray, norms: np.ndarray, *, fingerprint: str, name: str,
-                 source: str = "", format: str = "", device: str = "cpu", faiss_index: Any = None):
+    def __init__(
+        self,
+        unit: np.ndarray,
+        norms: np.ndarray,
+        *,
+        fingerprint: str,
+        name: str,
+        source: str = "",
+        format: str = "",
+        device: str = "cpu",
+        faiss_index: Any = None,
+    ):
         import faiss
 
         self.unit = np.ascontiguousarray(unit, dtype=np.float32)
@@ -90,15 +100,24 @@ class SimilarityIndex:
         return int(self.unit.shape[1])
 
     def __repr__(self) -> str:
-        return (f"SimilarityIndex(name={self.name!r}, width={self.width}, d_in={self.d_in}, "
-                f"fingerprint={self.fingerprint[:12]}..., device={self.device!r})")
+        return (
+            f"SimilarityIndex(name={self.name!r}, width={self.width}, d_in={self.d_in}, "
+            f"fingerprint={self.fingerprint[:12]}..., device={self.device!r})"
+        )
 
     @classmethod
     def build(cls, entry: LadderEntry, device: str = "auto") -> SimilarityIndex:
         """Normalise the entry's decoder rows (zero rows stay zero) and index them."""
         unit, norms = normalize_rows(entry.W_dec)
-        return cls(unit, norms, fingerprint=entry.fingerprint(), name=entry.name, source=str(entry.path),
-                   format=entry.format, device=device)
+        return cls(
+            unit,
+            norms,
+            fingerprint=entry.fingerprint(),
+            name=entry.name,
+            source=str(entry.path),
+            format=entry.format,
+            device=device,
+        )
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-``k`` cos of each query (normalised here) to the indexed rows: ``(D, I)``, float32/int64."""
@@ -106,7 +125,9 @@ class SimilarityIndex:
         if q.ndim == 1:
             q = q[None, :]
         if q.ndim != 2 or q.shape[1] != self.d_in:
-            raise ShapeMismatchError(f"{self.name}: queries have shape {list(q.shape)}, expected [n, {self.d_in}]")
+            raise ShapeMismatchError(
+                f"{self.name}: queries have shape {list(q.shape)}, expected [n, {self.d_in}]"
+            )
         if not 1 <= k <= self.width:
             raise ConfigError(f"{self.name}: k must be in [1, {self.width}], got {k}")
         unit_q, _ = normalize_rows(q)
@@ -135,8 +156,9 @@ class SimilarityIndex:
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str], expected_fingerprint: str | None = None,
-             device: str = "cpu") -> SimilarityIndex:
+    def load(
+        cls, folder: str | os.PathLike[str], expected_fingerprint: str | None = None, device: str = "cpu"
+    ) -> SimilarityIndex:
         """Read a saved index; :class:`StaleIndexError` if ``expected_fingerprint`` is given and differs."""
         import faiss
 
@@ -158,7 +180,11 @@ class SimilarityIndex:
             index = faiss.read_index(str(path))
         except Exception as e:  # faiss raises RuntimeError with its own message for corrupt files
             raise SaeFormatError(f"{path}: not a readable faiss index ({str(e).splitlines()[0]})") from e
-        if not isinstance(index, faiss.IndexFlatIP) or index.ntotal != meta["width"] or index.d != meta["d_in"]:
+        if (
+            not isinstance(index, faiss.IndexFlatIP)
+            or index.ntotal != meta["width"]
+            or index.d != meta["d_in"]
+        ):
             raise SaeFormatError(
                 f"{path}: expected an IndexFlatIP of {meta['width']} x {meta['d_in']} rows (from {META_FILE}), "
                 f"found {type(index).__name__} with {index.ntotal} x {index.d}"
@@ -168,9 +194,16 @@ class SimilarityIndex:
         except (OSError, ValueError) as e:
             raise SaeFormatError(f"{folder / NORMS_FILE}: not a readable .npy file ({e})") from e
         unit = index.reconstruct_n(0, index.ntotal)
-        return cls(unit, norms, fingerprint=meta["fingerprint"], name=meta["name"],
-                   source=meta.get("source_path", ""), format=meta.get("source_format", ""), device=device,
-                   faiss_index=index)
+        return cls(
+            unit,
+            norms,
+            fingerprint=meta["fingerprint"],
+            name=meta["name"],
+            source=meta.get("source_path", ""),
+            format=meta.get("source_format", ""),
+            device=device,
+            faiss_index=index,
+        )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -198,8 +231,9 @@ def folder_names(names: Sequence[str]) -> list[str]:
     return out
 
 
-def build_ladder_index(ladder: Ladder, out_dir: str | os.PathLike[str], device: str = "auto",
-                       progress: bool = True) -> list[SimilarityIndex]:
+def build_ladder_index(
+    ladder: Ladder, out_dir: str | os.PathLike[str], device: str = "auto", progress: bool = True
+) -> list[SimilarityIndex]:
     """Index every SAE of the ladder into ``out_dir/<name>/`` and write ``out_dir/manifest.json`` last.
 
     Each subfolder and the manifest are written atomically, so a killed run leaves no manifest and nothing that
@@ -211,7 +245,9 @@ def build_ladder_index(ladder: Ladder, out_dir: str | os.PathLike[str], device: 
     dev = resolve_index_device(device)
     folders = folder_names(ladder.names)
     indices, rows = [], []
-    for entry, folder in zip(tqdm(ladder.entries, desc="index", unit="sae", disable=not progress), folders):
+    for entry, folder in zip(
+        tqdm(ladder.entries, desc="index", unit="sae", disable=not progress), folders, strict=True
+    ):
         ix = SimilarityIndex.build(entry, device=dev)
         ix.save(out / folder)
         indices.append(ix)
@@ -225,13 +261,16 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     path = Path(index_dir) / MANIFEST_FILE
     manifest = _read_json(path)
     saes = manifest.get("saes")
-    if not isinstance(saes, list) or not all(isinstance(s, dict) and "name" in s and "folder" in s for s in saes):
+    if not isinstance(saes, list) or not all(
+        isinstance(s, dict) and "name" in s and "folder" in s for s in saes
+    ):
         raise SaeFormatError(f"{path}: expected {{'saes': [{{'name': ..., 'folder': ...}}, ...]}}")
     return saes
 
 
-def load_ladder_index(ladder: Ladder, index_dir: str | os.PathLike[str], device: str = "cpu"
-                      ) -> list[SimilarityIndex]:
+def load_ladder_index(
+    ladder: Ladder, index_dir: str | os.PathLike[str], device: str = "cpu"
+) -> list[SimilarityIndex]:
     """The saved index of each SAE of ``ladder`` (in ladder order), each checked against the SAE's fingerprint."""
     index_dir = Path(index_dir)
     by_name = {s["name"]: s for s in read_manifest(index_dir)}
@@ -245,6 +284,8 @@ def load_ladder_index(ladder: Ladder, index_dir: str | os.PathLike[str], device:
             )
         folder = index_dir / row["folder"]
         if folder.resolve().parent != index_dir.resolve():
-            raise SaeFormatError(f"{index_dir / MANIFEST_FILE}: folder {row['folder']!r} is not inside the index")
+            raise SaeFormatError(
+                f"{index_dir / MANIFEST_FILE}: folder {row['folder']!r} is not inside the index"
+            )
         out.append(SimilarityIndex.load(folder, expected_fingerprint=entry.fingerprint(), device=device))
     return out

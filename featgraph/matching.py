@@ -158,7 +158,9 @@ def decide_candidates(
     Returns ``(rows, row_max, row_argmax, edge_mask)``: for each distinct row, its largest float64 cos and the
     lowest column reaching it; and which candidates are edges (cos > tau).
     """
-    starts = np.flatnonzero(np.r_[True, cand_rows[1:] != cand_rows[:-1]]) if cand_rows.size else np.zeros(0, int)
+    starts = (
+        np.flatnonzero(np.r_[True, cand_rows[1:] != cand_rows[:-1]]) if cand_rows.size else np.zeros(0, int)
+    )
     if starts.size == 0:
         return np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool)
     row_max = np.maximum.reduceat(cos, starts)
@@ -180,7 +182,9 @@ class _PairAccumulator:
         self.argmax[zero_rows] = 0
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def add(self, row0: int, cand_rows: np.ndarray, cand_cols: np.ndarray, cos: np.ndarray, tau: float) -> None:
+    def add(
+        self, row0: int, cand_rows: np.ndarray, cand_cols: np.ndarray, cos: np.ndarray, tau: float
+    ) -> None:
         rows, row_max, row_arg, edge = decide_candidates(cand_rows, cand_cols, cos, tau)
         self.max_cos[rows + row0] = row_max
         self.argmax[rows + row0] = row_arg
@@ -190,7 +194,7 @@ class _PairAccumulator:
     def result(self) -> PairMatch:
         assert not np.isnan(self.max_cos).any(), "every row got its max from some candidate batch"
         if self.parts:
-            es, el, ec = (np.concatenate(p) for p in zip(*self.parts))
+            es, el, ec = (np.concatenate(p) for p in zip(*self.parts, strict=True))
         else:
             es, el, ec = _empty_edges()
         return PairMatch(self.max_cos, self.argmax, es.astype(np.int64), el.astype(np.int64), ec)
@@ -240,7 +244,9 @@ def _match_prepared(small, large, tau: float, method: str, device, block_bytes: 
     acc = _PairAccumulator(large.n, large.zero_rows)
     on_block = bar.update if bar is not None else None
     with exact_matmul_settings(device), torch.inference_mode():
-        for row0, cr, cc, cos in stream_pair(small, large, tau, e, e32, block_bytes=block_bytes, on_block=on_block):
+        for row0, cr, cc, cos in stream_pair(
+            small, large, tau, e, e32, block_bytes=block_bytes, on_block=on_block
+        ):
             acc.add(row0, cr, cc, cos, tau)
     return acc.result()
 
@@ -268,8 +274,14 @@ def match_pair(
     brute force and its max cos to float64 rounding (see the module docstring); ``device`` picks CPU or CUDA.
     ``block_bytes`` bounds the memory used beyond the decoders.
     """
-    return match_ladder([small_unit, large_unit], tau, method=method, device=device, block_bytes=block_bytes,
-                        progress=progress)[0]
+    return match_ladder(
+        [small_unit, large_unit],
+        tau,
+        method=method,
+        device=device,
+        block_bytes=block_bytes,
+        progress=progress,
+    )[0]
 
 
 def match_ladder(
@@ -292,14 +304,14 @@ def match_ladder(
 
     if len(units) < 2:
         raise ConfigError(f"a ladder match needs at least 2 SAEs, got {len(units)}")
-    for a, b in zip(units[:-1], units[1:]):
+    for a, b in zip(units[:-1], units[1:], strict=True):
         _check_pair(a, b, tau)
     if method not in METHODS:
         raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
     if method == "brute64":
-        return [match_brute64(a, b, tau) for a, b in zip(units[:-1], units[1:])]
+        return [match_brute64(a, b, tau) for a, b in zip(units[:-1], units[1:], strict=True)]
     if method == "faiss":
-        return [match_faiss(a, b, tau) for a, b in zip(units[:-1], units[1:])]
+        return [match_faiss(a, b, tau) for a, b in zip(units[:-1], units[1:], strict=True)]
     _check_budget(block_bytes, 0)
     dev = resolve_device(device)
     method = _resolve_method(method, dev)

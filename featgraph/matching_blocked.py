@@ -27,7 +27,9 @@ from featgraph.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-GROUP = 128  # columns per group of the first-stage max: small enough to gather cheaply, large enough to stream
+GROUP = (
+    128  # columns per group of the first-stage max: small enough to gather cheaply, large enough to stream
+)
 # GEMM dtype and the rounding model of its output (see featgraph.matching.rounding_margin)
 COMPUTE = {"fp32": (torch.float32, "fp32"), "bf16": (torch.bfloat16, "bf16_out")}
 
@@ -47,9 +49,10 @@ def fast_method(device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
     cpu = torch.cpu
-    has_bf16 = getattr(cpu, "_is_amx_tile_supported", lambda: False)() or getattr(
-        cpu, "_is_avx512_bf16_supported", lambda: False
-    )()
+    has_bf16 = (
+        getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+        or getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+    )
     return "bf16" if has_bf16 else "fp32"
 
 
@@ -125,7 +128,11 @@ def _dot64(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor,
 
 
 def _refine_groups(
-    large32: torch.Tensor, small32: torch.Tensor, hit_rows: torch.Tensor, hit_groups: torch.Tensor, n_small: int
+    large32: torch.Tensor,
+    small32: torch.Tensor,
+    hit_rows: torch.Tensor,
+    hit_groups: torch.Tensor,
+    n_small: int,
 ) -> torch.Tensor:
     """fp32 values ``[H, GROUP]`` of every hit (row, group), one small GEMM per distinct group.
 
@@ -137,9 +144,11 @@ def _refine_groups(
     rows_sorted = hit_rows[order]
     out = torch.empty(hit_rows.numel(), GROUP, dtype=torch.float32, device=large32.device)
     pos = 0
-    for g, c in zip(groups.tolist(), counts.tolist()):
+    for g, c in zip(groups.tolist(), counts.tolist(), strict=True):
         sel = order[pos : pos + c]
-        out[sel] = large32.index_select(0, rows_sorted[pos : pos + c]) @ small32[g * GROUP : (g + 1) * GROUP].T
+        out[sel] = (
+            large32.index_select(0, rows_sorted[pos : pos + c]) @ small32[g * GROUP : (g + 1) * GROUP].T
+        )
         pos += c
     last_valid = n_small - (small32.shape[0] // GROUP - 1) * GROUP
     if last_valid < GROUP:
@@ -160,7 +169,7 @@ def _row_batches(hit_rows: torch.Tensor, n_rows: int, cap: int) -> list[tuple[in
         if end <= cuts[-1]:  # one row alone exceeds the budget: take it whole
             end = int(counts[np.searchsorted(counts, cuts[-1], side="right")])
         cuts.append(end)
-    return list(zip(cuts[:-1], cuts[1:]))
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
 
 
 def stream_pair(

@@ -42,7 +42,9 @@ def near_tau_pair(n_small: int = 300, n_large: int = 700, d: int = 48, seed: int
     row also has a copy at cos 0.95, so only the edge margin (not the max window) can catch them.
     """
     rng = np.random.default_rng(seed)
-    decoders, _ = planted_ladder([n_small, n_large], d, seed=seed, near_tau=TAU, n_near_tau=40, near_tau_eps=eps)
+    decoders, _ = planted_ladder(
+        [n_small, n_large], d, seed=seed, near_tau=TAU, n_near_tau=40, near_tau_eps=eps
+    )
     small, _ = normalize_rows(decoders[0])
     large, _ = normalize_rows(decoders[1])
     extra_small = []
@@ -70,7 +72,9 @@ def test_rounding_margin_bounds_the_observed_error(compute):
     d = 256
     a, _ = normalize_rows(rng.standard_normal((200, d)))
     # near-parallel rows make the largest products, where the relative bound is tightest
-    b, _ = normalize_rows(np.vstack([a[:100] + 0.01 * rng.standard_normal((100, d)), rng.standard_normal((100, d))]))
+    b, _ = normalize_rows(
+        np.vstack([a[:100] + 0.01 * rng.standard_normal((100, d)), rng.standard_normal((100, d))])
+    )
     exact = a.astype(np.float64) @ b.astype(np.float64).T
     if compute == "fp32":
         approx = (torch.from_numpy(a) @ torch.from_numpy(b).T).double().numpy()
@@ -156,7 +160,7 @@ def test_ladder_matches_each_pair_and_uploads_each_sae_once(method, monkeypatch)
     got = match_ladder(units, TAU, method=method, device="cpu", block_bytes=1 << 20, progress=False)
     assert built == [64, 128, 256, 512]
     assert len(got) == 3
-    for m, a, b in zip(got, units[:-1], units[1:]):
+    for m, a, b in zip(got, units[:-1], units[1:], strict=True):
         assert_same(m, match_brute64(a, b, TAU))
 
 
@@ -169,8 +173,8 @@ def test_planted_copies_and_splits_are_found():
     # every planted child (cos >= 0.8 to its parent) has its parent as argmax; novel rows stay below tau
     np.testing.assert_array_equal(got.argmax[planted], parent[planted])
     assert (got.max_cos[planted] > 0.79).all() and (got.max_cos[~planted] < TAU).all()
-    assert set(zip(got.edge_large.tolist(), got.edge_small.tolist())) >= set(
-        zip(np.flatnonzero(planted).tolist(), parent[planted].tolist())
+    assert set(zip(got.edge_large.tolist(), got.edge_small.tolist(), strict=True)) >= set(
+        zip(np.flatnonzero(planted).tolist(), parent[planted].tolist(), strict=True)
     )
 
 
@@ -227,5 +231,5 @@ def test_cuda_ladder_equals_cpu_ladder():
     units = [normalize_rows(W)[0] for W in decoders]
     gpu = match_ladder(units, TAU, device="cuda", progress=False)
     cpu = match_ladder(units, TAU, device="cpu", progress=False)
-    for g, c in zip(gpu, cpu):
+    for g, c in zip(gpu, cpu, strict=True):
         assert_same(g, c)
