@@ -71,7 +71,18 @@ def families(
     )
     # all-zero decoder rows were already reported (one warning line per SAE) by featgraph.ladder while loading
     click.echo(format_pair_table(result.summary["pairs"], tau=result.tau))
+    click.echo(format_trees(result.summary["trees"], n_saes=len(result.names)))
     click.echo(f"wrote {', '.join(result.files)} to {out}")
+
+
+def format_trees(trees: dict, *, n_saes: int) -> str:
+    """One line about the splitting trees across the whole ladder."""
+    line = f"splitting trees: {trees['count']}, spanning all {n_saes} widths: "
+    line += str(trees["by_widths_spanned"].get(str(n_saes), 0))
+    if trees["largest"]:
+        big = trees["largest"]
+        line += f"; largest: tree {big['tree']}, {big['features']} features, from {big['first_feature']}"
+    return line
 
 
 def format_pair_table(pairs: list[dict], *, tau: float) -> str:

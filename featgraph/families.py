@@ -137,6 +137,7 @@ def run_families(
         norms,
         matches,
         pair_fams,
+        features,
         tau=tau,
         index_dir=index_dir,
         plots=plots,
@@ -187,6 +188,7 @@ def _summary(
     norms: list[np.ndarray],
     matches: list[Any],
     pair_fams: list[list[Family]],
+    features: pl.DataFrame,
     *,
     tau: float,
     index_dir: str | os.PathLike[str] | None,
@@ -246,4 +248,37 @@ def _summary(
         "plots": plots,
         "featgraph_version": __version__,
     }
-    return {"kind": SUMMARY_KIND, "config": config, "saes": saes, "pairs": pairs}
+    return {
+        "kind": SUMMARY_KIND,
+        "config": config,
+        "saes": saes,
+        "pairs": pairs,
+        "trees": _tree_summary(features),
+    }
+
+
+def _tree_summary(features: pl.DataFrame) -> dict[str, Any]:
+    """How many splitting trees, how many widths each spans, and the largest (most features, lowest id)."""
+    trees = (
+        features.filter(pl.col("tree").is_not_null())
+        .group_by("tree", maintain_order=True)
+        .agg(
+            pl.len().alias("features"),
+            pl.col("sae").n_unique().alias("widths"),
+            pl.format("{}:{}", pl.col("sae").first(), pl.col("feature").first()).alias("first_feature"),
+        )
+    )
+    spans = trees.group_by("widths").len().sort("widths")
+    out: dict[str, Any] = {
+        "count": trees.height,
+        "by_widths_spanned": {str(w): int(n) for w, n in spans.iter_rows()},
+        "largest": None,
+    }
+    if trees.height:
+        top = trees.sort(["features", "tree"], descending=[True, False]).row(0, named=True)
+        out["largest"] = {
+            "tree": top["tree"],
+            "features": top["features"],
+            "first_feature": top["first_feature"],
+        }
+    return out

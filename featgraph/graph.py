@@ -44,6 +44,7 @@ parent         int     argmax in the next-smaller SAE (``-1``)
 novel          boolean ``max_cos <= tau`` (``false`` when ``has_parent`` is false)
 family         int     family id in the pair with the next-smaller SAE (``-1`` when in none)
 child_family   int     family id in the pair with the next-larger SAE (``-1`` when in none)
+tree           int     splitting-tree id across the whole ladder (``-1`` when the feature has no edge)
 ============== ======= =================================================================================
 
 Edges carry ``cos`` (double) and ``family`` (int, the family id within that pair). Graph attributes: ``tau``
@@ -57,7 +58,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape, quoteattr
@@ -217,6 +218,37 @@ def families_from_graph(g: nx.Graph) -> list[Family]:
     ]
 
 
+def ladder_tree_ids(widths: Sequence[int], edges: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Splitting-tree id of every feature of the ladder, concatenated in ladder order (-1: no edge at all).
+
+    A *splitting tree* is a connected component, across all widths, of the ladder's splitting graph that has
+    an edge: a feature, its children above tau in the next width, their children, and so on (strictly a DAG,
+    as a merge gives a feature two parents). ``edges[k]`` = ``(edge_small, edge_large)`` of pair (k, k+1). Ids
+    are ``0, 1, ...`` in the order of each tree's first feature in ladder order, so they are deterministic.
+    """
+    if len(edges) != len(widths) - 1:
+        raise ValueError(f"need {len(widths) - 1} edge lists for {len(widths)} SAEs, got {len(edges)}")
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+    n = int(offsets[-1])
+    src = np.concatenate([np.asarray(es, np.int64) + offsets[k] for k, (es, _) in enumerate(edges)] or [[]])
+    dst = np.concatenate(
+        [np.asarray(el, np.int64) + offsets[k + 1] for k, (_, el) in enumerate(edges)] or [[]]
+    )
+    out = np.full(n, NO_INT, dtype=np.int64)
+    if src.size == 0:
+        return out
+    adj = scipy.sparse.coo_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(n, n)).tocsr()
+    _, labels = scipy.sparse.csgraph.connected_components(adj, directed=False)
+    touched = np.zeros(n, dtype=bool)
+    touched[src] = touched[dst] = True
+    idx = np.flatnonzero(touched)  # ascending = ladder order
+    labels_in_order, first = np.unique(labels[idx], return_index=True)
+    rank = np.empty(labels.max() + 1, dtype=np.int64)
+    rank[labels_in_order[np.argsort(first, kind="stable")]] = np.arange(labels_in_order.size)
+    out[idx] = rank[labels[idx]]
+    return out
+
+
 def family_of_features(families: Iterable[Family], n: int, side: str) -> np.ndarray:
     """``out[i]`` = id of the family holding feature ``i`` of the ``"small"`` or ``"large"`` SAE, else -1."""
     if side not in ("small", "large"):
@@ -264,6 +296,7 @@ def ladder_graph(features: pl.DataFrame, edges: pl.DataFrame, *, tau: float) -> 
             novel=bool(row["novel"]) if has_parent else False,
             family=_int_or_none(row["family"]),
             child_family=_int_or_none(row["child_family"]),
+            tree=_int_or_none(row["tree"]),
         )
     for row in edges.iter_rows(named=True):
         u, v = node_id(row["small"], row["small_feature"]), node_id(row["large"], row["large_feature"])
@@ -390,7 +423,7 @@ def read_graphml(path: str | os.PathLike[str], *, decode: bool = True) -> nx.DiG
             if not data["has_parent"]:
                 for k in _PARENT_ATTRS:
                     data[k] = None
-            for k in ("family", "child_family"):
+            for k in ("family", "child_family", "tree"):
                 if data[k] == NO_INT:
                     data[k] = None
     return g

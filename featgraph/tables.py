@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from featgraph.graph import Family, family_of_features
+from featgraph.graph import Family, family_of_features, ladder_tree_ids
 from featgraph.io_utils import atomic_path
 
 FEATURES_SCHEMA = pl.Schema(
@@ -33,6 +33,7 @@ FEATURES_SCHEMA = pl.Schema(
         "novel": pl.Boolean,  # max_cos <= tau
         "family": pl.Int64,  # family id in the pair with the next-smaller SAE
         "child_family": pl.Int64,  # family id in the pair with the next-larger SAE
+        "tree": pl.Int64,  # splitting-tree id across the whole ladder (graph.ladder_tree_ids)
     }
 )
 
@@ -77,6 +78,9 @@ def features_table(
 ) -> pl.DataFrame:
     """One row per feature of every SAE; ``matches[i]``, ``families[i]`` belong to (names[i], names[i+1])."""
     assert len(matches) == len(families) == len(names) - 1 == len(norms) - 1
+    widths = [len(n) for n in norms]
+    trees = ladder_tree_ids(widths, [(m.edge_small, m.edge_large) for m in matches])
+    offsets = np.concatenate([[0], np.cumsum(widths)])
     frames = []
     for k, (name, norm) in enumerate(zip(names, norms, strict=True)):
         n = len(norm)
@@ -112,6 +116,9 @@ def features_table(
                     "novel": novel,
                     "family": family,
                     "child_family": child_family,
+                    "tree": _masked(
+                        trees[offsets[k] : offsets[k + 1]], trees[offsets[k] : offsets[k + 1]] >= 0
+                    ),
                 },
                 schema=FEATURES_SCHEMA,
             )

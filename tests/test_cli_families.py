@@ -71,6 +71,11 @@ def test_families_on_a_folder_of_saes_writes_everything_and_prints_the_counts(tm
             str(k["merge"]),
             str(k["n:m"]),
         ]
+    t, big = summary["trees"], summary["trees"]["largest"]
+    assert lines[4] == (
+        f"splitting trees: {t['count']}, spanning all 3 widths: {t['by_widths_spanned'].get('3', 0)}; "
+        f"largest: tree {big['tree']}, {big['features']} features, from {big['first_feature']}"
+    )
     assert lines[-1].startswith("wrote features.parquet")
     assert "match" not in result.stderr  # --quiet: no progress bars
     g = read_graphml(out / "graph.graphml")

@@ -243,3 +243,39 @@ def test_quickstart_example_runs(tmp_path, monkeypatch, capsys):
     assert "toy-256 -> toy-512: 384/512 novel" in out
     assert "features over 3 widths" in out
     assert len(list(tmp_path.glob("featgraph-families-*/families/graph.graphml"))) == 1
+
+
+def test_splitting_trees_equal_union_find_over_the_whole_ladder(tmp_path, planted):
+    res = run_families(make_ladder(planted), tmp_path / "out", progress=False)
+    # brute-force edges of both pairs as one graph on (sae index, feature) nodes, components by union-find
+    parent: dict = {}
+
+    def find(x):
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for k in range(2):
+        m = brute_pair(planted[k], planted[k + 1], TAU)
+        for s, l_ in zip(m.edge_small, m.edge_large, strict=True):
+            parent[find((k + 1, int(l_)))] = find((k, int(s)))
+    members: dict = {}
+    for node in sorted(parent):  # ladder order: (sae index, feature)
+        members.setdefault(find(node), []).append(node)
+    want_trees = sorted(members.values())  # each sorted; ordered by first node
+    by_tree: dict = {}
+    sae_index = {n: i for i, n in enumerate(res.names)}
+    for row in res.features.filter(pl.col("tree").is_not_null()).iter_rows(named=True):
+        by_tree.setdefault(row["tree"], []).append((sae_index[row["sae"]], row["feature"]))
+    assert [by_tree[t] for t in sorted(by_tree)] == want_trees
+    trees = res.summary["trees"]
+    assert trees["count"] == len(want_trees)
+    spans = {}
+    for t in want_trees:
+        w = len({i for i, _ in t})
+        spans[str(w)] = spans.get(str(w), 0) + 1
+    assert trees["by_widths_spanned"] == spans and "3" in spans
+    biggest = max(want_trees, key=len)
+    assert trees["largest"]["features"] == len(biggest)
+    assert trees["largest"]["first_feature"] == f"{res.names[biggest[0][0]]}:{biggest[0][1]}"

@@ -325,3 +325,28 @@ def test_writer_refuses_mixed_types(tmp_path):
     g.add_node("a", x=np.float32(1))
     with pytest.raises(ValueError, match="float32"):
         write_graphml(g, tmp_path / "m.graphml")
+
+
+def test_ladder_tree_ids_are_the_weak_components_of_the_ladder_graph():
+    g, features, edges, _ = _ladder_graph()
+    comps = [c for c in nx.weakly_connected_components(g) if len(c) > 1]
+    order = list(g.nodes)  # ladder order, then feature order
+    comps.sort(key=lambda c: min(order.index(n) for n in c))
+    tree_of = {n: t for t, c in enumerate(comps) for n in c}
+    got = features["tree"].to_list()
+    want = [tree_of.get(node_id(s, f)) for s, f in zip(features["sae"], features["feature"], strict=True)]
+    assert got == want and len(comps) > 10
+    assert any(len({g.nodes[n]["sae"] for n in c}) == 3 for c in comps)  # some trees span all three widths
+    assert all(g.nodes[n]["tree"] == tree_of.get(n, -1) for n in g)
+    assert all((g.nodes[n]["tree"] == -1) == (g.degree(n) == 0) for n in g)
+
+
+def test_ladder_tree_ids_edge_cases():
+    from featgraph.graph import ladder_tree_ids
+
+    np.testing.assert_array_equal(ladder_tree_ids([2, 3], [(np.array([], int), np.array([], int))]), [-1] * 5)
+    # pair 0: small 1 -- large 0; pair 1: small 2 -- large 0, small 0 -- large 1 (joins the first tree)
+    ids = ladder_tree_ids([2, 3, 2], [(np.array([1]), np.array([0])), (np.array([2, 0]), np.array([0, 1]))])
+    np.testing.assert_array_equal(ids, [-1, 0, 0, -1, 1, 1, 0])
+    with pytest.raises(ValueError, match="need 1 edge lists for 2 SAEs"):
+        ladder_tree_ids([2, 3], [])
