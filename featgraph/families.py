@@ -244,6 +244,7 @@ def _summary(
         "tau": tau,
         "method": method,
         "device": device,
+        "resolved": _resolved_method_device(method, device),
         "index": str(index_dir) if index_dir is not None else None,
         "plots": plots,
         "featgraph_version": __version__,
@@ -255,6 +256,16 @@ def _summary(
         "pairs": pairs,
         "trees": _tree_summary(features),
     }
+
+
+def _resolved_method_device(method: str, device: str) -> dict[str, str]:
+    """What "auto" became, as featgraph.matching resolves it (brute64 and faiss always run on the CPU)."""
+    if method in ("brute64", "faiss"):
+        return {"method": method, "device": "cpu"}
+    from featgraph.matching_blocked import fast_method, resolve_device
+
+    dev = resolve_device(device)
+    return {"method": fast_method(dev) if method == "auto" else method, "device": dev.type}
 
 
 def _tree_summary(features: pl.DataFrame) -> dict[str, Any]:

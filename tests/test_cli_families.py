@@ -149,3 +149,26 @@ def test_help_lists_the_options():
     assert result.exit_code == 0
     for opt in ("--out", "--tau", "--index", "--plots", "--name", "--method", "--device", "--quiet"):
         assert opt in result.output
+
+
+def test_index_gives_the_same_outputs_as_matching_from_the_weights(tmp_path):
+    decoders, _ = planted_ladder([24, 60, 150], 16, seed=6, near_tau=0.7, n_near_tau=4)
+    root = write_ladder(tmp_path, decoders)
+    # a zero row goes through the index too (set after saving: random_sae_tensors needs nonzero rows)
+    from safetensors.numpy import load_file, save_file
+
+    weights = root / "sae60" / "sae.safetensors"
+    tensors = load_file(str(weights))
+    tensors["W_dec"][7] = 0.0
+    save_file(tensors, str(weights))
+    assert invoke("index", root, "--out", tmp_path / "idx", "-q").exit_code == 0
+    with_index = invoke("families", root, "--index", tmp_path / "idx", "--out", tmp_path / "a", "-q")
+    without = invoke("families", root, "--out", tmp_path / "b", "-q")
+    assert with_index.exit_code == without.exit_code == 0, with_index.output + without.output
+    assert with_index.stdout.splitlines()[:-1] == without.stdout.splitlines()[:-1]
+    for name in ("features.parquet", "edges.parquet", "families.parquet", "graph.graphml"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    a, b = (json.loads((tmp_path / x / "summary.json").read_text()) for x in "ab")
+    assert a["pairs"][0]["zero_norm"] == 1
+    assert a["config"].pop("index") == str(tmp_path / "idx") and b["config"].pop("index") is None
+    assert a == b

@@ -207,3 +207,18 @@ def test_console_script_in_a_subprocess(tmp_path, ladder):
     )
     assert (bad.returncode, bad.stderr) == (1, "error: tau must be a number in (0, 1), got 1.5\n")
     assert not (tmp_path / "bad").exists()
+
+
+def test_stale_or_missing_index(tmp_path, ladder):
+    code, _, err = run_main("index", ladder, "--out", tmp_path / "idx", "-q")
+    assert code == 0, err
+    W = load_file(str(ladder / "sae40" / "sae.safetensors"))["W_dec"]
+    W[0, 0] += 1.0  # the weights change after indexing
+    set_decoder(ladder / "sae40", W)
+    line = assert_one_line_error(
+        tmp_path, [ladder, "--index", tmp_path / "idx"], tmp_path / "idx", "'sae40'", "current weights"
+    )
+    assert "rebuild it with `featgraph index`" in line
+    assert_one_line_error(
+        tmp_path, [ladder, "--index", tmp_path / "nothing"], tmp_path / "nothing" / "manifest.json"
+    )
