@@ -6,6 +6,9 @@
 
 Null means "not defined": the smallest SAE has no ``max_cos``/``parent``/``novel``; an all-zero decoder row
 (``zero_norm``) has no direction, so it gets no ``max_cos``/``parent``/``novel`` either and is in no family.
+``family`` is the feature's family in the pair with the next-smaller SAE, ``child_family`` in the pair with
+the next-larger one, ``tree`` its splitting tree across the whole ladder
+(:func:`featgraph.graph.ladder_tree_ids`); each is null when the feature has no edge there.
 """
 
 from __future__ import annotations
