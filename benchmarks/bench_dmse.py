@@ -2,12 +2,13 @@
 
     python benchmarks/bench_dmse.py [--tokens 16384] [--subset 32] [--threads 2]
 
-Baseline ("one-at-a-time"): for each candidate, build the hybrid SAE with featgraph.hybrid.add_features and evaluate
-it with featgraph.evaluate.reconstruction_metrics (float32, as a user would), then subtract the small SAE's MSE.
-It is timed on ``--subset`` candidates and extrapolated linearly to all 1536 (each candidate costs the same: one
-hybrid build and one full evaluation); the output says so. Ours: featgraph.delta_mse.delta_mse_add, all candidates in
-one pass, accumulated in float64. Both run in this process on the same synthetic SAEs (small 768, large 1536 features,
-d = 768, the post's GPT-2 pair sizes) and the same activations.
+Baseline ("one-at-a-time"): for each candidate, build the hybrid SAE with featgraph.hybrid.add_features and
+evaluate it with featgraph.evaluate.reconstruction_metrics (float32, as a user would), then subtract the small
+SAE's MSE. It is timed on ``--subset`` candidates and extrapolated linearly to all 1536 (each candidate costs
+the same: one hybrid build and one full evaluation); the output says so. Ours:
+featgraph.delta_mse.delta_mse_add, all candidates in one pass, accumulated in float64. Both run in this
+process on the same synthetic SAEs (small 768, large 1536 features, d = 768, the post's GPT-2 pair sizes) and
+the same activations.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def build(W: np.ndarray, seed: int) -> Sae:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokens", type=int, default=16384)
-    p.add_argument("--subset", type=int, default=32, help="candidates timed one at a time (then extrapolated)")
+    p.add_argument(
+        "--subset", type=int, default=32, help="candidates timed one at a time (then extrapolated)"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--d", type=int, default=768)
     args = p.parse_args()
@@ -60,18 +63,27 @@ def main() -> None:
     t_base = t_sub / len(subset) * n_cand
 
     err = np.abs(ours.dmse[subset] - ref)
-    print(f"delta-MSE of adding each of {n_cand} candidates (small {small.n_features} -> large {n_cand} features, "
-          f"d = {args.d}, {args.tokens} tokens)")
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, CPU")
+    print(
+        f"delta-MSE of adding each of {n_cand} candidates "
+        f"(small {small.n_features} -> large {n_cand} features, "
+        f"d = {args.d}, {args.tokens} tokens)"
+    )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, CPU"
+    )
     print(f"{'method':44s} {'seconds':>10s}")
-    print(f"{'one-at-a-time (build + evaluate each hybrid)':44s} {t_base:10.1f}   "
-          f"(timed on {len(subset)} candidates: {t_sub:.2f} s, extrapolated x{n_cand / len(subset):.0f})")
+    print(
+        f"{'one-at-a-time (build + evaluate each hybrid)':44s} {t_base:10.1f}   "
+        f"(timed on {len(subset)} candidates: {t_sub:.2f} s, extrapolated x{n_cand / len(subset):.0f})"
+    )
     print(f"{'one pass, closed form (featgraph.delta_mse)':44s} {t_ours:10.2f}")
     print(f"speed-up: {t_base / t_ours:.0f}x")
-    print(f"agreement on the timed subset: max |diff| = {err.max():.3g} "
-          f"(= {err.max() / base:.2g} of the small SAE's MSE {base:.4g}; baseline evaluates in float32), "
-          f"median |dMSE| = {np.median(np.abs(ref)):.3g}")
+    print(
+        f"agreement on the timed subset: max |diff| = {err.max():.3g} "
+        f"(= {err.max() / base:.2g} of the small SAE's MSE {base:.4g}; baseline evaluates in float32), "
+        f"median |dMSE| = {np.median(np.abs(ref)):.3g}"
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from .cmd_frankenstein import retrain_options, split_acts, train_acts_option, with_options
-from .cmd_stitch import acts_option, ce_option, load_saes, make_evaluator, model_option, n_tokens_option, tau_option
+from .cmd_stitch import (
+    acts_option,
+    ce_option,
+    load_saes,
+    make_evaluator,
+    model_option,
+    n_tokens_option,
+    tau_option,
+)
 from .common import out_option, quiet_option
 
 
@@ -22,18 +30,36 @@ from .common import out_option, quiet_option
 @model_option
 @with_options(retrain_options)
 @click.option("--no-frankenstein", is_flag=True, help="Skip the Frankenstein section.")
-@click.option("--ce-points", default=4, show_default=True, type=int, help="CE points on each interpolation path.")
+@click.option(
+    "--ce-points", default=4, show_default=True, type=int, help="CE points on each interpolation path."
+)
 @click.option("--title", default=None, help="Page title (default: the ladder's SAE names).")
 @click.option("--name", "names", multiple=True, help="SAE names in the order found (default: folder names).")
 @quiet_option
-def report(saes: tuple[str, ...], out: str, acts_dir: str, n_tokens: int | None, train_dir: str | None, tau: float,
-           ce_contexts: int, model_name: str | None, retrain_tokens: int, lr: float, retrain_batch_size: int,
-           seed: int, no_frankenstein: bool, ce_points: int, title: str | None, names: tuple[str, ...],
-           quiet: bool) -> None:
-    """Analyse every adjacent pair of a ladder (as `featgraph stitch`) and its Frankenstein SAE; write report.html.
+def report(
+    saes: tuple[str, ...],
+    out: str,
+    acts_dir: str,
+    n_tokens: int | None,
+    train_dir: str | None,
+    tau: float,
+    ce_contexts: int,
+    model_name: str | None,
+    retrain_tokens: int,
+    lr: float,
+    retrain_batch_size: int,
+    seed: int,
+    no_frankenstein: bool,
+    ce_points: int,
+    title: str | None,
+    names: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Analyse every adjacent pair of a ladder (as `featgraph stitch`) and its Frankenstein SAE; write
+    report.html.
 
-    Each pair's files go to --out/pairs/SMALL__LARGE/, Frankenstein's to --out/frankenstein/, and the page, readable
-    offline (figures embedded), to --out/report.html.
+    Each pair's files go to --out/pairs/SMALL__LARGE/, Frankenstein's to --out/frankenstein/, and the page,
+    readable offline (figures embedded), to --out/report.html.
     """
     import polars as pl
 
@@ -59,28 +85,66 @@ def report(saes: tuple[str, ...], out: str, acts_dir: str, n_tokens: int | None,
         acts, store, train, _ = split_acts(acts_dir, n_tokens, train_dir)
     ev = make_evaluator(acts, store, ce_contexts, model_name, loaded[0].cfg.hook_name)
     out_dir = Path(out)
-    config = {"command": "report", "saes": [str(Path(s).resolve()) for s in saes], "names": found,
-              "acts": str(Path(acts_dir).resolve()), "n_tokens_eval": int(acts.shape[0]), "tau": tau,
-              "ce_contexts": ce_contexts, "ce_points": ce_points, "model": model_name, "frankenstein": not no_frankenstein,
-              "retrain_tokens": retrain_tokens, "lr": lr, "retrain_batch_size": retrain_batch_size, "seed": seed}
+    config = {
+        "command": "report",
+        "saes": [str(Path(s).resolve()) for s in saes],
+        "names": found,
+        "acts": str(Path(acts_dir).resolve()),
+        "n_tokens_eval": int(acts.shape[0]),
+        "tau": tau,
+        "ce_contexts": ce_contexts,
+        "ce_points": ce_points,
+        "model": model_name,
+        "frankenstein": not no_frankenstein,
+        "retrain_tokens": retrain_tokens,
+        "lr": lr,
+        "retrain_batch_size": retrain_batch_size,
+        "seed": seed,
+    }
     pairs = []
-    for (s, sn), (lg, ln) in zip(zip(loaded[:-1], found[:-1]), zip(loaded[1:], found[1:])):
-        a = analyze_pair(s, lg, acts, small_name=sn, large_name=ln, tau=tau, evaluator=ev, ce_points=ce_points,
-                         progress=not quiet)
+    for (s, sn), (lg, ln) in zip(
+        zip(loaded[:-1], found[:-1], strict=False), zip(loaded[1:], found[1:], strict=False), strict=False
+    ):
+        a = analyze_pair(
+            s,
+            lg,
+            acts,
+            small_name=sn,
+            large_name=ln,
+            tau=tau,
+            evaluator=ev,
+            ce_points=ce_points,
+            progress=not quiet,
+        )
         write_pair(a, out_dir / "pairs" / f"{sn}__{ln}", config)
         pairs.append(a)
     frank = None
     if not no_frankenstein:
-        frank = analyze_frankenstein(loaded, found, train_acts=train, evaluator=ev, tau=tau,
-                                     n_tokens=retrain_tokens, lr=lr, batch_size=retrain_batch_size, seed=seed,
-                                     progress=not quiet)
+        frank = analyze_frankenstein(
+            loaded,
+            found,
+            train_acts=train,
+            evaluator=ev,
+            tau=tau,
+            n_tokens=retrain_tokens,
+            lr=lr,
+            batch_size=retrain_batch_size,
+            seed=seed,
+            progress=not quiet,
+        )
         write_frankenstein(frank, out_dir / "frankenstein", config)
         ladder_table = frank.table.filter(pl.col("kind") == "ladder").drop("kind")
     else:
-        ladder_table = pl.DataFrame([{c: r[c] for c in POINT_COLUMNS} for r in
-                                     (ev.row(sae, n) for sae, n in zip(loaded, found))])
-    page = render_html(title or f"featgraph stitching report: {', '.join(found)}", pairs, frank, ladder_table,
-                       config)
+        ladder_table = pl.DataFrame(
+            [
+                {c: r[c] for c in POINT_COLUMNS}
+                for r in (ev.row(sae, n) for sae, n in zip(loaded, found, strict=False))
+            ]
+        )
+    page = render_html(
+        title or f"featgraph stitching report: {', '.join(found)}", pairs, frank, ladder_table, config
+    )
     write_html(page, out_dir / "report.html")
-    click.echo(f"wrote {out_dir / 'report.html'} ({len(pairs)} pairs"
-               f"{', Frankenstein' if frank is not None else ''})")
+    click.echo(
+        f"wrote {out_dir / 'report.html'} ({len(pairs)} pairs{', Frankenstein' if frank is not None else ''})"
+    )

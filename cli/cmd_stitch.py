@@ -1,6 +1,7 @@
 """``featgraph stitch``: add / swap features from a larger SAE into a smaller one and measure what it does.
 
-Also holds the helpers the ``frankenstein`` and ``report`` commands share (loading SAEs, activations, the model).
+Also holds the helpers the ``frankenstein`` and ``report`` commands share (loading SAEs, activations, the
+model).
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import click
 from .common import out_option, quiet_option
 
 
-def load_saes(paths: tuple[str, ...] | list[str], names: tuple[str, ...] | list[str] = ()) -> tuple[list, list[str]]:
-    """SAEs (any format featgraph reads; a folder of SAE folders expands) and their names (default: folder names)."""
+def load_saes(
+    paths: tuple[str, ...] | list[str], names: tuple[str, ...] | list[str] = ()
+) -> tuple[list, list[str]]:
+    """SAEs (any format featgraph reads; a folder of SAE folders expands) and their names (default: folder
+    names)."""
     from featgraph.errors import ConfigError
     from featgraph.formats import load_sae
     from featgraph.ladder import expand_sae_paths
@@ -27,7 +31,8 @@ def load_saes(paths: tuple[str, ...] | list[str], names: tuple[str, ...] | list[
 
 
 def open_acts(store_dir: str, n_tokens: int | None, offset: int = 0) -> tuple[Any, Any]:
-    """(activations tensor [n, d] read into memory, the store): ``n_tokens`` rows from ``offset`` (all if None)."""
+    """(activations tensor [n, d] read into memory, the store): ``n_tokens`` rows from ``offset`` (all if
+    None)."""
     from featgraph.activation_store import ActivationStore
     from featgraph.errors import ConfigError
 
@@ -38,8 +43,11 @@ def open_acts(store_dir: str, n_tokens: int | None, offset: int = 0) -> tuple[An
     return acts, store
 
 
-def make_evaluator(acts: Any, store: Any, ce_contexts: int, model_name: str | None, hook_name: str | None) -> Any:
-    """An Evaluator; with ``ce_contexts > 0`` it loads the model and uses the store's first contexts for CE."""
+def make_evaluator(
+    acts: Any, store: Any, ce_contexts: int, model_name: str | None, hook_name: str | None
+) -> Any:
+    """An Evaluator; with ``ce_contexts > 0`` it loads the model and uses the store's first contexts for
+    CE."""
     from featgraph.report import Evaluator
 
     if ce_contexts <= 0:
@@ -51,16 +59,33 @@ def make_evaluator(acts: Any, store: Any, ce_contexts: int, model_name: str | No
     return Evaluator(acts, model=model, tokens=tokens, hook_name=hook_name or store.hook_name)
 
 
-acts_option = click.option("--acts", "acts_dir", required=True, type=click.Path(exists=True, file_okay=False),
-                           help="Activation store (folder with meta.json) of held-out activations at the SAEs' hook.")
-n_tokens_option = click.option("--n-tokens", type=int, default=None,
-                               help="Use only the first N tokens of --acts (default: all).")
-tau_option = click.option("--tau", default=0.7, show_default=True, type=float,
-                          help="Novel: max cos <= tau; edge (family member): cos > tau.")
-ce_option = click.option("--ce-contexts", default=0, show_default=True, type=int,
-                         help="Contexts of the store's tokens for CE loss recovered (loads the model; 0 = no CE).")
-model_option = click.option("--model", "model_name", default=None,
-                            help="Model for CE (default: the bundled SmolLM2-135M).")
+acts_option = click.option(
+    "--acts",
+    "acts_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Activation store (folder with meta.json) of held-out activations at the SAEs' hook.",
+)
+n_tokens_option = click.option(
+    "--n-tokens", type=int, default=None, help="Use only the first N tokens of --acts (default: all)."
+)
+tau_option = click.option(
+    "--tau",
+    default=0.7,
+    show_default=True,
+    type=float,
+    help="Novel: max cos <= tau; edge (family member): cos > tau.",
+)
+ce_option = click.option(
+    "--ce-contexts",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Contexts of the store's tokens for CE loss recovered (loads the model; 0 = no CE).",
+)
+model_option = click.option(
+    "--model", "model_name", default=None, help="Model for CE (default: the bundled SmolLM2-135M)."
+)
 
 
 @click.command("stitch")
@@ -72,12 +97,28 @@ model_option = click.option("--model", "model_name", default=None,
 @tau_option
 @ce_option
 @model_option
-@click.option("--ce-points", default=6, show_default=True, type=int,
-              help="Interpolation-path steps at which CE recovered is computed (first, last and evenly between).")
+@click.option(
+    "--ce-points",
+    default=6,
+    show_default=True,
+    type=int,
+    help="Interpolation-path steps at which CE recovered is computed (first, last and evenly between).",
+)
 @click.option("--batch-size", default=4096, show_default=True, type=int)
 @quiet_option
-def stitch(small: str, large: str, out: str, acts_dir: str, n_tokens: int | None, tau: float, ce_contexts: int,
-           model_name: str | None, ce_points: int, batch_size: int, quiet: bool) -> None:
+def stitch(
+    small: str,
+    large: str,
+    out: str,
+    acts_dir: str,
+    n_tokens: int | None,
+    tau: float,
+    ce_contexts: int,
+    model_name: str | None,
+    ce_points: int,
+    batch_size: int,
+    quiet: bool,
+) -> None:
     """Add each feature of LARGE to SMALL alone, swap each family alone, and interpolate from SMALL to LARGE.
 
     Writes dmse.parquet (one row per LARGE feature), families.parquet, interpolation.parquet, points.parquet,
@@ -88,19 +129,40 @@ def stitch(small: str, large: str, out: str, acts_dir: str, n_tokens: int | None
     saes, names = load_saes([small, large])
     acts, store = open_acts(acts_dir, n_tokens)
     ev = make_evaluator(acts, store, ce_contexts, model_name, saes[0].cfg.hook_name)
-    a = analyze_pair(saes[0], saes[1], acts, small_name=names[0], large_name=names[1], tau=tau, evaluator=ev,
-                     ce_points=ce_points, batch_size=batch_size, progress=not quiet)
-    config = {"command": "stitch", "small": str(Path(small).resolve()), "large": str(Path(large).resolve()),
-              "acts": str(Path(acts_dir).resolve()), "n_tokens": int(acts.shape[0]), "tau": tau,
-              "ce_contexts": ce_contexts, "model": model_name, "ce_points": ce_points, "batch_size": batch_size}
+    a = analyze_pair(
+        saes[0],
+        saes[1],
+        acts,
+        small_name=names[0],
+        large_name=names[1],
+        tau=tau,
+        evaluator=ev,
+        ce_points=ce_points,
+        batch_size=batch_size,
+        progress=not quiet,
+    )
+    config = {
+        "command": "stitch",
+        "small": str(Path(small).resolve()),
+        "large": str(Path(large).resolve()),
+        "acts": str(Path(acts_dir).resolve()),
+        "n_tokens": int(acts.shape[0]),
+        "tau": tau,
+        "ce_contexts": ce_contexts,
+        "model": model_name,
+        "ce_points": ce_points,
+        "batch_size": batch_size,
+    }
     write_pair(a, out, config)
     s = a.summary
     t = s["two_by_two"]
     click.echo(f"{names[0]} -> {names[1]} on {s['n_tokens']} tokens, tau = {tau:g}")
-    click.echo(f"               novel  reconstruction")
+    click.echo("               novel  reconstruction")
     click.echo(f"  dMSE < 0  {t['novel']['dmse_lt_0']:8d}  {t['reconstruction']['dmse_lt_0']:14d}")
     click.echo(f"  dMSE > 0  {t['novel']['dmse_gt_0']:8d}  {t['reconstruction']['dmse_gt_0']:14d}")
     an = s["add_all_novel"]
-    click.echo(f"adding all {an['n_added']} novel features: MSE {s['mse_small']:.4g} -> {an['mse']:.4g} "
-               f"({an['relative_change']:+.1%}), L0 {s['l0_small']:.1f} -> {an['l0']:.1f}")
+    click.echo(
+        f"adding all {an['n_added']} novel features: MSE {s['mse_small']:.4g} -> {an['mse']:.4g} "
+        f"({an['relative_change']:+.1%}), L0 {s['l0_small']:.1f} -> {an['l0']:.1f}"
+    )
     click.echo(f"wrote {out}")

@@ -1,13 +1,14 @@
-"""Stitching on the bundled SmolLM2-135M ladder: the post's add / swap / Frankenstein experiments, offline on a CPU.
+"""Stitching on the bundled SmolLM2-135M ladder: the post's add / swap / Frankenstein experiments, on a CPU.
 
     python examples/stitch_smollm2.py --ladder ladders/smollm2-135m --work /tmp/featgraph-stitch
 
-1. Held-out activations: the documents ``split_documents`` holds out of the default corpus (the ladder was trained on
-   the others), packed into 128-token contexts (BOS + 127), at the ladder's hook; BOS position left out.
+1. Held-out activations: the documents ``split_documents`` holds out of the default corpus (the ladder was
+   trained on the others), packed into 128-token contexts (BOS + 127), at the ladder's hook; BOS position left
+   out.
 2. ``--work/pair``: every table and figure of "Can we add / swap features" for the first pair (576 -> 1152).
 3. ``--work/frankenstein``: Frankenstein's SAE across the whole ladder, decoder retrained on training-split
-   activations (``--train-store``, e.g. the store the ladder was trained on) or, without one, on half the held-out
-   tokens (the other half evaluates); compared with the ladder's SAEs on MSE, L0 and CE recovered.
+   activations (``--train-store``, e.g. the store the ladder was trained on) or, without one, on half the
+   held-out tokens (the other half evaluates); compared with the ladder's SAEs on MSE, L0 and CE recovered.
 4. ``--work/report.html``: both, on one self-contained page.
 """
 
@@ -20,8 +21,14 @@ from pathlib import Path
 
 import torch
 
-from featgraph.activations import ActivationStore, collect_activations, default_corpus, load_model
-from featgraph.activations import split_documents, tokenize_contexts
+from featgraph.activations import (
+    ActivationStore,
+    collect_activations,
+    default_corpus,
+    load_model,
+    split_documents,
+    tokenize_contexts,
+)
 from featgraph.formats import load_sae
 from featgraph.ladder import expand_sae_paths
 from featgraph.report import (
@@ -40,8 +47,18 @@ def main() -> None:
     p.add_argument("--ladder", type=Path, default=Path("ladders/smollm2-135m"))
     p.add_argument("--work", type=Path, default=Path("/tmp/featgraph-stitch"))
     p.add_argument("--contexts", type=int, default=800, help="held-out contexts (127 tokens each) to collect")
-    p.add_argument("--ce-contexts", type=int, default=24, help="held-out contexts for CE (full forwards: slow)")
-    p.add_argument("--train-store", type=Path, default=None, help="training-split store for decoder retraining")
+    p.add_argument(
+        "--heldout-store",
+        type=Path,
+        default=None,
+        help="an existing held-out store at the ladder's hook (skips collection)",
+    )
+    p.add_argument(
+        "--ce-contexts", type=int, default=24, help="held-out contexts for CE (full forwards: slow)"
+    )
+    p.add_argument(
+        "--train-store", type=Path, default=None, help="training-split store for decoder retraining"
+    )
     p.add_argument("--retrain-tokens", type=int, default=300_000)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--tau", type=float, default=0.7)
@@ -59,28 +76,64 @@ def main() -> None:
     hook = saes[0].cfg.hook_name
 
     model = load_model()
-    _, held_docs = split_documents(default_corpus(), eval_fraction=0.05)
-    tokens = tokenize_contexts(model, held_docs, 128, bos=True)[: args.contexts]
-    store = collect_activations(model, tokens, hook, args.work / "heldout", progress=progress,
-                                extra={"split": "heldout", "corpus": "default"})
+    if args.heldout_store is not None:
+        store = ActivationStore(args.heldout_store)
+    else:
+        _, held_docs = split_documents(default_corpus(), eval_fraction=0.05)
+        tokens = tokenize_contexts(model, held_docs, 128, bos=True)[: args.contexts]
+        store = collect_activations(
+            model,
+            tokens,
+            hook,
+            args.work / "heldout",
+            progress=progress,
+            extra={"split": "heldout", "corpus": "default"},
+        )
+    if store.hook_name != hook:
+        raise SystemExit(f"{store.folder} holds {store.hook_name}, the ladder reads {hook}")
     acts = store.read()
     if args.train_store is not None:
-        eval_acts, train_acts, split = acts, ActivationStore(args.train_store), f"train store {args.train_store}"
+        eval_acts, train_acts, split = (
+            acts,
+            ActivationStore(args.train_store),
+            f"train store {args.train_store}",
+        )
     else:
         half = acts.shape[0] // 2
         eval_acts, train_acts, split = acts[:half], acts[half:], "held-out halves"
     ce_tokens = store.tokens()[: args.ce_contexts]
-    config = {**{k: str(v) for k, v in vars(args).items()}, "hook_name": hook, "names": names,
-              "n_tokens_heldout": int(acts.shape[0]), "n_tokens_ce": int(ce_tokens[:, 1:].numel()), "split": split}
+    config = {
+        **{k: str(v) for k, v in vars(args).items()},
+        "hook_name": hook,
+        "names": names,
+        "n_tokens_heldout": int(acts.shape[0]),
+        "n_tokens_ce": int(ce_tokens[:, 1:].numel()),
+        "split": split,
+    }
 
-    pair = analyze_pair(saes[0], saes[1], acts, small_name=names[0], large_name=names[1], tau=args.tau,
-                        evaluator=Evaluator(acts, model=model, tokens=ce_tokens, hook_name=hook), progress=progress)
+    pair = analyze_pair(
+        saes[0],
+        saes[1],
+        acts,
+        small_name=names[0],
+        large_name=names[1],
+        tau=args.tau,
+        evaluator=Evaluator(acts, model=model, tokens=ce_tokens, hook_name=hook),
+        progress=progress,
+    )
     write_pair(pair, args.work / "pair", config)
     print(json.dumps(pair.summary, indent=2, default=str))
 
-    frank = analyze_frankenstein(saes, names, train_acts=train_acts, tau=args.tau, n_tokens=args.retrain_tokens,
-                                 lr=args.lr, evaluator=Evaluator(eval_acts, model=model, tokens=ce_tokens,
-                                                                 hook_name=hook), progress=progress)
+    frank = analyze_frankenstein(
+        saes,
+        names,
+        train_acts=train_acts,
+        tau=args.tau,
+        n_tokens=args.retrain_tokens,
+        lr=args.lr,
+        evaluator=Evaluator(eval_acts, model=model, tokens=ce_tokens, hook_name=hook),
+        progress=progress,
+    )
     write_frankenstein(frank, args.work / "frankenstein", config)
     print(frank.table)
     page = render_html(f"Stitching the SmolLM2-135M ladder ({hook})", [pair], frank, None, config)

@@ -1,19 +1,20 @@
 """delta-MSE of adding donor features to a base SAE, or swapping families, for all candidates in one pass.
 
-MSE is per token the sum over d of ``(x - x_hat)^2``, averaged over tokens (GUIDE.md). With ``r = x_hat - x`` the base
-SAE's residual, a hybrid (see :mod:`featgraph.hybrid`) changes it to ``r + Delta`` with::
+MSE is per token the sum over d of ``(x - x_hat)^2``, averaged over tokens (GUIDE.md). With ``r = x_hat - x``
+the base SAE's residual, a hybrid (see :mod:`featgraph.hybrid`) changes it to ``r + Delta`` with::
 
     Delta = sum_{c in children} f_c d_c - sum_{p in parents} f_p d_p        (f: activations in their own SAE)
 
-so ``dMSE = E[2 r . Delta + ||Delta||^2]``. Writing ``g_m = +f_m`` for added and ``-f_m`` for removed members of a
-group and ``K`` for the Gram matrix of the members' decoder rows restricted to pairs *within* one group::
+so ``dMSE = E[2 r . Delta + ||Delta||^2]``. Writing ``g_m = +f_m`` for added and ``-f_m`` for removed members
+of a group and ``K`` for the Gram matrix of the members' decoder rows restricted to pairs *within* one group::
 
     dMSE_group = E[ sum_{m in group} 2 g_m (r . d_m)  +  sum_{m in group} g_m (g K)_m ]
 
-Groups are disjoint (a feature belongs to at most one family), so ``K`` is block-diagonal and every group's dMSE
-comes from two batched products per token batch: ``r @ D^T`` and ``g @ K``. Adding one donor feature ``j`` is the
-group ``{j}``: ``dMSE_j = E[2 f_j (r . d_j) + f_j^2 ||d_j||^2]``. dL0 is exact too: ``E[#active added - #active
-removed]``. Accumulation is in float64 (configurable) so it agrees with building each hybrid to ~1e-10 relative.
+Groups are disjoint (a feature belongs to at most one family), so ``K`` is block-diagonal and every group's
+dMSE comes from two batched products per token batch: ``r @ D^T`` and ``g @ K``. Adding one donor feature
+``j`` is the group ``{j}``: ``dMSE_j = E[2 f_j (r . d_j) + f_j^2 ||d_j||^2]``. dL0 is exact too: ``E[#active
+added - #active removed]``. Accumulation is in float64 (configurable) so it agrees with building each hybrid
+to ~1e-10 relative.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from featgraph.errors import ConfigError, ShapeMismatchError
 from featgraph.hybrid import check_stitchable
 from featgraph.sae import Sae
 
-ActivationsLike = Any  # torch.Tensor | np.ndarray [N, d] | an object with iter_batches(batch_size, shuffle, seed)
+ActivationsLike = (
+    Any  # torch.Tensor | np.ndarray [N, d] | an object with iter_batches(batch_size, shuffle, seed)
+)
 
 
 def iter_acts(acts: ActivationsLike, batch_size: int, d_in: int | None = None) -> Iterator[torch.Tensor]:
@@ -42,7 +45,9 @@ def iter_acts(acts: ActivationsLike, batch_size: int, d_in: int | None = None) -
         return
     x = torch.as_tensor(acts)
     if x.ndim != 2 or (d_in is not None and x.shape[1] != d_in):
-        raise ShapeMismatchError(f"activations have shape {list(x.shape)}, expected [n_tokens, {d_in or 'd_in'}]")
+        raise ShapeMismatchError(
+            f"activations have shape {list(x.shape)}, expected [n_tokens, {d_in or 'd_in'}]"
+        )
     for i in range(0, x.shape[0], batch_size):
         yield x[i : i + batch_size]
 
@@ -92,14 +97,15 @@ def _group_gram(D: torch.Tensor, gid: torch.Tensor) -> torch.Tensor:
     rows, cols = [], []
     sorted_gid = gid[order]
     bounds = torch.nonzero(torch.diff(sorted_gid, prepend=sorted_gid[:1] - 1)).flatten().tolist() + [len(gid)]
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in zip(bounds[:-1], bounds[1:], strict=False):
         m = order[a:b]
         rows.append(m.repeat_interleave(len(m)))
         cols.append(m.repeat(len(m)))
     r, c = torch.cat(rows), torch.cat(cols)
     vals = (D[r] * D[c]).sum(-1)
-    return torch.sparse_coo_tensor(torch.stack([r, c]), vals, (len(gid), len(gid)),
-                                   check_invariants=False).coalesce()
+    return torch.sparse_coo_tensor(
+        torch.stack([r, c]), vals, (len(gid), len(gid)), check_invariants=False
+    ).coalesce()
 
 
 def delta_mse_groups(
@@ -113,16 +119,19 @@ def delta_mse_groups(
     dtype: torch.dtype = torch.float64,
     progress: bool = True,
 ) -> GroupDeltas:
-    """dMSE and dL0 of each group's swap: base features with ``base_group == g`` out, donor ones with ``g`` in.
+    """dMSE and dL0 of each group's swap: base features with ``base_group == g`` out, donor ones with g in.
 
-    ``base_group`` ``[F_base]`` and ``donor_group`` ``[F_donor]`` hold group ids ``0..G-1`` or -1 (not in a group).
+    ``base_group`` ``[F_base]`` and ``donor_group`` ``[F_donor]`` hold group ids ``0..G-1`` or -1 (not in a
+    group).
     """
     check_stitchable(base, donor)
     bg = np.asarray(base_group, dtype=np.int64)
     dg = np.asarray(donor_group, dtype=np.int64)
     if bg.shape != (base.n_features,) or dg.shape != (donor.n_features,):
-        raise ShapeMismatchError(f"group arrays have shapes {list(bg.shape)} and {list(dg.shape)}, expected "
-                                 f"[{base.n_features}] and [{donor.n_features}]")
+        raise ShapeMismatchError(
+            f"group arrays have shapes {list(bg.shape)} and {list(dg.shape)}, expected "
+            f"[{base.n_features}] and [{donor.n_features}]"
+        )
     n_groups = int(max(bg.max(initial=-1), dg.max(initial=-1)) + 1)
     if (bg < -1).any() or (dg < -1).any():
         raise ConfigError("group ids must be -1 (no group) or >= 0")
@@ -160,45 +169,65 @@ def delta_mse_groups(
     per_member_dmse = (2 * lin + quad) / n
     dmse = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, gid, per_member_dmse.double())
     dl0 = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, gid, (sign * active / n).double())
-    return GroupDeltas(dmse=dmse.numpy(), dl0=dl0.numpy(), mse_base=float(sse / n), l0_base=float(l0_sum / n),
-                       n_tokens=n)
+    return GroupDeltas(
+        dmse=dmse.numpy(), dl0=dl0.numpy(), mse_base=float(sse / n), l0_base=float(l0_sum / n), n_tokens=n
+    )
 
 
-def delta_mse_add(base: Sae, donor: Sae, acts: ActivationsLike, candidates: Sequence[int] | np.ndarray | None = None,
-                  **kw: Any) -> GroupDeltas:
+def delta_mse_add(
+    base: Sae,
+    donor: Sae,
+    acts: ActivationsLike,
+    candidates: Sequence[int] | np.ndarray | None = None,
+    **kw: Any,
+) -> GroupDeltas:
     """dMSE of adding each donor feature in ``candidates`` (default: all) to ``base`` on its own, in one pass.
 
     Result arrays follow the order of ``candidates``.
     """
     cand = np.arange(donor.n_features) if candidates is None else np.asarray(candidates, dtype=np.int64)
     if cand.size and (cand.min() < 0 or cand.max() >= donor.n_features or np.unique(cand).size != cand.size):
-        raise ConfigError(f"candidates must be distinct indices in [0, {donor.n_features}), got {cand[:5]}...")
+        raise ConfigError(
+            f"candidates must be distinct indices in [0, {donor.n_features}), got {cand[:5]}..."
+        )
     dg = np.full(donor.n_features, -1, dtype=np.int64)
     dg[cand] = np.arange(cand.size)
     return delta_mse_groups(base, donor, acts, np.full(base.n_features, -1, dtype=np.int64), dg, **kw)
 
 
-def family_groups(families: Sequence[tuple[Sequence[int], Sequence[int]]], n_base: int, n_donor: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Group-id arrays for :func:`delta_mse_groups` from ``(parents, children)`` pairs; checks disjointness."""
+def family_groups(
+    families: Sequence[tuple[Sequence[int], Sequence[int]]], n_base: int, n_donor: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Group-id arrays for :func:`delta_mse_groups` from ``(parents, children)`` pairs; checks
+    disjointness."""
     bg = np.full(n_base, -1, dtype=np.int64)
     dg = np.full(n_donor, -1, dtype=np.int64)
     for i, (parents, children) in enumerate(families):
         for arr, idx, n, what in ((bg, parents, n_base, "base"), (dg, children, n_donor, "donor")):
             idx = np.asarray(idx, dtype=np.int64)
             if idx.size and (idx.min() < 0 or idx.max() >= n):
-                raise ConfigError(f"family {i}: {what} indices {idx.tolist()[:5]} out of range for {n} features")
+                raise ConfigError(
+                    f"family {i}: {what} indices {idx.tolist()[:5]} out of range for {n} features"
+                )
             clash = idx[arr[idx] >= 0]
             if clash.size:
-                raise ConfigError(f"family {i}: {what} features {clash.tolist()[:5]} are already in family "
-                                  f"{int(arr[clash[0]])}; families must be disjoint")
+                raise ConfigError(
+                    f"family {i}: {what} features {clash.tolist()[:5]} are already in family "
+                    f"{int(arr[clash[0]])}; families must be disjoint"
+                )
             arr[idx] = i
     return bg, dg
 
 
-def delta_mse_swap(base: Sae, donor: Sae, acts: ActivationsLike,
-                   families: Sequence[tuple[Sequence[int], Sequence[int]]], **kw: Any) -> GroupDeltas:
-    """dMSE and dL0 of swapping each family on its own (its parents out of ``base``, its children in), one pass."""
+def delta_mse_swap(
+    base: Sae,
+    donor: Sae,
+    acts: ActivationsLike,
+    families: Sequence[tuple[Sequence[int], Sequence[int]]],
+    **kw: Any,
+) -> GroupDeltas:
+    """dMSE and dL0 of swapping each family on its own (its parents out of ``base``, its children in), one
+    pass."""
     bg, dg = family_groups(families, base.n_features, donor.n_features)
     out = delta_mse_groups(base, donor, acts, bg, dg, **kw)
     if out.dmse.size < len(families):  # trailing families with no members at all
@@ -219,9 +248,17 @@ class ActiveInactive:
     donor_inactive: np.ndarray
 
 
-def active_inactive_mse(base: Sae, donor: Sae, acts: ActivationsLike, features: Sequence[int] | np.ndarray, *,
-                        batch_size: int = 4096, progress: bool = True) -> ActiveInactive:
-    """MSE of each SAE on tokens where each donor feature in ``features`` fires vs does not (NaN if never/always)."""
+def active_inactive_mse(
+    base: Sae,
+    donor: Sae,
+    acts: ActivationsLike,
+    features: Sequence[int] | np.ndarray,
+    *,
+    batch_size: int = 4096,
+    progress: bool = True,
+) -> ActiveInactive:
+    """MSE of each SAE on tokens where each donor feature in ``features`` fires vs does not (NaN if
+    never/always)."""
     idx = torch.as_tensor(np.asarray(features, dtype=np.int64))
     s_act = torch.zeros(len(idx), dtype=torch.float64)
     d_act = torch.zeros(len(idx), dtype=torch.float64)
@@ -246,23 +283,36 @@ def active_inactive_mse(base: Sae, donor: Sae, acts: ActivationsLike, features: 
         bar.close()
     with np.errstate(invalid="ignore", divide="ignore"):
         c, sa, da = cnt.numpy(), s_act.numpy(), d_act.numpy()
-        return ActiveInactive(active_frac=c / n, base_active=sa / c, base_inactive=(s_tot - sa) / (n - c),
-                              donor_active=da / c, donor_inactive=(d_tot - da) / (n - c))
+        return ActiveInactive(
+            active_frac=c / n,
+            base_active=sa / c,
+            base_inactive=(s_tot - sa) / (n - c),
+            donor_active=da / c,
+            donor_inactive=(d_tot - da) / (n - c),
+        )
 
 
-def cumulative_add_mse(base: Sae, donor: Sae, acts: ActivationsLike, order: Sequence[int] | np.ndarray, *,
-                       batch_size: int = 4096, dtype: torch.dtype = torch.float64, progress: bool = True
-                       ) -> np.ndarray:
+def cumulative_add_mse(
+    base: Sae,
+    donor: Sae,
+    acts: ActivationsLike,
+    order: Sequence[int] | np.ndarray,
+    *,
+    batch_size: int = 4096,
+    dtype: torch.dtype = torch.float64,
+    progress: bool = True,
+) -> np.ndarray:
     """MSE after adding the donor features ``order[:k]`` together, for every ``k = 0..len(order)`` (one pass).
 
-    Added features interact, so this is not a cumulative sum of single dMSEs: with ``a_i = E[2 f_i r . d_i]`` and
-    ``M_ij = E[f_i f_j] (d_i . d_j)``, ``MSE_k = MSE_0 + sum_{i<=k} a_i + sum_{i,j<=k} M_ij``; we accumulate the
-    co-activation matrix ``E[f f^T]`` (``[k, k]``) over the tokens and take prefix sums.
+    Added features interact, so this is not a cumulative sum of single dMSEs: with ``a_i = E[2 f_i r . d_i]``
+    and ``M_ij = E[f_i f_j] (d_i . d_j)``, ``MSE_k = MSE_0 + sum_{i<=k} a_i + sum_{i,j<=k} M_ij``; we
+    accumulate the co-activation matrix ``E[f f^T]`` (``[k, k]``) over the tokens and take prefix sums.
     """
     check_stitchable(base, donor)
     idx = torch.as_tensor(np.asarray(order, dtype=np.int64))
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= donor.n_features
-                        or torch.unique(idx).numel() != idx.numel()):
+    if idx.numel() and (
+        int(idx.min()) < 0 or int(idx.max()) >= donor.n_features or torch.unique(idx).numel() != idx.numel()
+    ):
         raise ConfigError(f"order must hold distinct donor feature indices in [0, {donor.n_features})")
     b, dn = as_dtype(base, dtype), as_dtype(donor, dtype)
     k = idx.numel()
@@ -290,13 +340,18 @@ def cumulative_add_mse(base: Sae, donor: Sae, acts: ActivationsLike, order: Sequ
 
 
 def two_by_two(max_cos: np.ndarray, dmse: np.ndarray, tau: float = 0.7) -> dict[str, dict[str, int]]:
-    """The post's table: novel (max cos <= tau) / reconstruction (> tau) x dMSE < 0 / > 0 (/ == 0: never fires)."""
+    """The post's table: novel (max cos <= tau) / reconstruction (> tau) x dMSE < 0 / > 0 (/ == 0: never
+    fires)."""
     max_cos, dmse = np.asarray(max_cos), np.asarray(dmse)
     if max_cos.shape != dmse.shape:
         raise ShapeMismatchError(f"max_cos has shape {list(max_cos.shape)} but dmse {list(dmse.shape)}")
     novel = max_cos <= tau
     out = {}
     for name, m in (("novel", novel), ("reconstruction", ~novel)):
-        out[name] = {"dmse_lt_0": int((dmse[m] < 0).sum()), "dmse_gt_0": int((dmse[m] > 0).sum()),
-                     "dmse_eq_0": int((dmse[m] == 0).sum()), "total": int(m.sum())}
+        out[name] = {
+            "dmse_lt_0": int((dmse[m] < 0).sum()),
+            "dmse_gt_0": int((dmse[m] > 0).sum()),
+            "dmse_eq_0": int((dmse[m] == 0).sum()),
+            "total": int(m.sum()),
+        }
     return out

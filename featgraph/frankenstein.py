@@ -1,21 +1,23 @@
 """Frankenstein's SAE: stitch the novel features of a whole ladder into one SAE, then retrain its decoder.
 
-Assembly, as in the post ("Frankenstein's SAE"): start from the smallest SAE; for each next width, in ascending
-order, add every feature whose max decoder cos to *everything already in the model* (all features accumulated so
-far, not only the previous SAE) is strictly below ``tau``; repeat. Added features are moved with
-:func:`featgraph.hybrid.hybrid`, so each keeps its own encoder and fires exactly as in its own SAE (its encoder bias
-folded onto the base SAE's ``b_dec``).
+Assembly, as in the post ("Frankenstein's SAE"): start from the smallest SAE; for each next width, in
+ascending order, add every feature whose max decoder cos to *everything already in the model* (all features
+accumulated so far, not only the previous SAE) is strictly below ``tau``; repeat. Added features are moved
+with :func:`featgraph.hybrid.hybrid`, so each keeps its own encoder and fires exactly as in its own SAE (its
+encoder bias folded onto the base SAE's ``b_dec``).
 
-Decoder retraining (:func:`retrain_decoder`): the encoder is frozen, so every feature's activation on every token is
-fixed, and only ``W_dec`` and ``b_dec`` are trained with Adam on the reconstruction MSE. Two decisions:
+Decoder retraining (:func:`retrain_decoder`): the encoder is frozen, so every feature's activation on every
+token is fixed, and only ``W_dec`` and ``b_dec`` are trained with Adam on the reconstruction MSE. Two
+decisions:
 
-- *No unit-norm constraint on decoder rows.* With the activations fixed, the L1 penalty of the original training is
-  a constant, so row norms no longer trade off against sparsity; they only scale each feature's contribution, and
-  letting them shrink is exactly how retraining undoes the over-prediction the post describes (novel features that
-  still share directions up to cos 0.7 add up too much). A unit-norm constraint would forbid that fix.
-- *b_dec is trained, and the encoder is kept exactly as it was.* ``b_dec`` is also the pre-encoder bias, so after
-  training we fold its change into ``b_enc`` (``b_enc += (b_dec_new - b_dec_old) @ W_enc``, float64); the encoder's
-  pre-activations, and so the features' activations, are unchanged.
+- *No unit-norm constraint on decoder rows.* With the activations fixed, the L1 penalty of the original
+  training is a constant, so row norms no longer trade off against sparsity; they only scale each feature's
+  contribution, and letting them shrink is exactly how retraining undoes the over-prediction the post
+  describes (novel features that still share directions up to cos 0.7 add up too much). A unit-norm constraint
+  would forbid that fix.
+- *b_dec is trained, and the encoder is kept exactly as it was.* ``b_dec`` is also the pre-encoder bias, so
+  after training we fold its change into ``b_enc`` (``b_enc += (b_dec_new - b_dec_old) @ W_enc``, float64);
+  the encoder's pre-activations, and so the features' activations, are unchanged.
 """
 
 from __future__ import annotations
@@ -37,13 +39,19 @@ from featgraph.sae import Sae, SaeConfig
 
 log = logging.getLogger(__name__)
 
-ORIGIN_SCHEMA = {"feature": pl.Int64, "source": pl.Utf8, "source_feature": pl.Int64, "stage": pl.Int64,
-                 "max_cos_at_add": pl.Float64}
+ORIGIN_SCHEMA = {
+    "feature": pl.Int64,
+    "source": pl.Utf8,
+    "source_feature": pl.Int64,
+    "stage": pl.Int64,
+    "max_cos_at_add": pl.Float64,
+}
 
 
 @dataclasses.dataclass
 class Assembly:
-    """The result of :func:`assemble`: one SAE per stage (stage 0 = the smallest SAE) and each feature's origin."""
+    """The result of :func:`assemble`: one SAE per stage (stage 0 = the smallest SAE) and each feature's
+    origin."""
 
     stages: list[Sae]  #: stages[k] holds the features taken from the first k+1 SAEs
     origin: pl.DataFrame  #: one row per feature of the final SAE (see ORIGIN_SCHEMA)
@@ -58,9 +66,11 @@ def _unit_rows(sae: Sae) -> np.ndarray:
     return normalize_rows(sae.W_dec.detach().cpu().double().numpy())[0]
 
 
-def assemble(saes: Sequence[Sae], names: Sequence[str] | None = None, *, tau: float = 0.7,
-             progress: bool = True) -> Assembly:
-    """Iterative assembly across a ladder (see module docstring); ``saes`` in any order, sorted by width here."""
+def assemble(
+    saes: Sequence[Sae], names: Sequence[str] | None = None, *, tau: float = 0.7, progress: bool = True
+) -> Assembly:
+    """Iterative assembly across a ladder (see module docstring); ``saes`` in any order, sorted by width
+    here."""
     if not saes:
         raise ConfigError("frankenstein needs at least one SAE")
     if not 0.0 < tau < 1.0:
@@ -71,21 +81,31 @@ def assemble(saes: Sequence[Sae], names: Sequence[str] | None = None, *, tau: fl
     order = sorted(range(len(saes)), key=lambda i: (saes[i].n_features, names[i]))
     saes = [saes[i] for i in order]
     names = [names[i] for i in order]
-    for s, n in zip(saes[1:], names[1:]):
+    for s, n in zip(saes[1:], names[1:], strict=False):
         try:
             check_stitchable(saes[0], s)
         except Exception as e:
             raise type(e)(f"{n}: {e}") from e
     current = saes[0]
     stages = [current]
-    rows = {"feature": list(range(current.n_features)), "source": [names[0]] * current.n_features,
-            "source_feature": list(range(current.n_features)), "stage": [0] * current.n_features,
-            "max_cos_at_add": [float("nan")] * current.n_features}
-    for k, (donor, dname) in enumerate(zip(saes[1:], names[1:]), start=1):
+    rows = {
+        "feature": list(range(current.n_features)),
+        "source": [names[0]] * current.n_features,
+        "source_feature": list(range(current.n_features)),
+        "stage": [0] * current.n_features,
+        "max_cos_at_add": [float("nan")] * current.n_features,
+    }
+    for k, (donor, dname) in enumerate(zip(saes[1:], names[1:], strict=False), start=1):
         match = match_pair(_unit_rows(current), _unit_rows(donor), tau, progress=progress)
         take = np.flatnonzero(match.max_cos < tau)  # strictly below tau to everything already in the model
-        log.info("frankenstein stage %d: %d of %d features of %s added (max cos < %g)", k, take.size,
-                 donor.n_features, dname, tau)
+        log.info(
+            "frankenstein stage %d: %d of %d features of %s added (max cos < %g)",
+            k,
+            take.size,
+            donor.n_features,
+            dname,
+            tau,
+        )
         start = current.n_features
         current = hybrid(current, donor, add=take, name=f"frankenstein stage {k}")
         stages.append(current)
@@ -119,11 +139,22 @@ def _batches_forever(acts: ActivationsLike, batch_size: int, seed: int):
         epoch += 1
 
 
-def retrain_decoder(sae: Sae, acts: ActivationsLike, *, n_tokens: int, lr: float = 1e-3, batch_size: int = 1024,
-                    seed: int = 0, progress: bool = True) -> RetrainResult:
-    """Train ``W_dec`` and ``b_dec`` with Adam for ``n_tokens`` tokens, encoder frozen (see module docstring)."""
+def retrain_decoder(
+    sae: Sae,
+    acts: ActivationsLike,
+    *,
+    n_tokens: int,
+    lr: float = 1e-3,
+    batch_size: int = 1024,
+    seed: int = 0,
+    progress: bool = True,
+) -> RetrainResult:
+    """Train ``W_dec`` and ``b_dec`` with Adam for ``n_tokens`` tokens, encoder frozen (see module
+    docstring)."""
     if n_tokens < 1 or batch_size < 1 or not lr > 0:
-        raise ConfigError(f"need n_tokens >= 1, batch_size >= 1 and lr > 0, got {n_tokens}, {batch_size}, {lr}")
+        raise ConfigError(
+            f"need n_tokens >= 1, batch_size >= 1 and lr > 0, got {n_tokens}, {batch_size}, {lr}"
+        )
     if sae.cfg.architecture == "topk":
         raise ConfigError("retrain_decoder expects a relu or jumprelu SAE (a frankenstein SAE is never TopK)")
     torch.manual_seed(seed)

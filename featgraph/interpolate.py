@@ -6,16 +6,17 @@ The path (the post's "Can we swap features"):
 - step 1: plus every *novel* feature of the large SAE (no edge, i.e. max cos to the small SAE <= tau);
 - steps 2, 3, ...: swap one family at a time (its small parents out, its large children in).
 
-Order of the swaps: the graph decides it. Each family is ranked by its strongest edge (the highest decoder cos between
-one of its parents and one of its children), highest first; ties go to the lower family id. Copies (cos ~ 1) are
-swapped first, where a swap changes the reconstruction least, and loose splits last. The last step holds every large
-feature plus the small features that have no child (they are in no family), on the small SAE's ``b_dec``, so it is
-close to, but not the same model as, the large SAE.
+Order of the swaps: the graph decides it. Each family is ranked by its strongest edge (the highest decoder cos
+between one of its parents and one of its children), highest first; ties go to the lower family id. Copies
+(cos ~ 1) are swapped first, where a swap changes the reconstruction least, and loose splits last. The last
+step holds every large feature plus the small features that have no child (they are in no family), on the
+small SAE's ``b_dec``, so it is close to, but not the same model as, the large SAE.
 
-After every step we record the number of features, L0, MSE and explained variance. All steps come from one pass over
-the activations: per token batch the running residual is updated by each family's ``sum f_c d_c - sum f_p d_p``
-(exact, since ReLU/JumpReLU features fire independently of each other; see :mod:`featgraph.hybrid`). CE loss recovered
-needs a model forward per step, so it is computed only at the steps you ask for, via a callback.
+After every step we record the number of features, L0, MSE and explained variance. All steps come from one
+pass over the activations: per token batch the running residual is updated by each family's ``sum f_c d_c -
+sum f_p d_p`` (exact, since ReLU/JumpReLU features fire independently of each other; see
+:mod:`featgraph.hybrid`). CE loss recovered needs a model forward per step, so it is computed only at the
+steps you ask for, via a callback.
 """
 
 from __future__ import annotations
@@ -39,9 +40,18 @@ from featgraph.sae import Sae
 log = logging.getLogger(__name__)
 
 PATH_SCHEMA = {
-    "step": pl.Int64, "action": pl.Utf8, "family": pl.Int64, "family_kind": pl.Utf8, "family_max_cos": pl.Float64,
-    "n_removed": pl.Int64, "n_added": pl.Int64, "n_features": pl.Int64, "l0": pl.Float64, "mse": pl.Float64,
-    "explained_variance": pl.Float64, "ce_recovered": pl.Float64,
+    "step": pl.Int64,
+    "action": pl.Utf8,
+    "family": pl.Int64,
+    "family_kind": pl.Utf8,
+    "family_max_cos": pl.Float64,
+    "n_removed": pl.Int64,
+    "n_added": pl.Int64,
+    "n_features": pl.Int64,
+    "l0": pl.Float64,
+    "mse": pl.Float64,
+    "explained_variance": pl.Float64,
+    "ce_recovered": pl.Float64,
 }
 
 
@@ -70,7 +80,8 @@ def family_max_cos(match: PairMatch, families: Sequence[Family]) -> np.ndarray:
 
 
 def swap_order(match: PairMatch, families: Sequence[Family]) -> np.ndarray:
-    """Positions in ``families`` in swap order: strongest edge first, ties by family id (see module docstring)."""
+    """Positions in ``families`` in swap order: strongest edge first, ties by family id (see module
+    docstring)."""
     strength = family_max_cos(match, families)
     ids = np.array([f.family for f in families], dtype=np.int64)
     return np.lexsort((ids, -strength))
@@ -78,7 +89,8 @@ def swap_order(match: PairMatch, families: Sequence[Family]) -> np.ndarray:
 
 @dataclasses.dataclass
 class InterpolationPlan:
-    """What the path does: novel features added at step 1, then ``families[order[i]]`` swapped at step ``i + 2``."""
+    """What the path does: novel features added at step 1, then ``families[order[i]]`` swapped at step ``i +
+    2``."""
 
     novel: np.ndarray
     families: list[Family]
@@ -101,14 +113,19 @@ class InterpolationPlan:
         return removed.astype(np.int64), added.astype(np.int64)
 
 
-def plan_interpolation(small: Sae, large: Sae, tau: float = 0.7, *, match: PairMatch | None = None,
-                       progress: bool = True) -> InterpolationPlan:
+def plan_interpolation(
+    small: Sae, large: Sae, tau: float = 0.7, *, match: PairMatch | None = None, progress: bool = True
+) -> InterpolationPlan:
     """Match the pair (unless ``match`` is given), find families and novel features, order the swaps."""
     check_stitchable(small, large)
     match = match if match is not None else match_saes(small, large, tau, progress=progress)
     fams = families_from_edges(match.edge_small, match.edge_large)
-    return InterpolationPlan(novel=novel_features(match), families=fams, order=swap_order(match, fams),
-                             strength=family_max_cos(match, fams))
+    return InterpolationPlan(
+        novel=novel_features(match),
+        families=fams,
+        order=swap_order(match, fams),
+        strength=family_max_cos(match, fams),
+    )
 
 
 def path_sae(small: Sae, large: Sae, plan: InterpolationPlan, step: int) -> Sae:
@@ -148,7 +165,11 @@ def interpolation_path(
         D_add = lg.W_dec[idx_all]
         sse = torch.zeros(n_steps, dtype=torch.float64)
         nnz = torch.zeros(n_steps, dtype=torch.float64)  # per-step change in the number of active features
-        n, sx, sxx = 0, torch.zeros(small.d_in, dtype=torch.float64), torch.zeros(small.d_in, dtype=torch.float64)
+        n, sx, sxx = (
+            0,
+            torch.zeros(small.d_in, dtype=torch.float64),
+            torch.zeros(small.d_in, dtype=torch.float64),
+        )
         bar = tqdm(total=n_rows(acts), unit="tok", desc="interpolation path", disable=not progress)
         for x in iter_acts(acts, batch_size, small.d_in):
             x = x.to(dtype)
@@ -160,7 +181,7 @@ def interpolation_path(
             r = r + g[:, novel_pos] @ D_add[novel_pos]
             sse[1] += (r * r).sum()
             nnz[1] += (g[:, novel_pos] != 0).sum()
-            for k, (pos, par) in enumerate(zip(fam_pos, fam_par)):
+            for k, (pos, par) in enumerate(zip(fam_pos, fam_par, strict=False)):
                 r = r + g[:, pos] @ D_add[pos] - f[:, par] @ s.W_dec[par]
                 sse[k + 2] += (r * r).sum()
                 nnz[k + 2] += (g[:, pos] != 0).sum() - (f[:, par] != 0).sum()

@@ -1,12 +1,14 @@
 """The post's stitching analyses end to end, written as tables, figures and one self-contained HTML page.
 
-- :func:`analyze_pair`: for one (small, large) pair, every candidate's delta-MSE when added alone (one pass), the 2x2
-  table, the cumulative-MSE curves, the active/inactive MSE table for novel features, every family's swap delta-MSE
-  and delta-L0, and the interpolation path with the pair's own SAEs as points. :func:`write_pair` saves it
-  (``dmse.parquet``, ``families.parquet``, ``interpolation.parquet``, ``summary.json``, PNGs).
-- :func:`analyze_frankenstein`: Frankenstein assembly across a ladder, decoder retraining of every stage, and the
-  comparison with the ladder's own SAEs on MSE, L0 and CE recovered.
-- :func:`render_html`: one page with every figure (PNG as base64 data URIs) and table (HTML), no external resources.
+- :func:`analyze_pair`: for one (small, large) pair, every candidate's delta-MSE when added alone (one pass),
+  the 2x2 table, the cumulative-MSE curves, the active/inactive MSE table for novel features, every family's
+  swap delta-MSE and delta-L0, and the interpolation path with the pair's own SAEs as points.
+  :func:`write_pair` saves it (``dmse.parquet``, ``families.parquet``, ``interpolation.parquet``,
+  ``summary.json``, PNGs).
+- :func:`analyze_frankenstein`: Frankenstein assembly across a ladder, decoder retraining of every stage, and
+  the comparison with the ladder's own SAEs on MSE, L0 and CE recovered.
+- :func:`render_html`: one page with every figure (PNG as base64 data URIs) and table (HTML), no external
+  resources.
 
 CE loss recovered needs the model; :class:`Evaluator` carries it (or not: CE columns are then null/NaN).
 """
@@ -46,12 +48,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# -- evaluation (reconstruction always, CE when a model is given) --------------------------------------------------
+# -- evaluation (reconstruction always, CE when a model is given)
+# --------------------------------------------------
 class Evaluator:
     """Evaluates SAEs on fixed activations and, when ``model`` and ``tokens`` are given, CE recovered."""
 
-    def __init__(self, acts: ActivationsLike, *, model: Any = None, tokens: torch.Tensor | None = None,
-                 hook_name: str | None = None, model_batch_size: int = 8):
+    def __init__(
+        self,
+        acts: ActivationsLike,
+        *,
+        model: Any = None,
+        tokens: torch.Tensor | None = None,
+        hook_name: str | None = None,
+        model_batch_size: int = 8,
+    ):
         self.acts, self.model, self.tokens, self.hook_name = acts, model, tokens, hook_name
         self.model_batch_size = model_batch_size
         self._baselines: dict[str, Any] | None = None
@@ -67,7 +77,9 @@ class Evaluator:
         if self._baselines is None:
             from featgraph.evaluate import ce_baselines
 
-            self._baselines = ce_baselines(self.model, self.tokens, self._hook(sae), batch_size=self.model_batch_size)
+            self._baselines = ce_baselines(
+                self.model, self.tokens, self._hook(sae), batch_size=self.model_batch_size
+            )
         return self._baselines
 
     def row(self, sae: Sae, name: str) -> dict[str, Any]:
@@ -76,15 +88,29 @@ class Evaluator:
         kw = {}
         if self.has_ce:
             kw = {"model": self.model, "tokens": self.tokens, "baselines": self.baselines(sae)}
-        return evaluate_sae(sae, acts=self.acts, hook_name=self._hook(sae), name=name,
-                            model_batch_size=self.model_batch_size, **kw)
+        return evaluate_sae(
+            sae,
+            acts=self.acts,
+            hook_name=self._hook(sae),
+            name=name,
+            model_batch_size=self.model_batch_size,
+            **kw,
+        )
 
     def ce_recovered(self, sae: Sae) -> float:
         """CE loss recovered from zero ablation (the post's first CE column)."""
         from featgraph.evaluate import ce_metrics
 
-        return float(ce_metrics(sae, self.model, self.tokens, self._hook(sae), batch_size=self.model_batch_size,
-                                baselines=self.baselines(sae))["ce_recovered_zero"])
+        return float(
+            ce_metrics(
+                sae,
+                self.model,
+                self.tokens,
+                self._hook(sae),
+                batch_size=self.model_batch_size,
+                baselines=self.baselines(sae),
+            )["ce_recovered_zero"]
+        )
 
 
 POINT_COLUMNS = ("name", "width", "l0", "mse", "explained_variance", "ce_recovered_zero", "ce_recovered_mean")
@@ -94,7 +120,8 @@ def _points(rows: Sequence[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame([{c: r[c] for c in POINT_COLUMNS} for r in rows])
 
 
-# -- one pair ------------------------------------------------------------------------------------------------------
+# -- one pair
+# ------------------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class PairAnalysis:
     small_name: str
@@ -118,22 +145,40 @@ class PairAnalysis:
         return {
             "two_by_two": stitch_plots.two_by_two_figure(self.summary["two_by_two"], title=f"2x2 table, {t}"),
             "dmse_vs_max_cos": stitch_plots.dmse_vs_max_cos(
-                f["max_cos"].to_numpy(), f["dmse"].to_numpy(), tau=self.tau, mse_base=self.summary["mse_small"],
-                title=f"delta-MSE of adding one feature, {t}"),
-            "cumulative_mse": stitch_plots.cumulative_mse(self.cumulative, mse_large=self.summary["mse_large"],
-                                                          title=f"adding features cumulatively, {t}"),
-            "active_inactive": stitch_plots.active_inactive(self.active_inactive,
-                                                            title=f"MSE where novel features fire, {t}"),
-            "interpolation": stitch_plots.interpolation_plane(self.path, self.points,
-                                                              title=f"interpolation path on the MSE-L0 plane, {t}"),
+                f["max_cos"].to_numpy(),
+                f["dmse"].to_numpy(),
+                tau=self.tau,
+                mse_base=self.summary["mse_small"],
+                title=f"delta-MSE of adding one feature, {t}",
+            ),
+            "cumulative_mse": stitch_plots.cumulative_mse(
+                self.cumulative,
+                mse_large=self.summary["mse_large"],
+                title=f"adding features cumulatively, {t}",
+            ),
+            "active_inactive": stitch_plots.active_inactive(
+                self.active_inactive, title=f"MSE where novel features fire, {t}"
+            ),
+            "interpolation": stitch_plots.interpolation_plane(
+                self.path, self.points, title=f"interpolation path on the MSE-L0 plane, {t}"
+            ),
         }
 
 
 FEATURE_SCHEMA = {
-    "large_feature": pl.Int64, "max_cos": pl.Float64, "argmax_small": pl.Int64, "category": pl.Utf8,
-    "family": pl.Int64, "dmse": pl.Float64, "dmse_relative": pl.Float64, "dl0": pl.Float64,
-    "active_frac": pl.Float64, "small_mse_active": pl.Float64, "small_mse_inactive": pl.Float64,
-    "large_mse_active": pl.Float64, "large_mse_inactive": pl.Float64,
+    "large_feature": pl.Int64,
+    "max_cos": pl.Float64,
+    "argmax_small": pl.Int64,
+    "category": pl.Utf8,
+    "family": pl.Int64,
+    "dmse": pl.Float64,
+    "dmse_relative": pl.Float64,
+    "dl0": pl.Float64,
+    "active_frac": pl.Float64,
+    "small_mse_active": pl.Float64,
+    "small_mse_inactive": pl.Float64,
+    "large_mse_active": pl.Float64,
+    "large_mse_inactive": pl.Float64,
 }
 
 
@@ -142,9 +187,19 @@ def _mean_finite(a: np.ndarray) -> float:
     return float(a.mean()) if a.size else float("nan")
 
 
-def analyze_pair(small: Sae, large: Sae, acts: ActivationsLike, *, small_name: str = "small",
-                 large_name: str = "large", tau: float = 0.7, evaluator: Evaluator | None = None,
-                 ce_points: int = 6, batch_size: int = 4096, progress: bool = True) -> PairAnalysis:
+def analyze_pair(
+    small: Sae,
+    large: Sae,
+    acts: ActivationsLike,
+    *,
+    small_name: str = "small",
+    large_name: str = "large",
+    tau: float = 0.7,
+    evaluator: Evaluator | None = None,
+    ce_points: int = 6,
+    batch_size: int = 4096,
+    progress: bool = True,
+) -> PairAnalysis:
     """Every table and curve of the post's stitching sections for one pair (see module docstring)."""
     evaluator = evaluator or Evaluator(acts)
     kw = {"batch_size": batch_size, "progress": progress}
@@ -156,13 +211,24 @@ def analyze_pair(small: Sae, large: Sae, acts: ActivationsLike, *, small_name: s
     for fam in plan.families:
         fam_of_large[fam.large_features] = fam.family
     ai = active_inactive_mse(small, large, acts, np.arange(large.n_features), **kw)
-    features = pl.DataFrame({
-        "large_feature": np.arange(large.n_features), "max_cos": match.max_cos, "argmax_small": match.argmax,
-        "category": np.where(novel, "novel", "reconstruction"), "family": fam_of_large, "dmse": add.dmse,
-        "dmse_relative": add.dmse / add.mse_base, "dl0": add.dl0, "active_frac": ai.active_frac,
-        "small_mse_active": ai.base_active, "small_mse_inactive": ai.base_inactive,
-        "large_mse_active": ai.donor_active, "large_mse_inactive": ai.donor_inactive,
-    }, schema=FEATURE_SCHEMA)
+    features = pl.DataFrame(
+        {
+            "large_feature": np.arange(large.n_features),
+            "max_cos": match.max_cos,
+            "argmax_small": match.argmax,
+            "category": np.where(novel, "novel", "reconstruction"),
+            "family": fam_of_large,
+            "dmse": add.dmse,
+            "dmse_relative": add.dmse / add.mse_base,
+            "dl0": add.dl0,
+            "active_frac": ai.active_frac,
+            "small_mse_active": ai.base_active,
+            "small_mse_inactive": ai.base_inactive,
+            "large_mse_active": ai.donor_active,
+            "large_mse_inactive": ai.donor_inactive,
+        },
+        schema=FEATURE_SCHEMA,
+    )
     # cumulative curves: each set ordered by its own single-feature delta-MSE, most helpful first
     novel_order = np.flatnonzero(novel)[np.argsort(add.dmse[novel], kind="stable")]
     recon_order = np.flatnonzero(~novel)[np.argsort(add.dmse[~novel], kind="stable")]
@@ -172,54 +238,94 @@ def analyze_pair(small: Sae, large: Sae, acts: ActivationsLike, *, small_name: s
     }
     fams = [(f.small_features, f.large_features) for f in plan.families]
     swap = delta_mse_swap(small, large, acts, fams, **kw)
-    families = pl.DataFrame({
-        "family": [f.family for f in plan.families], "kind": [f.kind for f in plan.families],
-        "n_small": [len(f.small_features) for f in plan.families],
-        "n_large": [len(f.large_features) for f in plan.families],
-        "max_cos": plan.strength, "swap_rank": np.argsort(plan.order).astype(np.int64),
-        "dmse": swap.dmse, "dmse_relative": swap.dmse / swap.mse_base, "dl0": swap.dl0,
-    }, schema={"family": pl.Int64, "kind": pl.Utf8, "n_small": pl.Int64, "n_large": pl.Int64,
-               "max_cos": pl.Float64, "swap_rank": pl.Int64, "dmse": pl.Float64, "dmse_relative": pl.Float64,
-               "dl0": pl.Float64})
+    families = pl.DataFrame(
+        {
+            "family": [f.family for f in plan.families],
+            "kind": [f.kind for f in plan.families],
+            "n_small": [len(f.small_features) for f in plan.families],
+            "n_large": [len(f.large_features) for f in plan.families],
+            "max_cos": plan.strength,
+            "swap_rank": np.argsort(plan.order).astype(np.int64),
+            "dmse": swap.dmse,
+            "dmse_relative": swap.dmse / swap.mse_base,
+            "dl0": swap.dl0,
+        },
+        schema={
+            "family": pl.Int64,
+            "kind": pl.Utf8,
+            "n_small": pl.Int64,
+            "n_large": pl.Int64,
+            "max_cos": pl.Float64,
+            "swap_rank": pl.Int64,
+            "dmse": pl.Float64,
+            "dmse_relative": pl.Float64,
+            "dl0": pl.Float64,
+        },
+    )
     steps = default_ce_steps(plan.n_steps, ce_points) if evaluator.has_ce else []
-    path = interpolation_path(small, large, acts, plan, ce_fn=evaluator.ce_recovered if steps else None,
-                              ce_steps=steps, **kw)
+    path = interpolation_path(
+        small, large, acts, plan, ce_fn=evaluator.ce_recovered if steps else None, ce_steps=steps, **kw
+    )
     points = _points([evaluator.row(small, small_name), evaluator.row(large, large_name)])
     nf = features.filter(pl.col("category") == "novel")
-    active_inactive = pl.DataFrame({
-        "sae": [small_name, large_name],
-        "inactive": [_mean_finite(nf["small_mse_inactive"].to_numpy()), _mean_finite(nf["large_mse_inactive"].to_numpy())],
-        "active": [_mean_finite(nf["small_mse_active"].to_numpy()), _mean_finite(nf["large_mse_active"].to_numpy())],
-    }).with_columns((pl.col("active") - pl.col("inactive")).alias("difference"))
+    active_inactive = pl.DataFrame(
+        {
+            "sae": [small_name, large_name],
+            "inactive": [
+                _mean_finite(nf["small_mse_inactive"].to_numpy()),
+                _mean_finite(nf["large_mse_inactive"].to_numpy()),
+            ],
+            "active": [
+                _mean_finite(nf["small_mse_active"].to_numpy()),
+                _mean_finite(nf["large_mse_active"].to_numpy()),
+            ],
+        }
+    ).with_columns((pl.col("active") - pl.col("inactive")).alias("difference"))
     t22 = two_by_two(match.max_cos, add.dmse, tau)
     mse_small, mse_large = add.mse_base, float(points["mse"][1])
     after_novel = float(path["mse"][1])
     share = lambda a, b: a / b if b else float("nan")  # noqa: E731
     summary = {
-        "small": small_name, "large": large_name, "width_small": small.n_features, "width_large": large.n_features,
-        "tau": tau, "n_tokens": add.n_tokens, "mse_small": mse_small, "mse_large": mse_large,
-        "l0_small": add.l0_base, "l0_large": float(points["l0"][1]),
+        "small": small_name,
+        "large": large_name,
+        "width_small": small.n_features,
+        "width_large": large.n_features,
+        "tau": tau,
+        "n_tokens": add.n_tokens,
+        "mse_small": mse_small,
+        "mse_large": mse_large,
+        "l0_small": add.l0_base,
+        "l0_large": float(points["l0"][1]),
         "two_by_two": t22,
         "share_novel_lowering_mse": share(t22["novel"]["dmse_lt_0"], t22["novel"]["total"]),
-        "share_reconstruction_raising_mse": share(t22["reconstruction"]["dmse_gt_0"], t22["reconstruction"]["total"]),
+        "share_reconstruction_raising_mse": share(
+            t22["reconstruction"]["dmse_gt_0"], t22["reconstruction"]["total"]
+        ),
         "add_all_novel": {
-            "n_added": int(novel.sum()), "mse": after_novel, "relative_change": after_novel / mse_small - 1.0,
-            "l0": float(path["l0"][1]), "sum_of_single_dmse": float(add.dmse[novel].sum()),
+            "n_added": int(novel.sum()),
+            "mse": after_novel,
+            "relative_change": after_novel / mse_small - 1.0,
+            "l0": float(path["l0"][1]),
+            "sum_of_single_dmse": float(add.dmse[novel].sum()),
             "best_prefix_mse": float(cumulative[f"novel ({novel_order.size})"].min()),
         },
         "swaps": {
-            "n_families": len(plan.families), "kinds": {k: int(v) for k, v in
-                                                        families["kind"].value_counts().iter_rows()},
+            "n_families": len(plan.families),
+            "kinds": {k: int(v) for k, v in families["kind"].value_counts().iter_rows()},
             "share_raising_mse": share(int((swap.dmse > 0).sum()), len(plan.families)),
             "share_lowering_l0": share(int((swap.dl0 < 0).sum()), len(plan.families)),
         },
-        "path_end": {"n_features": int(path["n_features"][-1]), "mse": float(path["mse"][-1]),
-                     "l0": float(path["l0"][-1])},
+        "path_end": {
+            "n_features": int(path["n_features"][-1]),
+            "mse": float(path["mse"][-1]),
+            "l0": float(path["l0"][-1]),
+        },
         "active_inactive_novel_mean": active_inactive.to_dicts(),
         "swap_order": "families by their strongest edge (max decoder cos), highest first; ties by family id",
     }
-    return PairAnalysis(small_name, large_name, tau, features, families, path, points, cumulative,
-                        active_inactive, summary)
+    return PairAnalysis(
+        small_name, large_name, tau, features, families, path, points, cumulative, active_inactive, summary
+    )
 
 
 def write_pair(a: PairAnalysis, out: str | Path, config: dict[str, Any] | None = None) -> Path:
@@ -232,8 +338,9 @@ def write_pair(a: PairAnalysis, out: str | Path, config: dict[str, Any] | None =
     write_parquet(a.families, out / "families.parquet")
     write_parquet(a.path, out / "interpolation.parquet")
     write_parquet(a.points, out / "points.parquet")
-    write_parquet(pl.DataFrame({k: pl.Series(v) for k, v in _pad(a.cumulative).items()}),
-                  out / "cumulative_mse.parquet")
+    write_parquet(
+        pl.DataFrame({k: pl.Series(v) for k, v in _pad(a.cumulative).items()}), out / "cumulative_mse.parquet"
+    )
     for name, fig in a.figures().items():
         stitch_plots.save_figure(fig, str(out / f"{name}.png"))
     write_json(out / "summary.json", a.summary)
@@ -247,7 +354,8 @@ def _pad(curves: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([c, np.full(n - len(c), np.nan)]) for k, c in curves.items()}
 
 
-# -- Frankenstein --------------------------------------------------------------------------------------------------
+# -- Frankenstein
+# --------------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class FrankensteinAnalysis:
     assembly: Assembly
@@ -259,19 +367,31 @@ class FrankensteinAnalysis:
         return {"frankenstein": stitch_plots.frankenstein_comparison(self.table)}
 
 
-def analyze_frankenstein(saes: Sequence[Sae], names: Sequence[str], *, train_acts: ActivationsLike,
-                         evaluator: Evaluator, tau: float = 0.7, n_tokens: int = 200_000, lr: float = 1e-3,
-                         batch_size: int = 1024, seed: int = 0, progress: bool = True) -> FrankensteinAnalysis:
-    """Assemble, retrain every stage's decoder on ``train_acts``, and evaluate everything with ``evaluator``."""
+def analyze_frankenstein(
+    saes: Sequence[Sae],
+    names: Sequence[str],
+    *,
+    train_acts: ActivationsLike,
+    evaluator: Evaluator,
+    tau: float = 0.7,
+    n_tokens: int = 200_000,
+    lr: float = 1e-3,
+    batch_size: int = 1024,
+    seed: int = 0,
+    progress: bool = True,
+) -> FrankensteinAnalysis:
+    """Assemble, retrain every stage's decoder on ``train_acts``, and evaluate everything with
+    ``evaluator``."""
     asm = assemble(saes, names, tau=tau, progress=progress)
-    by_name = dict(zip(names, saes))
+    by_name = dict(zip(names, saes, strict=False))
     rows = [dict(evaluator.row(by_name[n], n), kind="ladder") for n in asm.names]
     retrained, losses = [], []
     for k, stage in enumerate(asm.stages):
         label = f"frank-{k + 1}sae"
         rows.append(dict(evaluator.row(stage, label), kind="frankenstein"))
-        res = retrain_decoder(stage, train_acts, n_tokens=n_tokens, lr=lr, batch_size=batch_size, seed=seed,
-                              progress=progress)
+        res = retrain_decoder(
+            stage, train_acts, n_tokens=n_tokens, lr=lr, batch_size=batch_size, seed=seed, progress=progress
+        )
         retrained.append(res.sae)
         losses.append(res.losses)
         rows.append(dict(evaluator.row(res.sae, label + "-retrained"), kind="frankenstein (retrained)"))
@@ -280,8 +400,11 @@ def analyze_frankenstein(saes: Sequence[Sae], names: Sequence[str], *, train_act
     return FrankensteinAnalysis(asm, retrained, table, losses)
 
 
-def write_frankenstein(a: FrankensteinAnalysis, out: str | Path, config: dict[str, Any] | None = None) -> Path:
-    """The final retrained SAE (featgraph and SAELens formats), per-stage origin, comparison table and figure."""
+def write_frankenstein(
+    a: FrankensteinAnalysis, out: str | Path, config: dict[str, Any] | None = None
+) -> Path:
+    """The final retrained SAE (featgraph and SAELens formats), per-stage origin, comparison table and
+    figure."""
     from featgraph.formats import save_saelens
     from featgraph.tables import write_parquet
 
@@ -296,17 +419,23 @@ def write_frankenstein(a: FrankensteinAnalysis, out: str | Path, config: dict[st
     for name, fig in a.figures().items():
         stitch_plots.save_figure(fig, str(out / f"{name}.png"))
     final_row = a.table.filter(pl.col("kind") == "frankenstein (retrained)").row(-1, named=True)
-    write_json(out / "metrics.json", {
-        "final": final_row, "stage_widths": [s.n_features for s in a.assembly.stages],
-        "sources": a.assembly.names,
-        "loss_first": [lo[0] for lo in a.losses], "loss_last": [float(np.mean(lo[-10:])) for lo in a.losses],
-    })
+    write_json(
+        out / "metrics.json",
+        {
+            "final": final_row,
+            "stage_widths": [s.n_features for s in a.assembly.stages],
+            "sources": a.assembly.names,
+            "loss_first": [lo[0] for lo in a.losses],
+            "loss_last": [float(np.mean(lo[-10:])) for lo in a.losses],
+        },
+    )
     if config is not None:
         write_json(out / "config.json", config)
     return out
 
 
-# -- HTML ----------------------------------------------------------------------------------------------------------
+# -- HTML
+# ----------------------------------------------------------------------------------------------------------
 def _img(fig: Figure, alt: str) -> str:
     data = base64.b64encode(stitch_plots.figure_png(fig)).decode("ascii")
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/></figure>'
@@ -323,23 +452,33 @@ def table_html(df: pl.DataFrame, *, max_rows: int = 60, digits: int = 4) -> str:
                 v = "" if v != v else f"{v:.{digits}g}"
             cells.append(f"<td>{html.escape(str(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    more = f"<p class=note>{df.height - max_rows} more rows in the Parquet file.</p>" if df.height > max_rows else ""
+    more = (
+        f"<p class=note>{df.height - max_rows} more rows in the Parquet file.</p>"
+        if df.height > max_rows
+        else ""
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
 
 
 def _two_by_two_html(t: dict[str, dict[str, int]]) -> str:
-    df = pl.DataFrame({
-        "": ["dMSE < 0", "dMSE > 0", "dMSE = 0 (never fires)"],
-        "novel": [t["novel"]["dmse_lt_0"], t["novel"]["dmse_gt_0"], t["novel"]["dmse_eq_0"]],
-        "reconstruction": [t["reconstruction"]["dmse_lt_0"], t["reconstruction"]["dmse_gt_0"],
-                           t["reconstruction"]["dmse_eq_0"]],
-    })
+    df = pl.DataFrame(
+        {
+            "": ["dMSE < 0", "dMSE > 0", "dMSE = 0 (never fires)"],
+            "novel": [t["novel"]["dmse_lt_0"], t["novel"]["dmse_gt_0"], t["novel"]["dmse_eq_0"]],
+            "reconstruction": [
+                t["reconstruction"]["dmse_lt_0"],
+                t["reconstruction"]["dmse_gt_0"],
+                t["reconstruction"]["dmse_eq_0"],
+            ],
+        }
+    )
     return table_html(df)
 
 
 CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:0.6em 0;font-size:13px}th,td{border:1px solid #ccc;padding:2px 7px;
-text-align:right}th{background:#f2f2f2}img{max-width:100%}figure{margin:0.6em 0}.note{color:#666;font-size:12px}
+text-align:right}th{background:#f2f2f2}img{max-width:100%}figure{margin:0.6em
+0}.note{color:#666;font-size:12px}
 h2{border-bottom:1px solid #ddd;margin-top:2em}"""
 
 
@@ -348,54 +487,98 @@ def _pair_section(a: PairAnalysis) -> str:
     figs = a.figures()
     an = s["add_all_novel"]
     sw = s["swaps"]
-    facts = pl.DataFrame({
-        "quantity": ["tokens", f"MSE {a.small_name}", f"MSE {a.large_name}", "novel features lowering MSE (share)",
-                     "reconstruction features raising MSE (share)", "MSE after adding all novel features",
-                     "relative MSE change from adding all novel features", "L0 after adding all novel features",
-                     "families", "swaps raising MSE (share)", "swaps lowering L0 (share)"],
-        "value": [str(s["n_tokens"]), f"{s['mse_small']:.4g}", f"{s['mse_large']:.4g}",
-                  f"{s['share_novel_lowering_mse']:.3f}", f"{s['share_reconstruction_raising_mse']:.3f}",
-                  f"{an['mse']:.4g}", f"{an['relative_change']:+.2%}", f"{an['l0']:.1f}", str(sw["n_families"]),
-                  f"{sw['share_raising_mse']:.3f}", f"{sw['share_lowering_l0']:.3f}"],
-    })
-    top = a.features.sort("dmse").select("large_feature", "max_cos", "category", "dmse_relative", "active_frac")
+    facts = pl.DataFrame(
+        {
+            "quantity": [
+                "tokens",
+                f"MSE {a.small_name}",
+                f"MSE {a.large_name}",
+                "novel features lowering MSE (share)",
+                "reconstruction features raising MSE (share)",
+                "MSE after adding all novel features",
+                "relative MSE change from adding all novel features",
+                "L0 after adding all novel features",
+                "families",
+                "swaps raising MSE (share)",
+                "swaps lowering L0 (share)",
+            ],
+            "value": [
+                str(s["n_tokens"]),
+                f"{s['mse_small']:.4g}",
+                f"{s['mse_large']:.4g}",
+                f"{s['share_novel_lowering_mse']:.3f}",
+                f"{s['share_reconstruction_raising_mse']:.3f}",
+                f"{an['mse']:.4g}",
+                f"{an['relative_change']:+.2%}",
+                f"{an['l0']:.1f}",
+                str(sw["n_families"]),
+                f"{sw['share_raising_mse']:.3f}",
+                f"{sw['share_lowering_l0']:.3f}",
+            ],
+        }
+    )
+    top = a.features.sort("dmse").select(
+        "large_feature", "max_cos", "category", "dmse_relative", "active_frac"
+    )
     ce_rows = a.path.filter(pl.col("ce_recovered").is_not_null())
-    return "".join([
-        f"<h2>Pair {html.escape(a.title)} (tau = {a.tau:g})</h2>",
-        table_html(facts),
-        "<h3>Can we add features? The 2x2 table</h3>", _two_by_two_html(s["two_by_two"]),
-        _img(figs["two_by_two"], "2x2 table"),
-        _img(figs["dmse_vs_max_cos"], "delta-MSE vs max cos"), _img(figs["cumulative_mse"], "cumulative MSE"),
-        "<h3>Most helpful single features</h3>", table_html(top, max_rows=15),
-        "<h3>Novel features: MSE where they fire vs not (mean over novel features)</h3>",
-        table_html(a.active_inactive), _img(figs["active_inactive"], "active vs inactive"),
-        "<h3>Can we swap features? Interpolation path</h3>",
-        f"<p class=note>Order: {html.escape(s['swap_order'])}.</p>",
-        _img(figs["interpolation"], "interpolation path"), table_html(a.points),
-        "<h4>Path steps with CE recovered</h4>" + table_html(ce_rows) if ce_rows.height else "",
-        "<h4>Families swapped alone</h4>", table_html(a.families.sort("swap_rank"), max_rows=25),
-    ])
+    return "".join(
+        [
+            f"<h2>Pair {html.escape(a.title)} (tau = {a.tau:g})</h2>",
+            table_html(facts),
+            "<h3>Can we add features? The 2x2 table</h3>",
+            _two_by_two_html(s["two_by_two"]),
+            _img(figs["two_by_two"], "2x2 table"),
+            _img(figs["dmse_vs_max_cos"], "delta-MSE vs max cos"),
+            _img(figs["cumulative_mse"], "cumulative MSE"),
+            "<h3>Most helpful single features</h3>",
+            table_html(top, max_rows=15),
+            "<h3>Novel features: MSE where they fire vs not (mean over novel features)</h3>",
+            table_html(a.active_inactive),
+            _img(figs["active_inactive"], "active vs inactive"),
+            "<h3>Can we swap features? Interpolation path</h3>",
+            f"<p class=note>Order: {html.escape(s['swap_order'])}.</p>",
+            _img(figs["interpolation"], "interpolation path"),
+            table_html(a.points),
+            "<h4>Path steps with CE recovered</h4>" + table_html(ce_rows) if ce_rows.height else "",
+            "<h4>Families swapped alone</h4>",
+            table_html(a.families.sort("swap_rank"), max_rows=25),
+        ]
+    )
 
 
-def render_html(title: str, pairs: Sequence[PairAnalysis], frank: FrankensteinAnalysis | None = None,
-                ladder_table: pl.DataFrame | None = None, config: dict[str, Any] | None = None) -> str:
-    """One self-contained page: every figure embedded as a data URI, every table inline, no external resource."""
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-             "<p class=note>featgraph report. Reproduces the sections 'Can we add "
-             "features', 'Can we swap features' and 'Frankenstein's SAE' of <i>Stitching SAEs of different "
-             "sizes</i>. MSE: per token, sum over d of the squared error, averaged over tokens.</p>"]
+def render_html(
+    title: str,
+    pairs: Sequence[PairAnalysis],
+    frank: FrankensteinAnalysis | None = None,
+    ladder_table: pl.DataFrame | None = None,
+    config: dict[str, Any] | None = None,
+) -> str:
+    """One self-contained page: every figure embedded as a data URI, every table inline, no external
+    resource."""
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+        "<p class=note>featgraph report. Reproduces the sections 'Can we add "
+        "features', 'Can we swap features' and 'Frankenstein's SAE' of <i>Stitching SAEs of different "
+        "sizes</i>. MSE: per token, sum over d of the squared error, averaged over tokens.</p>",
+    ]
     if ladder_table is not None:
         parts += ["<h2>The ladder</h2>", table_html(ladder_table)]
     parts += [_pair_section(p) for p in pairs]
     if frank is not None:
-        parts += ["<h2>Frankenstein's SAE</h2>",
-                  f"<p class=note>Stage widths: {[s.n_features for s in frank.assembly.stages]} from "
-                  f"{html.escape(', '.join(frank.assembly.names))}; decoders retrained with the encoder frozen.</p>",
-                  table_html(frank.table), _img(frank.figures()["frankenstein"], "Frankenstein comparison")]
+        parts += [
+            "<h2>Frankenstein's SAE</h2>",
+            f"<p class=note>Stage widths: {[s.n_features for s in frank.assembly.stages]} from "
+            f"{html.escape(', '.join(frank.assembly.names))}; "
+            "decoders retrained with the encoder frozen.</p>",
+            table_html(frank.table),
+            _img(frank.figures()["frankenstein"], "Frankenstein comparison"),
+        ]
     if config is not None:
-        parts += ["<h2>Configuration</h2>",
-                  f"<pre>{html.escape(json.dumps(config, indent=2, sort_keys=True, default=str))}</pre>"]
+        parts += [
+            "<h2>Configuration</h2>",
+            f"<pre>{html.escape(json.dumps(config, indent=2, sort_keys=True, default=str))}</pre>",
+        ]
     parts.append("</body></html>")
     return "\n".join(parts)
 

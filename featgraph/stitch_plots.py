@@ -29,20 +29,37 @@ def _axes(ax: Axes | None, figsize: tuple[float, float] = (6.0, 4.2)) -> tuple[F
     return fig, fig.add_subplot()
 
 
-def dmse_vs_max_cos(max_cos: np.ndarray, dmse: np.ndarray, *, tau: float = 0.7, mse_base: float | None = None,
-                    title: str = "", ax: Axes | None = None) -> Figure:
+def dmse_vs_max_cos(
+    max_cos: np.ndarray,
+    dmse: np.ndarray,
+    *,
+    tau: float = 0.7,
+    mse_base: float | None = None,
+    title: str = "",
+    ax: Axes | None = None,
+) -> Figure:
     """Scatter of each large feature's delta-MSE when added alone against its max cos to the small SAE."""
     fig, ax = _axes(ax)
     max_cos, dmse = np.asarray(max_cos), np.asarray(dmse)
     y = dmse / mse_base if mse_base else dmse
     novel = max_cos <= tau
-    ax.scatter(max_cos[novel], y[novel], s=6, alpha=0.6, color=NOVEL_COLOR, label=f"novel (max cos <= {tau:g})")
-    ax.scatter(max_cos[~novel], y[~novel], s=6, alpha=0.6, color=RECON_COLOR,
-               label=f"reconstruction (max cos > {tau:g})")
+    ax.scatter(
+        max_cos[novel], y[novel], s=6, alpha=0.6, color=NOVEL_COLOR, label=f"novel (max cos <= {tau:g})"
+    )
+    ax.scatter(
+        max_cos[~novel],
+        y[~novel],
+        s=6,
+        alpha=0.6,
+        color=RECON_COLOR,
+        label=f"reconstruction (max cos > {tau:g})",
+    )
     ax.axhline(0.0, color="k", lw=0.8)
     ax.axvline(tau, color="grey", ls="--", lw=0.8)
-    ax.set_yscale("symlog", linthresh=max(float(np.percentile(np.abs(y[y != 0]), 10)), 1e-12) if (y != 0).any()
-                  else 1e-12)
+    ax.set_yscale(
+        "symlog",
+        linthresh=max(float(np.percentile(np.abs(y[y != 0]), 10)), 1e-12) if (y != 0).any() else 1e-12,
+    )
     ax.set_xlabel("max decoder cos to the small SAE")
     ax.set_ylabel("delta-MSE / MSE(small)" if mse_base else "delta-MSE")
     ax.set_title(title or "adding one large-SAE feature to the small SAE")
@@ -50,8 +67,9 @@ def dmse_vs_max_cos(max_cos: np.ndarray, dmse: np.ndarray, *, tau: float = 0.7, 
     return fig
 
 
-def two_by_two_figure(table: Mapping[str, Mapping[str, int]], *, title: str = "", ax: Axes | None = None
-                      ) -> Figure:
+def two_by_two_figure(
+    table: Mapping[str, Mapping[str, int]], *, title: str = "", ax: Axes | None = None
+) -> Figure:
     """The 2x2 table (novel / reconstruction x dMSE < 0 / > 0) drawn as a small annotated grid."""
     fig, ax = _axes(ax, (4.6, 2.6))
     cols = ["novel", "reconstruction"]
@@ -67,8 +85,13 @@ def two_by_two_figure(table: Mapping[str, Mapping[str, int]], *, title: str = ""
     return fig
 
 
-def cumulative_mse(curves: Mapping[str, np.ndarray], *, mse_large: float | None = None, title: str = "",
-                   ax: Axes | None = None) -> Figure:
+def cumulative_mse(
+    curves: Mapping[str, np.ndarray],
+    *,
+    mse_large: float | None = None,
+    title: str = "",
+    ax: Axes | None = None,
+) -> Figure:
     """MSE of the small SAE after adding the first k features of each ordered set (curves start at k = 0)."""
     fig, ax = _axes(ax)
     colors = {"novel": NOVEL_COLOR, "reconstruction": RECON_COLOR}
@@ -85,7 +108,8 @@ def cumulative_mse(curves: Mapping[str, np.ndarray], *, mse_large: float | None 
 
 
 def active_inactive(table: pl.DataFrame, *, title: str = "", ax: Axes | None = None) -> Figure:
-    """Grouped bars: each SAE's MSE on tokens where novel features are inactive vs active (means over features)."""
+    """Grouped bars: each SAE's MSE on tokens where novel features are inactive vs active (means over
+    features)."""
     fig, ax = _axes(ax, (5.0, 3.6))
     names = table["sae"].to_list()
     x = np.arange(len(names))
@@ -99,8 +123,9 @@ def active_inactive(table: pl.DataFrame, *, title: str = "", ax: Axes | None = N
     return fig
 
 
-def interpolation_plane(path: pl.DataFrame, points: pl.DataFrame | None = None, *, title: str = "",
-                        ax: Axes | None = None) -> Figure:
+def interpolation_plane(
+    path: pl.DataFrame, points: pl.DataFrame | None = None, *, title: str = "", ax: Axes | None = None
+) -> Figure:
     """The interpolation path on the MSE-L0 plane, with the ladder's own SAEs as labelled points."""
     fig, ax = _axes(ax)
     l0, mse = path["l0"].to_numpy(), path["mse"].to_numpy()
@@ -111,11 +136,23 @@ def interpolation_plane(path: pl.DataFrame, points: pl.DataFrame | None = None, 
     ax.annotate("start", (l0[0], mse[0]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.annotate("all swapped", (l0[-1], mse[-1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     if points is not None and points.height:
-        ax.scatter(points["l0"].to_numpy(), points["mse"].to_numpy(), marker="*", s=90, color="tab:green",
-                   zorder=4, label="ladder SAEs")
+        ax.scatter(
+            points["l0"].to_numpy(),
+            points["mse"].to_numpy(),
+            marker="*",
+            s=90,
+            color="tab:green",
+            zorder=4,
+            label="ladder SAEs",
+        )
         for row in points.iter_rows(named=True):
-            ax.annotate(f"{row['name']} ({row['width']})", (row["l0"], row["mse"]), fontsize=7,
-                        xytext=(4, -9), textcoords="offset points")
+            ax.annotate(
+                f"{row['name']} ({row['width']})",
+                (row["l0"], row["mse"]),
+                fontsize=7,
+                xytext=(4, -9),
+                textcoords="offset points",
+            )
     ax.set_xlabel("L0")
     ax.set_ylabel("MSE")
     ax.set_title(title or "interpolating between two widths")
@@ -124,26 +161,32 @@ def interpolation_plane(path: pl.DataFrame, points: pl.DataFrame | None = None, 
 
 
 def frankenstein_comparison(table: pl.DataFrame, *, title: str = "") -> Figure:
-    """Two panels: MSE against number of features and MSE against L0, for ladder SAEs and Frankenstein SAEs.
+    """MSE against number of features, MSE against L0 (and CE recovered against features when known).
 
     ``table`` needs columns ``kind`` (``ladder``, ``frankenstein``, ``frankenstein (retrained)``), ``name``,
     ``width``, ``l0``, ``mse``.
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10.5, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2)
-    style = {"ladder": ("o", "tab:green"), "frankenstein": ("s", "tab:gray"),
-             "frankenstein (retrained)": ("D", "tab:purple")}
-    for ax, xcol, xlabel in ((axes[0], "width", "number of features"), (axes[1], "l0", "L0")):
+    panels = [("width", "mse", "number of features", "MSE"), ("l0", "mse", "L0", "MSE")]
+    if "ce_recovered_zero" in table.columns and np.isfinite(table["ce_recovered_zero"].to_numpy()).any():
+        panels.append(("width", "ce_recovered_zero", "number of features", "CE loss recovered (zero abl.)"))
+    fig = Figure(figsize=(5.2 * len(panels), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(panels))
+    style = {
+        "ladder": ("o", "tab:green"),
+        "frankenstein": ("s", "tab:gray"),
+        "frankenstein (retrained)": ("D", "tab:purple"),
+    }
+    for ax, (xcol, ycol, xlabel, ylabel) in zip(axes, panels, strict=False):
         for kind in table["kind"].unique(maintain_order=True).to_list():
             sub = table.filter(table["kind"] == kind).sort("width")
             marker, color = style.get(kind, ("^", None))
-            ax.plot(sub[xcol].to_numpy(), sub["mse"].to_numpy(), marker=marker, color=color, label=kind)
+            ax.plot(sub[xcol].to_numpy(), sub[ycol].to_numpy(), marker=marker, color=color, label=kind)
         if xcol == "width":
             ax.set_xscale("log", base=2)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("MSE")
+        ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
     fig.suptitle(title or "Frankenstein SAEs vs the ladder")
     return fig
@@ -170,6 +213,12 @@ def save_figure(fig: Figure, path: str, dpi: int = 110) -> None:
 
 
 __all__: Sequence[str] = [
-    "active_inactive", "cumulative_mse", "dmse_vs_max_cos", "figure_png", "frankenstein_comparison",
-    "interpolation_plane", "save_figure", "two_by_two_figure",
+    "active_inactive",
+    "cumulative_mse",
+    "dmse_vs_max_cos",
+    "figure_png",
+    "frankenstein_comparison",
+    "interpolation_plane",
+    "save_figure",
+    "two_by_two_figure",
 ]

@@ -1,4 +1,5 @@
-"""``featgraph stitch``, ``frankenstein`` and ``report`` end to end on a tiny planted ladder (no model, no CE)."""
+"""``featgraph stitch``, ``frankenstein`` and ``report`` end to end on a tiny planted ladder (no model, no
+CE)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from featgraph.cli.main import cli, main
 
 from featgraph.activation_store import ActivationStore
-from featgraph.cli.main import cli, main
 from featgraph.formats import load_sae
 from featgraph.sae import Sae
 from featgraph.synthetic import planted_ladder
@@ -32,8 +33,15 @@ def ladder_and_store(tmp_path):
     n = 4000
     code = rng.exponential(1.0, (n, 128)) * (rng.random((n, 128)) < 4.0 / 128)
     x = (code @ unit + 0.05 * rng.standard_normal((n, 64))).astype(np.float32)
-    store = ActivationStore.create(tmp_path / "acts", model="synthetic", hook_name="blocks.0.hook_resid_pre", d_in=64,
-                                   tokens=np.zeros((40, 100), np.int32), exclude_bos=False, dtype="float32")
+    store = ActivationStore.create(
+        tmp_path / "acts",
+        model="synthetic",
+        hook_name="blocks.0.hook_resid_pre",
+        d_in=64,
+        tokens=np.zeros((40, 100), np.int32),
+        exclude_bos=False,
+        dtype="float32",
+    )
     store.write(x)
     store.mark_complete()
     return root, tmp_path / "acts"
@@ -71,8 +79,21 @@ def test_stitch_writes_tables_summary_and_figures(ladder_and_store, tmp_path):
 def test_frankenstein_writes_both_formats_and_comparison(ladder_and_store, tmp_path):
     root, acts = ladder_and_store
     out = tmp_path / "frank"
-    run(["frankenstein", str(root), "--out", str(out), "--acts", str(acts), "--retrain-tokens", "4000",
-         "--retrain-batch-size", "500", "-q"])
+    run(
+        [
+            "frankenstein",
+            str(root),
+            "--out",
+            str(out),
+            "--acts",
+            str(acts),
+            "--retrain-tokens",
+            "4000",
+            "--retrain-batch-size",
+            "500",
+            "-q",
+        ]
+    )
     ours = Sae.load(out / "sae")
     theirs = load_sae(out / "sae_saelens")
     assert ours.n_features == theirs.n_features > 32
@@ -91,7 +112,11 @@ def test_report_is_one_self_contained_page(ladder_and_store, tmp_path):
     run(["report", str(root), "--out", str(out), "--acts", str(acts), "--retrain-tokens", "2000", "-q"])
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2 * 5 + 1  # five figures per pair, one Frankenstein figure
-    assert not re.search(r"""(src|href)=["'](https?:|//)""", page) and "<link" not in page and "<script" not in page
+    assert (
+        not re.search(r"""(src|href)=["'](https?:|//)""", page)
+        and "<link" not in page
+        and "<script" not in page
+    )
     assert (out / "pairs" / "w64__w128" / "dmse.parquet").exists()
 
 
@@ -102,7 +127,9 @@ def test_errors_are_one_line(ladder_and_store, tmp_path, capsys):
 
     tiny_sae(32, 64, architecture="topk", k=4).save(topk)
     with pytest.raises(SystemExit) as e:
-        main(["stitch", str(topk), str(root / "w64"), "--out", str(tmp_path / "o"), "--acts", str(acts), "-q"])
+        main(
+            ["stitch", str(topk), str(root / "w64"), "--out", str(tmp_path / "o"), "--acts", str(acts), "-q"]
+        )
     assert e.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "TopK" in err and err.count("\n") == 1

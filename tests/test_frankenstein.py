@@ -36,12 +36,13 @@ def test_assembly_adds_exactly_the_features_below_tau_to_everything_so_far():
     a = assemble(list(reversed(saes)), ["w128", "w64", "w32"], tau=0.7, progress=False)  # any order in
     assert a.names == ["w32", "w64", "w128"]
     assert [s.n_features for s in a.stages][0] == 32
-    by_name = dict(zip(["w32", "w64", "w128"], saes))
+    by_name = dict(zip(["w32", "w64", "w128"], saes, strict=False))
     for k in (1, 2):
         prev = a.stages[k - 1].W_dec.detach().double().numpy()
         donor = by_name[a.names[k]].W_dec.detach().double().numpy()
         cos = (donor / np.linalg.norm(donor, axis=1, keepdims=True)) @ (
-            prev / np.linalg.norm(prev, axis=1, keepdims=True)).T
+            prev / np.linalg.norm(prev, axis=1, keepdims=True)
+        ).T
         want = np.flatnonzero(cos.max(1) < 0.7)
         got = a.origin.filter(a.origin["stage"] == k)["source_feature"].to_numpy()
         np.testing.assert_array_equal(got, want)

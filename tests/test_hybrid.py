@@ -15,7 +15,8 @@ from .conftest import tiny_sae
 
 
 def projection_sae(W_dec: np.ndarray, *, seed: int, architecture: str = "relu", bias: float = 0.5) -> Sae:
-    """A sensible SAE for a decoder: feature j reconstructs ``(x . u_j - bias) u_j`` (u_j = unit row) when positive."""
+    """A sensible SAE for a decoder: feature j reconstructs ``(x . u_j - bias) u_j`` (u_j = unit row) when
+    positive."""
     rng = np.random.default_rng(seed)
     F, d = W_dec.shape
     norms = np.linalg.norm(W_dec, axis=1)
@@ -31,9 +32,15 @@ def projection_sae(W_dec: np.ndarray, *, seed: int, architecture: str = "relu", 
     return Sae.from_tensors(tensors, SaeConfig(d_in=d, n_features=F, architecture=architecture))
 
 
-def stitch_pair(d: int = 64, widths: tuple[int, int] = (48, 96), *, seed: int = 7, arch: str = "relu",
-                n_tokens: int = 2000):
-    """A small/large pair with planted copies/splits/novel features and tokens built from the large directions.
+def stitch_pair(
+    d: int = 64,
+    widths: tuple[int, int] = (48, 96),
+    *,
+    seed: int = 7,
+    arch: str = "relu",
+    n_tokens: int = 2000,
+):
+    """A small/large pair with planted copies/splits/novel features, tokens built from the large directions.
 
     Tokens are sparse non-negative mixtures of the large SAE's unit decoder rows plus noise, so every kind of
     feature fires on some tokens. The two SAEs have different b_dec, so folding matters.
@@ -67,14 +74,14 @@ def test_added_features_fire_exactly_as_in_their_own_sae(arch):
     h = add_features(small, large, idx)
     assert h.n_features == small.n_features + 4
     acts_h = h.encode(x)
-    torch.testing.assert_close(acts_h[:, small.n_features:], large.encode(x)[:, idx], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(acts_h[:, small.n_features :], large.encode(x)[:, idx], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(acts_h[:, : small.n_features], small.encode(x), rtol=0, atol=0)
-    assert (acts_h[:, small.n_features:] > 0).any(), "test data should make the added features fire"
+    assert (acts_h[:, small.n_features :] > 0).any(), "test data should make the added features fire"
     # the reconstruction is the base's plus the added features' contributions
     f = large.encode(x)[:, idx]
     torch.testing.assert_close(h(x).x_hat, small(x).x_hat + f @ large.W_dec[idx], rtol=1e-5, atol=1e-5)
     if arch == "jumprelu":
-        torch.testing.assert_close(h.threshold[small.n_features:], large.threshold[idx])
+        torch.testing.assert_close(h.threshold[small.n_features :], large.threshold[idx])
 
 
 def test_mixed_relu_base_and_jumprelu_donor_gives_jumprelu_with_zero_thresholds():
@@ -92,7 +99,9 @@ def test_swap_and_feature_order_and_roundtrip(tmp_path):
     assert h.n_features == small.n_features - 2 + 3
     from_donor, src = hybrid_origin(small.n_features, [3, 10], [7, 8, 9])
     assert from_donor.sum() == 3 and src[-3:].tolist() == [7, 8, 9] and 3 not in src[~from_donor]
-    torch.testing.assert_close(h.W_dec[~torch.from_numpy(from_donor)], small.W_dec[torch.from_numpy(src[~from_donor])])
+    torch.testing.assert_close(
+        h.W_dec[~torch.from_numpy(from_donor)], small.W_dec[torch.from_numpy(src[~from_donor])]
+    )
     h.save(tmp_path / "h")
     back = Sae.load(tmp_path / "h")
     assert torch.equal(back(x).x_hat, h(x).x_hat)
@@ -110,6 +119,7 @@ def test_copy_family_swap_barely_changes_mse():
             return float(((s(x.double()).x_hat - x.double()) ** 2).sum(-1).mean())
 
     from featgraph.delta_mse import as_dtype
+
     s64, l64 = as_dtype(small, torch.float64), as_dtype(large, torch.float64)
     base = mse(s64)
     swapped = np.array([mse(swap_family(s64, l64, [parent_of[j]], [j])) - base for j in copies])
