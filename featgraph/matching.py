@@ -240,12 +240,12 @@ def _match_prepared(small, large, tau: float, method: str, device, block_bytes: 
     from featgraph.matching_blocked import COMPUTE, exact_matmul_settings, stream_pair
 
     d = large.gemm.shape[1]
-    e, e32 = rounding_margin(d, COMPUTE[method][1]), rounding_margin(d, "fp32")
+    e = rounding_margin(d, COMPUTE[method][1])
     acc = _PairAccumulator(large.n, large.zero_rows)
     on_block = bar.update if bar is not None else None
     with exact_matmul_settings(device), torch.inference_mode():
         for row0, cr, cc, cos in stream_pair(
-            small, large, tau, e, e32, block_bytes=block_bytes, on_block=on_block
+            small, large, tau, e, block_bytes=block_bytes, on_block=on_block
         ):
             acc.add(row0, cr, cc, cos, tau)
     return acc.result()

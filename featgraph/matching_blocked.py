@@ -127,35 +127,6 @@ def _dot64(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor,
     return res.cpu().numpy()
 
 
-def _refine_groups(
-    large32: torch.Tensor,
-    small32: torch.Tensor,
-    hit_rows: torch.Tensor,
-    hit_groups: torch.Tensor,
-    n_small: int,
-) -> torch.Tensor:
-    """fp32 values ``[H, GROUP]`` of every hit (row, group), one small GEMM per distinct group.
-
-    A group of the smaller SAE is ``GROUP`` contiguous rows, so each GEMM reads it without a gather; only the few
-    larger-SAE rows that hit it are gathered. Padded columns come back as -inf.
-    """
-    order = torch.argsort(hit_groups, stable=True)
-    groups, counts = torch.unique_consecutive(hit_groups[order], return_counts=True)
-    rows_sorted = hit_rows[order]
-    out = torch.empty(hit_rows.numel(), GROUP, dtype=torch.float32, device=large32.device)
-    pos = 0
-    for g, c in zip(groups.tolist(), counts.tolist(), strict=True):
-        sel = order[pos : pos + c]
-        out[sel] = (
-            large32.index_select(0, rows_sorted[pos : pos + c]) @ small32[g * GROUP : (g + 1) * GROUP].T
-        )
-        pos += c
-    last_valid = n_small - (small32.shape[0] // GROUP - 1) * GROUP
-    if last_valid < GROUP:
-        out[hit_groups == small32.shape[0] // GROUP - 1, last_valid:] = float("-inf")
-    return out
-
-
 def _row_batches(hit_rows: torch.Tensor, n_rows: int, cap: int) -> list[tuple[int, int]]:
     """Split ``range(len(hit_rows))`` (sorted by row) into slices of about ``cap`` hits that never split a row."""
     n = hit_rows.numel()
@@ -177,7 +148,6 @@ def stream_pair(
     large: PreparedUnits,
     tau: float,
     margin: float,
-    margin32: float,
     *,
     block_bytes: int,
     on_block=None,
@@ -185,9 +155,10 @@ def stream_pair(
     """Yield ``(row0, cand_rows, cand_cols, cos64)`` per batch of rows: candidates sorted by (row, col), block-local
     rows, and their float64 cos (numpy). Zero rows of the larger SAE get no candidates (the caller fills them in).
 
-    ``margin`` bounds the error of the GEMM dtype, ``margin32`` that of fp32. When the first is larger (bf16), the
-    groups that hold candidates are recomputed in fp32 and candidates re-selected with ``margin32`` before the
-    float64 step, which keeps the float64 work to about one pair per row plus the edges.
+    ``margin`` bounds ``|S_approx - S|`` for the GEMM dtype. A row's candidates are the entries with
+    ``S_approx >= min(tau - e, c - e)`` where ``c`` is the float64 cos of the row's approximate argmax: ``c <= M``
+    (the true max), so the true argmax, whose ``S_approx >= M - e``, always qualifies, and so does every edge. Using
+    an exact ``c`` rather than the approximate max halves the window and so the number of float64 re-checks.
     """
     dev = small.gemm.device
     n_s, n_s_pad = small.n, small.gemm.shape[0]
@@ -199,11 +170,10 @@ def stream_pair(
     hit_cap = max(1, int(0.08 * block_bytes) // (GROUP * 8))
     cand_chunk = max(256, int(0.02 * block_bytes) // (d * 8 * 2))
     n_groups = n_s_pad // GROUP
-    refine = margin > margin32
     buf = torch.empty(rows, n_s_pad, dtype=dtype, device=dev)
-    zero_large = torch.zeros(n_l, dtype=torch.bool)
-    zero_large[torch.from_numpy(large.zero_rows)] = True
-    zero_large = zero_large.to(dev)
+    zero_large = np.zeros(n_l, dtype=bool)
+    zero_large[large.zero_rows] = True
+    edge_t = _f32_at_most(np.array([tau - margin]))[0]
     for r0 in range(0, n_l, rows):
         r = min(rows, n_l - r0)
         S = buf[:r]
@@ -212,20 +182,18 @@ def stream_pair(
             S[:, n_s:] = float("-inf")
         grouped = S.view(r, n_groups, GROUP)
         gmax = torch.amax(grouped, dim=2)  # [r, G], the one full read of the block
-        t = _thresholds(torch.amax(gmax, dim=1).float(), tau, margin)
-        t[zero_large[r0 : r0 + r]] = float("inf")
+        # the approximate argmax of each row, then its exact cos: a lower bound on the row's true max
+        best_g = torch.argmax(gmax, dim=1)
+        local = torch.arange(r, device=dev)
+        best_j = best_g * GROUP + torch.argmax(grouped[local, best_g], dim=1)
+        c = _dot64(large.unit32, small.unit32, local + r0, best_j, cand_chunk)
+        t_np = np.minimum(_f32_at_most(c - margin), edge_t)
+        t_np[zero_large[r0 : r0 + r]] = np.inf
+        t = torch.from_numpy(t_np).to(dev)
         hit_r, hit_g = torch.nonzero(gmax >= t[:, None], as_tuple=True)
         for h0, h1 in _row_batches(hit_r, r, hit_cap):
             hr, hg = hit_r[h0:h1], hit_g[h0:h1]
-            if refine:
-                vals = _refine_groups(large.unit32[r0 : r0 + r], small.unit32, hr, hg, n_s)
-                row_max = torch.full((r,), float("-inf"), device=dev).scatter_reduce_(
-                    0, hr, vals.amax(dim=1), "amax"
-                )
-                thr = _thresholds(row_max, tau, margin32)[hr]
-            else:
-                vals, thr = grouped[hr, hg], t[hr]
-            hh, kk = torch.nonzero(vals >= thr[:, None], as_tuple=True)
+            hh, kk = torch.nonzero(grouped[hr, hg] >= t[hr][:, None], as_tuple=True)
             cand_rows = hr[hh]
             cand_cols = hg[hh] * GROUP + kk
             cos = _dot64(large.unit32, small.unit32, cand_rows + r0, cand_cols, cand_chunk)
@@ -234,9 +202,12 @@ def stream_pair(
             on_block(r)
 
 
-def _thresholds(row_max: torch.Tensor, tau: float, margin: float) -> torch.Tensor:
-    """Per-row candidate threshold ``min(tau - e, max - 2e)``: keeps every possible edge and every possible max."""
-    return torch.clamp(row_max - np.float32(2 * margin), max=np.float32(tau - margin))
+def _f32_at_most(x: np.ndarray) -> np.ndarray:
+    """float32 values no larger than ``x`` (float64): a threshold must never round up past its bound."""
+    y = x.astype(np.float32)
+    up = y.astype(np.float64) > x
+    y[up] = np.nextafter(y[up], np.float32(-np.inf))
+    return y
 
 
 def _gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
