@@ -341,8 +341,8 @@ def write_pair(a: PairAnalysis, out: str | Path, config: dict[str, Any] | None =
     write_parquet(
         pl.DataFrame({k: pl.Series(v) for k, v in _pad(a.cumulative).items()}), out / "cumulative_mse.parquet"
     )
-    for name, fig in a.figures().items():
-        stitch_plots.save_figure(fig, str(out / f"{name}.png"))
+    for name, png in pngs(a).items():
+        atomic_write(out / f"{name}.png", lambda p, png=png: p.write_bytes(png))
     write_json(out / "summary.json", a.summary)
     if config is not None:
         write_json(out / "config.json", config)
@@ -416,8 +416,8 @@ def write_frankenstein(
     a.assembly.sae.save(out / "sae_before_retraining")
     write_parquet(a.assembly.origin, out / "origin.parquet")
     write_parquet(a.table, out / "comparison.parquet")
-    for name, fig in a.figures().items():
-        stitch_plots.save_figure(fig, str(out / f"{name}.png"))
+    for name, png in pngs(a).items():
+        atomic_write(out / f"{name}.png", lambda p, png=png: p.write_bytes(png))
     final_row = a.table.filter(pl.col("kind") == "frankenstein (retrained)").row(-1, named=True)
     write_json(
         out / "metrics.json",
@@ -436,8 +436,16 @@ def write_frankenstein(
 
 # -- HTML
 # ----------------------------------------------------------------------------------------------------------
-def _img(fig: Figure, alt: str) -> str:
-    data = base64.b64encode(stitch_plots.figure_png(fig)).decode("ascii")
+def pngs(a: PairAnalysis | FrankensteinAnalysis) -> dict[str, bytes]:
+    """Each figure of an analysis as PNG bytes, rendered once and kept (files and HTML share them)."""
+    cache = a.__dict__.setdefault("_pngs", {})
+    if not cache:
+        cache.update({name: stitch_plots.figure_png(fig) for name, fig in a.figures().items()})
+    return cache
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/></figure>'
 
 
@@ -484,7 +492,7 @@ h2{border-bottom:1px solid #ddd;margin-top:2em}"""
 
 def _pair_section(a: PairAnalysis) -> str:
     s = a.summary
-    figs = a.figures()
+    figs = pngs(a)
     an = s["add_all_novel"]
     sw = s["swaps"]
     facts = pl.DataFrame(
@@ -572,7 +580,7 @@ def render_html(
             f"{html.escape(', '.join(frank.assembly.names))}; "
             "decoders retrained with the encoder frozen.</p>",
             table_html(frank.table),
-            _img(frank.figures()["frankenstein"], "Frankenstein comparison"),
+            _img(pngs(frank)["frankenstein"], "Frankenstein comparison"),
         ]
     if config is not None:
         parts += [

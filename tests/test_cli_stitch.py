@@ -30,7 +30,7 @@ def ladder_and_store(tmp_path):
         sae.save(root / f"w{W.shape[0]}")
     rng = np.random.default_rng(5)
     unit = decs[-1] / np.linalg.norm(decs[-1], axis=1, keepdims=True)
-    n = 4000
+    n = 2000
     code = rng.exponential(1.0, (n, 128)) * (rng.random((n, 128)) < 4.0 / 128)
     x = (code @ unit + 0.05 * rng.standard_normal((n, 64))).astype(np.float32)
     store = ActivationStore.create(
@@ -38,7 +38,7 @@ def ladder_and_store(tmp_path):
         model="synthetic",
         hook_name="blocks.0.hook_resid_pre",
         d_in=64,
-        tokens=np.zeros((40, 100), np.int32),
+        tokens=np.zeros((20, 100), np.int32),
         exclude_bos=False,
         dtype="float32",
     )
@@ -66,7 +66,7 @@ def test_stitch_writes_tables_summary_and_figures(ladder_and_store, tmp_path):
     assert t["novel"]["total"] == int((dmse["max_cos"] <= 0.7).sum())
     path = pl.read_parquet(out / "interpolation.parquet")
     assert path["action"][0] == "base" and path["mse"][0] == pytest.approx(summary["mse_small"])
-    assert json.loads((out / "config.json").read_text())["n_tokens"] == 4000
+    assert json.loads((out / "config.json").read_text())["n_tokens"] == 2000
     for png in ("two_by_two", "dmse_vs_max_cos", "cumulative_mse", "active_inactive", "interpolation"):
         assert (out / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # byte-identical tables on a rerun
@@ -88,7 +88,7 @@ def test_frankenstein_writes_both_formats_and_comparison(ladder_and_store, tmp_p
             "--acts",
             str(acts),
             "--retrain-tokens",
-            "4000",
+            "2000",
             "--retrain-batch-size",
             "500",
             "-q",
@@ -97,7 +97,7 @@ def test_frankenstein_writes_both_formats_and_comparison(ladder_and_store, tmp_p
     ours = Sae.load(out / "sae")
     theirs = load_sae(out / "sae_saelens")
     assert ours.n_features == theirs.n_features > 32
-    assert ours.cfg.extra["decoder_retrained"]["n_tokens"] == 4000
+    assert ours.cfg.extra["decoder_retrained"]["n_tokens"] == 2000
     table = pl.read_parquet(out / "comparison.parquet")
     assert table.filter(pl.col("kind") == "ladder")["width"].to_list() == [32, 64, 128]
     assert table.filter(pl.col("kind") == "frankenstein (retrained)").height == 3
