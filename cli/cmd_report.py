@@ -114,6 +114,7 @@ def report(
             tau=tau,
             evaluator=ev,
             ce_points=ce_points,
+            ladder=list(zip(loaded, found, strict=True)),
             progress=not quiet,
         )
         write_pair(a, out_dir / "pairs" / f"{sn}__{ln}", config)

@@ -111,14 +111,16 @@ def main() -> None:
         "split": split,
     }
 
+    ev = Evaluator(eval_acts, model=model, tokens=ce_tokens, hook_name=hook)  # caches each SAE's metrics
     pair = analyze_pair(
         saes[0],
         saes[1],
-        acts,
+        eval_acts,
         small_name=names[0],
         large_name=names[1],
         tau=args.tau,
-        evaluator=Evaluator(acts, model=model, tokens=ce_tokens, hook_name=hook),
+        evaluator=ev,
+        ladder=list(zip(saes, names, strict=True)),
         progress=progress,
     )
     write_pair(pair, args.work / "pair", config)
@@ -131,7 +133,7 @@ def main() -> None:
         tau=args.tau,
         n_tokens=args.retrain_tokens,
         lr=args.lr,
-        evaluator=Evaluator(eval_acts, model=model, tokens=ce_tokens, hook_name=hook),
+        evaluator=ev,
         progress=progress,
     )
     write_frankenstein(frank, args.work / "frankenstein", config)

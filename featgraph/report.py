@@ -83,6 +83,14 @@ class Evaluator:
         return self._baselines
 
     def row(self, sae: Sae, name: str) -> dict[str, Any]:
+        """evaluate_sae's row; cached per (name, SAE object), so a ladder SAE is evaluated once per report."""
+        key = (name, id(sae))
+        cache = self.__dict__.setdefault("_rows", {})
+        if key not in cache:
+            cache[key] = (sae, self._row(sae, name))  # holding sae keeps its id from being reused
+        return dict(cache[key][1])
+
+    def _row(self, sae: Sae, name: str) -> dict[str, Any]:
         from featgraph.evaluate import evaluate_sae
 
         kw = {}
@@ -198,9 +206,13 @@ def analyze_pair(
     evaluator: Evaluator | None = None,
     ce_points: int = 6,
     batch_size: int = 4096,
+    ladder: Sequence[tuple[Sae, str]] = (),
     progress: bool = True,
 ) -> PairAnalysis:
-    """Every table and curve of the post's stitching sections for one pair (see module docstring)."""
+    """Every table and curve of the post's stitching sections for one pair (see module docstring).
+
+    ``ladder``: (SAE, name) of every SAE to show as a point on the interpolation plane (default: the pair).
+    """
     evaluator = evaluator or Evaluator(acts)
     kw = {"batch_size": batch_size, "progress": progress}
     match = match_saes(small, large, tau, progress=progress)
@@ -266,7 +278,10 @@ def analyze_pair(
     path = interpolation_path(
         small, large, acts, plan, ce_fn=evaluator.ce_recovered if steps else None, ce_steps=steps, **kw
     )
-    points = _points([evaluator.row(small, small_name), evaluator.row(large, large_name)])
+    shown = list(ladder) or [(small, small_name), (large, large_name)]
+    if not any(sae is large for sae, _ in shown):
+        shown.append((large, large_name))
+    points = _points([evaluator.row(sae, name) for sae, name in shown])
     nf = features.filter(pl.col("category") == "novel")
     active_inactive = pl.DataFrame(
         {
@@ -282,7 +297,8 @@ def analyze_pair(
         }
     ).with_columns((pl.col("active") - pl.col("inactive")).alias("difference"))
     t22 = two_by_two(match.max_cos, add.dmse, tau)
-    mse_small, mse_large = add.mse_base, float(points["mse"][1])
+    large_row = evaluator.row(large, large_name)
+    mse_small, mse_large = add.mse_base, float(large_row["mse"])
     after_novel = float(path["mse"][1])
     share = lambda a, b: a / b if b else float("nan")  # noqa: E731
     summary = {
@@ -295,7 +311,7 @@ def analyze_pair(
         "mse_small": mse_small,
         "mse_large": mse_large,
         "l0_small": add.l0_base,
-        "l0_large": float(points["l0"][1]),
+        "l0_large": float(large_row["l0"]),
         "two_by_two": t22,
         "share_novel_lowering_mse": share(t22["novel"]["dmse_lt_0"], t22["novel"]["total"]),
         "share_reconstruction_raising_mse": share(
