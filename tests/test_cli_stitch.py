@@ -9,6 +9,7 @@ import re
 import numpy as np
 import polars as pl
 import pytest
+import torch
 from click.testing import CliRunner
 from featgraph.cli.main import cli, main
 
@@ -133,3 +134,33 @@ def test_errors_are_one_line(ladder_and_store, tmp_path, capsys):
     assert e.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "TopK" in err and err.count("\n") == 1
+
+
+def test_pair_analysis_with_ce_on_a_tiny_model():
+    """CE recovered at chosen path steps and for the pair, through a tiny random transformer-lens bridge."""
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from featgraph.activations import hook_activations
+    from featgraph.report import Evaluator, analyze_pair
+
+    cfg = TransformerBridgeConfig(
+        d_model=16, d_head=4, n_layers=2, n_ctx=32, n_heads=4, d_vocab=50, seed=0, act_fn="gelu"
+    )
+    model = TransformerBridge.boot_native(cfg)
+    hook = "blocks.1.hook_resid_pre"
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(1, 50, (6, 12), generator=g)
+    tokens[:, 0] = 0  # BOS of the native model
+    acts = hook_activations(model, tokens, hook)[:, 1:].reshape(-1, 16)
+    decs, _ = planted_ladder([12, 24], 16, seed=2)
+    small, large = (projection_sae(W, seed=i, bias=0.1) for i, W in enumerate(decs))
+    for s in (small, large):
+        s.cfg.hook_name = hook
+    ev = Evaluator(acts, model=model, tokens=tokens)
+    a = analyze_pair(small, large, acts, evaluator=ev, ce_points=3, progress=False)
+    ce = a.path["ce_recovered"]
+    assert ce.is_not_null().sum() == 3 and ce[0] is not None and ce[-1] is not None
+    assert np.isfinite(a.points["ce_recovered_zero"].to_numpy()).all()
+    # step 0 of the path is the small SAE itself: the same CE recovered as its own evaluation
+    assert ce[0] == pytest.approx(a.points["ce_recovered_zero"][0], rel=1e-6)
