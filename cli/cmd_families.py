@@ -36,7 +36,8 @@ from .common import device_option, out_option, quiet_option
     "--method",
     default="auto",
     show_default=True,
-    help="Similarity search method passed to the matcher (auto picks the exact search that fits).",
+    help="Matcher method: auto, fp32, bf16, faiss or brute64 (float64 oracle, small SAEs only). All give the "
+    "same edges and argmax; auto picks the fastest for the device.",
 )
 @device_option
 @quiet_option
@@ -53,8 +54,9 @@ def families(
 ) -> None:
     """Compare every adjacent pair of a ladder of SAEs (paths, or one folder of SAE folders).
 
-    Writes features.parquet, edges.parquet, families.parquet, summary.json and graph.graphml into --out, then
-    prints each pair's counts.
+    Writes features.parquet, edges.parquet, families.parquet, summary.json and graph.graphml (with --plots also
+    max_cos_hist.png) into --out, then prints each pair's counts. An existing --out is replaced only when it holds
+    an earlier families run; a failed run leaves it as it was.
     """
     from featgraph.families import run_families
 
