@@ -1,0 +1,143 @@
+"""train: planted-dictionary recovery, determinism, ladders in one pass, SAELens checkpoints, config errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from featgraph.activation_store import ActivationStore
+from featgraph.errors import ConfigError
+from featgraph.formats import load_sae
+from featgraph.sae import Sae
+from featgraph.train import TrainConfig, train_ladder, train_sae
+
+
+def planted(n: int, d: int = 32, n_atoms: int = 48, k: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """x = sum of k unit atoms (out of n_atoms) with magnitudes in [1, 3]; returns (x, atoms)."""
+    g = torch.Generator().manual_seed(seed)
+    atoms = torch.randn(n_atoms, d, generator=g)
+    atoms /= atoms.norm(dim=1, keepdim=True)
+    idx = torch.rand(n, n_atoms, generator=g).argsort(1)[:, :k]
+    codes = torch.zeros(n, n_atoms).scatter_(1, idx, 1 + 2 * torch.rand(n, k, generator=g))
+    return codes @ atoms, atoms
+
+
+def store_of(x: torch.Tensor, folder, shard: int = 10_000) -> ActivationStore:
+    st = ActivationStore.create(folder, model="planted", hook_name="planted.hook", d_in=x.shape[1],
+                                tokens=torch.zeros(1, 2, dtype=torch.long), exclude_bos=False, dtype="float32")
+    for i in range(0, len(x), shard):
+        st.write(x[i:i + shard])
+    return st
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny matrices: one thread is faster than two fighting over the shared cores
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def planted_store(tmp_path_factory):
+    x, atoms = planted(40_000)
+    return store_of(x, tmp_path_factory.mktemp("planted") / "store"), atoms
+
+
+def max_cos(sae: Sae, atoms: torch.Tensor) -> torch.Tensor:
+    W = sae.W_dec.detach()
+    return (atoms @ (W / W.norm(dim=1, keepdim=True)).T).max(1).values
+
+
+@pytest.mark.parametrize("arch", ["relu", "topk"])
+def test_recovers_planted_dictionary(planted_store, arch):
+    store, atoms = planted_store
+    cfg = TrainConfig(architecture=arch, k=3 if arch == "topk" else None, l1_coefficient=2.0, lr=3e-3,
+                      batch_size=256, epochs=5, dead_window=5000, resample_every=200)
+    sae = train_sae(store, 64, cfg, progress=False)
+    cos = max_cos(sae, atoms)
+    assert float((cos > 0.95).float().mean()) >= 0.9, cos
+    # the saved SAE reads raw activations: its reconstruction error is small on the data itself
+    x = store.read(5000)
+    with torch.no_grad():
+        err = (sae(x).x_hat - x).pow(2).sum(1).mean() / x.pow(2).sum(1).mean()
+    assert float(err) < (0.2 if arch == "relu" else 0.1)  # L1 shrinks ReLU activations a little
+
+
+def test_training_is_deterministic_and_ladder_differs_only_in_width(planted_store, tmp_path):
+    store, _ = planted_store
+    cfg = TrainConfig(batch_size=512, n_tokens=20_000, l1_coefficient=2.0, lr=3e-3)
+    a = train_ladder(store, [32, 64], cfg, tmp_path / "a", name_prefix="p", progress=False)
+    b = train_ladder(store, [32, 64], cfg, tmp_path / "b", name_prefix="p", progress=False)
+    assert [f.name for f in a] == ["p-32", "p-64"]
+    for fa, fb in zip(a, b, strict=True):
+        assert (fa / "sae.safetensors").read_bytes() == (fb / "sae.safetensors").read_bytes()
+    cfgs = [json.loads((f / "cfg.json").read_text()) for f in a]
+    assert cfgs[0]["extra"] == cfgs[1]["extra"]  # same settings, data, scale: only the width differs
+    assert cfgs[0]["extra"]["train"]["l1_coefficient"] == 2.0 and cfgs[0]["hook_name"] == "planted.hook"
+    assert cfgs[0]["extra"]["train"]["n_tokens_trained"] == 19_968  # 39 steps of 512
+    # decoder rows stay unit-norm (the scale is folded into the biases)
+    W = Sae.load(a[1]).W_dec.detach()
+    assert torch.allclose(W.norm(dim=1), torch.ones(64), atol=1e-5)
+
+
+def test_saelens_checkpoints_load_back_bit_identically(planted_store, tmp_path):
+    store, _ = planted_store
+    for arch, k in (("relu", None), ("topk", 4)):
+        cfg = TrainConfig(architecture=arch, k=k, batch_size=512, n_tokens=5_000)
+        ours = train_ladder(store, [40], cfg, tmp_path / arch, saelens_dir=tmp_path / f"{arch}-sl", progress=False)
+        trained = Sae.load(ours[0])
+        back = load_sae(tmp_path / f"{arch}-sl" / "sae-40")
+        assert back.cfg.architecture == arch and back.cfg.k == k
+        for name, t in trained.tensors().items():
+            assert torch.equal(back.tensors()[name], t), name
+        x = store.read(100)
+        assert torch.equal(back(x).x_hat, trained(x).x_hat)
+
+
+def test_fp16_checkpoint_halves_size(planted_store, tmp_path):
+    store, _ = planted_store
+    cfg = TrainConfig(batch_size=512, n_tokens=2_000)
+    f32, = train_ladder(store, [64], cfg, tmp_path / "32", progress=False)
+    f16, = train_ladder(store, [64], cfg, tmp_path / "16", save_dtype=torch.float16, progress=False)
+    assert (f16 / "sae.safetensors").stat().st_size < 0.6 * (f32 / "sae.safetensors").stat().st_size
+    assert torch.allclose(Sae.load(f16).W_dec, Sae.load(f32).W_dec, atol=1e-3)
+
+
+def test_resampling_replaces_dead_features_with_poorly_reconstructed_inputs():
+    from featgraph.train import _Trainer
+
+    x, _ = planted(512)
+    cfg = TrainConfig(dead_window=1000)
+    t = _Trainer(64, 32, cfg, b_dec=torch.zeros(32), seed=0)
+    err = t.step(x, l1=1.0, lr=1e-3)
+    t.since_fired[:] = 0
+    t.since_fired[[3, 7, 11]] = 5000  # pretend these have been silent for 5000 tokens
+    before = t.sae.W_dec.detach().clone()
+    assert t.resample(x, err, torch.Generator().manual_seed(0)) == 3
+    W = t.sae.W_dec.detach()
+    changed = (W != before).any(1).nonzero().flatten().tolist()
+    assert changed == [3, 7, 11]
+    assert torch.allclose(W[[3, 7, 11]].norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.all(t.sae.b_enc.detach()[[3, 7, 11]] == 0)
+    assert torch.all(t.opt.state[t.sae.W_dec]["exp_avg"][[3, 7, 11]] == 0)
+    assert t.n_resampled == 3 and int(t.since_fired.max()) == 0
+    # each new decoder row points along the residual of a training input
+    resid_dirs = x - t.sae(x).x_hat
+    assert float((W[[3, 7, 11]] @ torch.nn.functional.normalize(x, dim=1).T).abs().max()) > 0.3
+    assert resid_dirs.shape == x.shape
+
+
+def test_config_errors(planted_store):
+    store, _ = planted_store
+    with pytest.raises(ConfigError, match="'gated'"):
+        TrainConfig(architecture="gated")
+    with pytest.raises(ConfigError, match="k=None"):
+        TrainConfig(architecture="topk")
+    with pytest.raises(ConfigError, match=r"\[32, 32\]"):
+        train_ladder(store, [32, 32], progress=False)
+    with pytest.raises(ConfigError, match="fewer than one batch"):
+        train_ladder(store, [8], TrainConfig(batch_size=10**6), progress=False)
