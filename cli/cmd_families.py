@@ -54,9 +54,9 @@ def families(
 ) -> None:
     """Compare every adjacent pair of a ladder of SAEs (paths, or one folder of SAE folders).
 
-    Writes features.parquet, edges.parquet, families.parquet, summary.json and graph.graphml (with --plots also
-    max_cos_hist.png) into --out, then prints each pair's counts. An existing --out is replaced only when it holds
-    an earlier families run; a failed run leaves it as it was.
+    Writes features.parquet, edges.parquet, families.parquet, summary.json and graph.graphml (with --plots
+    also max_cos_hist.png) into --out, then prints each pair's counts. An existing --out is replaced only when
+    it holds an earlier families run; a failed run leaves it as it was.
     """
     from featgraph.families import run_families
 
