@@ -48,7 +48,7 @@ def read_outputs(out: Path):
     )
 
 
-@pytest.mark.parametrize("method", ["auto", "brute64"])
+@pytest.mark.parametrize("method", ["auto", "fp32", "bf16", "faiss", "brute64"])
 def test_outputs_equal_the_float64_brute_force(tmp_path, planted, method):
     res = run_families(make_ladder(planted), tmp_path / "out", tau=TAU, method=method, progress=False)
     features, edges, families, summary = read_outputs(tmp_path / "out")
