@@ -2,12 +2,13 @@
 
 For every adjacent pair (small, large) of the ladder, every large feature gets its max decoder cosine to the
 small SAE and its argmax (from :mod:`featgraph.matching`, or a saved :mod:`featgraph.index`); edges are the
-pairs with cos > tau; novel features have max cos <= tau; families are the connected components with an edge
-(:mod:`featgraph.graph`). Everything is written into a temporary folder that replaces ``out_dir`` only when
-the whole run succeeded, so a failed run leaves nothing behind. Outputs (see :mod:`featgraph.tables` and
-:mod:`featgraph.graph` for their schemas): ``features.parquet``, ``edges.parquet``, ``families.parquet``,
-``summary.json`` (per-pair counts and the resolved config, no timestamps), ``graph.graphml`` and, with
-``plots=True``, ``max_cos_hist.png``. Two runs on the same inputs give byte-identical files.
+pairs with cos > tau; novel features have max cos <= tau; families are the connected components with an edge,
+and splitting trees the same across the whole ladder (:mod:`featgraph.graph`). Everything is written into a
+temporary folder that replaces ``out_dir`` only when the whole run succeeded, so a failed run leaves nothing
+behind. Outputs (see :mod:`featgraph.tables` and :mod:`featgraph.graph` for their schemas):
+``features.parquet``, ``edges.parquet``, ``families.parquet``, ``summary.json`` (per-pair counts and the
+resolved config, no timestamps), ``graph.graphml`` and, with ``plots=True``, ``max_cos_hist.png``. Two runs on
+the same inputs give byte-identical files.
 """
 
 from __future__ import annotations
