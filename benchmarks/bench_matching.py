@@ -104,13 +104,17 @@ def _plain_gemm(backend: str, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> 
 
 
 def same_edges(ref: PairMatch, other: PairMatch) -> bool:
-    return np.array_equal(ref.edge_large, other.edge_large) and np.array_equal(ref.edge_small, other.edge_small)
+    return np.array_equal(ref.edge_large, other.edge_large) and np.array_equal(
+        ref.edge_small, other.edge_small
+    )
 
 
 def check(ref: list[PairMatch], got: list[PairMatch], name: str, *, exact: bool) -> None:
     for i, (r, g) in enumerate(zip(ref, got, strict=True)):
         if not same_edges(r, g):
-            raise SystemExit(f"{name}: pair {i} found {g.n_edges} edges, the fp32 path {r.n_edges}: not the same set")
+            raise SystemExit(
+                f"{name}: pair {i} found {g.n_edges} edges, the fp32 path {r.n_edges}: not the same set"
+            )
         if exact and not r.same_as(g):
             raise SystemExit(f"{name}: pair {i}: argmax or max cos differs from the fp32 path")
 
@@ -129,11 +133,15 @@ def run_case(label: str, units: list[np.ndarray], floor_cache: dict, skip_faiss:
     res = {}
     for method in ("fp32", "bf16"):
         res[method] = timed(
-            lambda m=method: match_ladder(units, TAU, method=m, device="cpu", block_bytes=BLOCK_BYTES, progress=False)
+            lambda m=method: match_ladder(
+                units, TAU, method=m, device="cpu", block_bytes=BLOCK_BYTES, progress=False
+            )
         )
     check(res["fp32"][0], res["bf16"][0], "bf16", exact=True)
     if not skip_faiss:
-        res["faiss"] = timed(lambda: [match_pair(a, b, TAU, method="faiss", progress=False) for a, b in pairs])
+        res["faiss"] = timed(
+            lambda: [match_pair(a, b, TAU, method="faiss", progress=False) for a, b in pairs]
+        )
         check(res["fp32"][0], res["faiss"][0], "faiss", exact=False)
     fp32_t, bf16_t = res["fp32"][1], res["bf16"][1]
     faiss_t = res["faiss"][1] if "faiss" in res else float("nan")
@@ -200,7 +208,9 @@ def main() -> None:
     while w <= top:
         widths.append(w)
         w *= 2
-    print(f"# featgraph bench_matching ({'quick' if args.quick else 'full'}), {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"# featgraph bench_matching ({'quick' if args.quick else 'full'}), {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
+    )
     print(f"# {machine()}")
     print(f"# load average at start: {os.getloadavg()[0]:.2f} (1 min; 2-core machine shared with other jobs)")
     t0 = time.perf_counter()

@@ -6,17 +6,19 @@ entry ``S[i, j] > tau``. ``S`` for a 1M-feature SAE does not fit in memory, so :
 of large rows whose slice of ``S`` fits a byte budget, and gets both answers from each block before dropping it.
 
 Exactness. The answers are defined as those of a float64 brute force over the float32 unit rows (method
-``"brute64"``). Fast paths compute ``S`` approximately (float32 GEMM, or bf16 where the hardware has it) and then
-re-check in float64 every pair that could matter, using a rigorous bound ``e`` on the error of an approximate entry:
+``"brute64"``). Fast paths compute ``S`` approximately (fp32 GEMM, or bf16 where the hardware has it) and then decide
+in float64 every pair that could matter, using a rigorous bound ``|S_approx - S| <= e`` (below). For each row, with
+``j~`` its approximate argmax and ``c`` the float64 cos of ``(i, j~)`` (so ``c <= M``, the true row max):
 
-* a pair is an edge candidate if ``S_approx > tau - e`` (every true edge has ``S > tau``, so ``S_approx > tau - e``);
-* a pair is a max candidate if ``S_approx >= max_approx - 2e`` (the true argmax ``j*`` has
-  ``S_approx[j*] >= M - e`` and ``max_approx <= M + e``).
+* every true edge has ``S > tau``, so ``S_approx > tau - e``;
+* every true argmax ``j*`` (and every tie) has ``S_approx >= M - e >= c - e``;
 
-Every candidate's cos is recomputed in float64 from the float32 unit rows; edges are the candidates whose float64
-cos is ``> tau``, the max is the largest float64 cos among the candidates (lowest index on ties). So the edge set and
-argmax equal the float64 brute force and ``max_cos`` equals it to float64 rounding (~1e-16), whatever ``e`` is; a
-loose ``e`` only costs more re-checks.
+so the candidates ``S_approx >= min(tau - e, c - e)`` contain all edges and all maxima. Each candidate's cos is
+recomputed in float64 from the float32 unit rows (products of float32 numbers are exact in float64); edges are the
+candidates whose float64 cos is ``> tau``, the max is the largest float64 cos among them (lowest index on ties). So
+the edge set and argmax are those of the float64 brute force, and ``max_cos`` equals it to float64 rounding
+(~1e-16, far inside 1e-6), however close a pair is to tau: pairs within ``e`` of tau are always decided in float64. A
+loose ``e`` costs only re-checks (about one per row plus the edges with fp32, a few per row with bf16).
 
 The bound ``e`` (see :func:`rounding_margin`), for rows of norm at most ``1 + eta`` (float32 unit rows) and
 ``N = (1 + eta)^2 >= |x| |y| >= sum_k |x_k y_k|`` (Cauchy-Schwarz):
@@ -28,6 +30,14 @@ The bound ``e`` (see :func:`rounding_margin`), for rows of norm at most ``1 + et
   change the exact dot product by at most ``(2 u16 + u16^2) N``; their products are exact in fp32 and the fp32
   accumulation adds ``gamma_d (1 + u16)^2 N``; a bf16 output adds one more rounding, ``u16 (1 + e_in)``.
   d=768: e = 0.0079 with fp32 output, 0.0118 with bf16 output.
+
+The bound needs fp32 accumulation, which :func:`featgraph.matching_blocked.exact_matmul_settings` enforces for the
+call (``float32_matmul_precision("highest")`` so CPU fp32 GEMMs do not go through bf16; on CUDA, TF32 and bf16
+reduced-precision reductions off). AMX/AVX512-BF16 kernels add pairs of exact bf16 products into fp32 accumulators,
+which is fewer roundings than the bound counts; their flushing of denormals changes a product by less than 2^-126,
+covered by the slack of :func:`rounding_margin`. tests/test_matching.py checks the bound against observed errors
+and checks every path against the brute force with pairs planted at tau +- 1e-6 (and +- 3e-8, below fp32's own
+rounding error), both as a row's max and as a second-best match.
 """
 
 from __future__ import annotations

@@ -27,11 +27,14 @@ from featgraph.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-GROUP = (
-    128  # columns per group of the first-stage max: small enough to gather cheaply, large enough to stream
-)
+# columns per group of the first-stage max: small enough to gather cheaply, large enough to stream
+GROUP = 128
 # GEMM dtype and the rounding model of its output (see featgraph.matching.rounding_margin)
 COMPUTE = {"fp32": (torch.float32, "fp32"), "bf16": (torch.bfloat16, "bf16_out")}
+# integers of the same width: their max over raw bits is the first-stage max (see stream_pair)
+KEY_DTYPE = {torch.float32: torch.int32, torch.bfloat16: torch.int16}
+# on CPU, a sub-block of the GEMM output this large is still in cache when its first-stage max reads it
+CACHE_BYTES = 32 << 20
 
 
 def resolve_device(device: str) -> torch.device:
@@ -156,50 +159,89 @@ def stream_pair(
     rows, and their float64 cos (numpy). Zero rows of the larger SAE get no candidates (the caller fills them in).
 
     ``margin`` bounds ``|S_approx - S|`` for the GEMM dtype. A row's candidates are the entries with
-    ``S_approx >= min(tau - e, c - e)`` where ``c`` is the float64 cos of the row's approximate argmax: ``c <= M``
-    (the true max), so the true argmax, whose ``S_approx >= M - e``, always qualifies, and so does every edge. Using
-    an exact ``c`` rather than the approximate max halves the window and so the number of float64 re-checks.
+    ``S_approx >= t = min(tau - e, c - e)`` where ``c`` is the float64 cos of the row's approximate argmax. Any
+    pair's exact cos is at most the row's true max ``M``, so ``c <= M`` and the true argmax (``S_approx >= M - e``)
+    always qualifies, as does every edge; the approximate argmax itself always qualifies too. Using the exact ``c``
+    rather than the approximate max halves the window, and so the float64 work.
     """
     dev = small.gemm.device
     n_s, n_s_pad = small.n, small.gemm.shape[0]
     n_l, d = large.n, large.gemm.shape[1]
     dtype = small.gemm.dtype
+    key_dtype = KEY_DTYPE[dtype]
     item = torch.finfo(dtype).bits // 8
     # 3/4 of the budget for the similarity block, the rest for first-stage maxima, gathers and the re-check
     rows = max(1, min(n_l, int(0.75 * block_bytes) // (n_s_pad * item)))
+    # on CPU, GEMM and first-stage max go sub-block by sub-block so the max reads the GEMM output from cache
+    sub = rows if dev.type == "cuda" else max(1, min(rows, CACHE_BYTES // (n_s_pad * item)))
     hit_cap = max(1, int(0.08 * block_bytes) // (GROUP * 8))
     cand_chunk = max(256, int(0.02 * block_bytes) // (d * 8 * 2))
     n_groups = n_s_pad // GROUP
     buf = torch.empty(rows, n_s_pad, dtype=dtype, device=dev)
+    gkey_buf = torch.empty(rows, n_groups, dtype=key_dtype, device=dev)
     zero_large = np.zeros(n_l, dtype=bool)
     zero_large[large.zero_rows] = True
     edge_t = _f32_at_most(np.array([tau - margin]))[0]
     for r0 in range(0, n_l, rows):
         r = min(rows, n_l - r0)
         S = buf[:r]
-        _gemm(large.gemm[r0 : r0 + r], small.gemm, S)
-        if n_s_pad > n_s:
-            S[:, n_s:] = float("-inf")
-        grouped = S.view(r, n_groups, GROUP)
-        gmax = torch.amax(grouped, dim=2)  # [r, G], the one full read of the block
-        # the approximate argmax of each row, then its exact cos: a lower bound on the row's true max
-        best_g = torch.argmax(gmax, dim=1)
+        keys = S.view(key_dtype).view(r, n_groups, GROUP)
+        gkey = gkey_buf[:r]
+        for s0 in range(0, r, sub):
+            s1 = min(r, s0 + sub)
+            _gemm(large.gemm[r0 + s0 : r0 + s1], small.gemm, S[s0:s1])
+            if n_s_pad > n_s:
+                S[s0:s1, n_s:] = float("-inf")
+            # max of the raw bits: for values >= 0 the bit order is the value order, and a group with no value
+            # >= 0 has a negative key; exact for every comparison with a threshold t > 0 (see _key_threshold).
+            # Integer max also skips the NaN handling of a float max: the one full read of the block is faster.
+            torch.amax(keys[s0:s1], dim=2, out=gkey[s0:s1])
+        # an approximate argmax of each row, then its exact cos: a lower bound on the row's true max
         local = torch.arange(r, device=dev)
-        best_j = best_g * GROUP + torch.argmax(grouped[local, best_g], dim=1)
+        key_max, best_g = torch.max(gkey, dim=1)
+        best_j = best_g * GROUP + torch.argmax(keys[local, best_g], dim=1)
+        neg = torch.nonzero(key_max < 0).flatten()  # no value >= 0 in the row: keys do not order it (rare)
+        if neg.numel():
+            best_j[neg] = torch.argmax(S[neg, :n_s].float(), dim=1)
         c = _dot64(large.unit32, small.unit32, local + r0, best_j, cand_chunk)
         t_np = np.minimum(_f32_at_most(c - margin), edge_t)
         t_np[zero_large[r0 : r0 + r]] = np.inf
         t = torch.from_numpy(t_np).to(dev)
-        hit_r, hit_g = torch.nonzero(gmax >= t[:, None], as_tuple=True)
+        # rows whose threshold is <= 0 (a best cos below e: tiny SAEs only) are compared as floats, row by row
+        low = np.flatnonzero(t_np <= 0)
+        if low.size:
+            low_t = torch.from_numpy(low).to(dev)
+            lr, lc = torch.nonzero(S[low_t].float() >= t[low_t][:, None], as_tuple=True)
+            cand_rows, cand_cols = low_t[lr], lc
+            cos = _dot64(large.unit32, small.unit32, cand_rows + r0, cand_cols, cand_chunk)
+            yield r0, cand_rows.cpu().numpy(), cand_cols.cpu().numpy(), cos
+        kt = _key_threshold(t, dtype)  # int max for the low rows, so they have no hits here
+        hit_r, hit_g = torch.nonzero(gkey >= kt[:, None], as_tuple=True)
         for h0, h1 in _row_batches(hit_r, r, hit_cap):
             hr, hg = hit_r[h0:h1], hit_g[h0:h1]
-            hh, kk = torch.nonzero(grouped[hr, hg] >= t[hr][:, None], as_tuple=True)
+            hh, kk = torch.nonzero(keys[hr, hg] >= kt[hr][:, None], as_tuple=True)
             cand_rows = hr[hh]
             cand_cols = hg[hh] * GROUP + kk
             cos = _dot64(large.unit32, small.unit32, cand_rows + r0, cand_cols, cand_chunk)
             yield r0, cand_rows.cpu().numpy(), cand_cols.cpu().numpy(), cos
         if on_block is not None:
             on_block(r)
+
+
+def _key_threshold(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Integer keys ``k`` such that, for a value ``x`` of ``dtype``, ``bits(x) >= k`` iff ``x >= t`` (for t > 0).
+
+    ``t`` is float32. The key is the bit pattern of the smallest ``dtype`` value >= t; rows with ``t <= 0`` or
+    ``t = inf`` get the largest key, which no finite value reaches (they are handled elsewhere or have no
+    candidates).
+    """
+    key_dtype = KEY_DTYPE[dtype]
+    big = torch.iinfo(key_dtype).max
+    tv = t.to(dtype)
+    k = tv.view(key_dtype).clone()
+    k += (tv.float() < t).to(key_dtype)  # rounded down: the next value up (positive floats: bits + 1)
+    k[(t <= 0) | torch.isinf(t)] = big
+    return k
 
 
 def _f32_at_most(x: np.ndarray) -> np.ndarray:

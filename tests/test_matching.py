@@ -146,6 +146,26 @@ def test_a_row_whose_every_cos_is_negative_still_gets_its_true_max(method):
 
 
 @pytest.mark.parametrize("method", EXACT_METHODS)
+def test_rows_nearly_orthogonal_to_the_smaller_sae(method):
+    # best cos below the rounding margin (and some exactly 0 or negative): the threshold goes <= 0 and these rows
+    # take the float comparison path instead of the integer-key one
+    d = 16
+    rng = np.random.default_rng(9)
+    small = np.zeros((300, d), np.float32)
+    small[:, :4] = normalize_rows(rng.standard_normal((300, 4)))[0]
+    far = rng.standard_normal((6, d - 4))
+    tiny = np.array([3e-3, 1e-7, -2e-3, 0.0, 5e-5, -1e-7])
+    large = np.zeros((6, d))
+    large[:, 4:] = far
+    large[:, 0] = tiny * np.linalg.norm(far, axis=1)
+    large = np.vstack([normalize_rows(large)[0], normalize_rows(rng.standard_normal((50, d)))[0]])
+    want = match_brute64(small, large, TAU)
+    assert (np.abs(want.max_cos[:6]) < 0.02).all()
+    got = match_pair(small, large, TAU, method=method, device="cpu", progress=False)
+    assert_same(got, want)
+
+
+@pytest.mark.parametrize("method", EXACT_METHODS)
 def test_ladder_matches_each_pair_and_uploads_each_sae_once(method, monkeypatch):
     decoders, _ = planted_ladder([64, 128, 256, 512], 24, seed=11, near_tau=TAU, n_near_tau=6)
     units = [normalize_rows(W)[0] for W in decoders]
