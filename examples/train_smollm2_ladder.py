@@ -25,10 +25,8 @@ import torch
 from featgraph.activations import (
     ActivationStore,
     collect_activations,
-    default_corpus,
+    corpus_contexts,
     load_model,
-    split_documents,
-    tokenize_contexts,
 )
 
 HOOK = "blocks.3.hook_resid_pre"
@@ -36,14 +34,11 @@ HOOK = "blocks.3.hook_resid_pre"
 
 def build_stores(model, work: Path, *, context_size: int, n_train: int, n_heldout: int, seed: int,
                  quiet: bool) -> tuple[ActivationStore, ActivationStore]:
-    train_docs, held_docs = split_documents(default_corpus(), eval_fraction=0.05)
     stores = []
-    for split, docs, n in (("train", train_docs, n_train), ("heldout", held_docs, n_heldout)):
-        tokens = tokenize_contexts(model, docs, context_size, bos=True)
-        # A seeded permutation mixes sources inside every shard; the subset is what the budget allows.
-        g = torch.Generator().manual_seed(seed)
-        tokens = tokens[torch.randperm(len(tokens), generator=g)[:n]]
-        logging.info("%s: %d documents -> %d contexts of %d", split, len(docs), len(tokens), context_size)
+    for split, n in (("train", n_train), ("heldout", n_heldout)):
+        # seeded order mixes the sources inside every shard; a prefix of it is what the budget allows
+        tokens = corpus_contexts(model, split=split, context_size=context_size, n_contexts=n, seed=seed)
+        logging.info("%s: %d contexts of %d tokens", split, len(tokens), context_size)
         stores.append(collect_activations(model, tokens, HOOK, work / split, progress=not quiet,
                                           extra={"split": split, "corpus": "default", "seed": seed}))
     return stores[0], stores[1]

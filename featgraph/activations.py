@@ -30,10 +30,17 @@ from featgraph.model_source import (
     model_name,
     stop_layer_for,
 )
-from featgraph.text_sources import Document, default_corpus, split_documents, text_source, tokenize_contexts
+from featgraph.text_sources import (
+    Document,
+    corpus_contexts,
+    default_corpus,
+    split_documents,
+    text_source,
+    tokenize_contexts,
+)
 
 __all__ = [
-    "DEFAULT_MODEL", "ActivationStore", "Document", "collect_activations", "default_corpus", "hook_activations",
+    "DEFAULT_MODEL", "ActivationStore", "Document", "activations_in_memory", "collect_activations", "corpus_contexts", "default_corpus", "hook_activations",
     "load_model", "split_documents", "text_source", "tokenize_contexts",
 ]
 
@@ -46,6 +53,19 @@ def hook_activations(model: Any, tokens: torch.Tensor, hook_name: str) -> torch.
     check_hook_name(model, hook_name)
     _, cache = model.run_with_cache(tokens, names_filter=[hook_name], stop_at_layer=stop_layer_for(model, hook_name))
     return cache[hook_name].float()
+
+
+@torch.no_grad()
+def activations_in_memory(model: Any, tokens: torch.Tensor, hook_name: str, *, batch_size: int = 8,
+                          exclude_bos: bool = True, progress: bool = False) -> torch.Tensor:
+    """Activations ``[n_rows, d]`` (float32) of ``tokens`` at ``hook_name``, BOS position left out as in a store."""
+    tokens = torch.as_tensor(tokens, dtype=torch.long)
+    first = int(exclude_bos and bool((tokens[:, 0] == bos_token_id(model)).all()))
+    parts = []
+    for lo in tqdm(range(0, len(tokens), batch_size), disable=not progress, desc=f"activations {hook_name}"):
+        acts = hook_activations(model, tokens[lo:lo + batch_size], hook_name)[:, first:]
+        parts.append(acts.reshape(-1, acts.shape[-1]))
+    return torch.cat(parts)
 
 
 def collect_activations(model: Any, tokens: torch.Tensor, hook_name: str, store_dir: str | Path, *,

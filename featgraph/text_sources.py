@@ -167,3 +167,32 @@ def tokenize_contexts(model_or_tokenizer: Any, texts: Iterable[Document | str], 
         bos_id = tok.bos_token_id if tok.bos_token_id is not None else sep
         out = torch.cat([torch.full((n, 1), bos_id, dtype=torch.long), out], dim=1)
     return out
+
+
+def corpus_contexts(model_or_tokenizer: Any, paths: Sequence[str | Path] | None = None, *, split: str = "train",
+                    context_size: int = 128, n_contexts: int | None = None, seed: int = 0,
+                    eval_fraction: float = 0.05) -> Any:
+    """Contexts from one side of the document split: ``split="train"`` or ``"heldout"``.
+
+    Text is ``paths`` (files/folders) or the default offline corpus, split by :func:`split_documents`, packed by
+    :func:`tokenize_contexts` (BOS first), then put in a seeded random order and cut to ``n_contexts``: a smaller
+    ``n_contexts`` gives a prefix of a larger one, so stores of different sizes share their first contexts.
+    """
+    import torch
+
+    if split not in ("train", "heldout"):
+        raise ConfigError(f"split must be 'train' or 'heldout', got {split!r}")
+    docs = text_source(paths) if paths else default_corpus()
+    train, held = split_documents(docs, eval_fraction=eval_fraction)
+    chosen = train if split == "train" else held
+    if not chosen:
+        raise ConfigError(f"the {split} side of the split holds no documents ({len(docs)} documents in all, "
+                          f"eval_fraction={eval_fraction}); pass more or larger text files")
+    tokens = tokenize_contexts(model_or_tokenizer, chosen, context_size, bos=True)
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(tokens), generator=g)
+    if n_contexts is not None:
+        if n_contexts > len(tokens):
+            log.warning("asked for %d %s contexts, the text gives %d", n_contexts, split, len(tokens))
+        order = order[:n_contexts]
+    return tokens[order]
