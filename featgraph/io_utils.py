@@ -14,6 +14,17 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _public_mode(path: Path, *, is_dir: bool) -> None:
+    """mkstemp/mkdtemp create 0600/0700 entries; give the final output the mode a plain open()/mkdir() would."""
+    path.chmod((0o777 if is_dir else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds."""
@@ -24,6 +35,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _public_mode(tmp_path, is_dir=False)
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -53,6 +65,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        _public_mode(tmp, is_dir=True)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             if old.exists():

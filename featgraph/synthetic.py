@@ -97,7 +97,8 @@ def random_sae_tensors(W_dec: np.ndarray, *, seed: int = 0) -> dict[str, np.ndar
     """Canonical SAE tensors around a given decoder (encoder = scaled transpose plus noise), float32."""
     rng = np.random.default_rng(seed)
     F, d = W_dec.shape
-    W_enc = (W_dec / np.square(np.linalg.norm(W_dec, axis=1, keepdims=True))).T
+    sq = np.square(np.linalg.norm(W_dec, axis=1, keepdims=True))
+    W_enc = (W_dec / np.where(sq > 0, sq, 1.0)).T  # zero decoder rows get a zero (not NaN) encoder column
     W_enc = W_enc + 0.01 * rng.standard_normal((d, F))
     return {
         "W_enc": W_enc.astype(np.float32),
