@@ -124,8 +124,12 @@ def expand_sae_paths(paths: Sequence[str | Path]) -> list[Path]:
             detect_format(p)  # raises the precise "unknown format" error
         children = [c for c in sorted(p.iterdir()) if detect_format(c, missing_ok=True) is not None]
         if not children:
-            detect_format(p)  # names what is missing when p looks like a broken SAE (e.g. cfg.json, no weights)
-            raise SaeFormatError(f"{p}: is neither an SAE nor a folder containing SAE subfolders")
+            try:
+                detect_format(p)
+                detail = ""
+            except SaeFormatError as e:  # says what was found and what each format needs
+                detail = str(e).removeprefix(f"{p}: ")
+            raise SaeFormatError(f"{p}: is neither an SAE nor a folder containing SAE subfolders; {detail}")
         out.extend(children)
     return out
 

@@ -77,7 +77,7 @@ def test_missing_weights_file(tmp_path, ladder):
         tmp_path,
         [ladder / "sae16", ladder / "sae40"],
         ladder / "sae40",
-        "not an SAE in any format",
+        "neither an SAE nor a folder containing SAE subfolders; not an SAE in any format",
     )
 
 
