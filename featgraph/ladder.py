@@ -109,7 +109,7 @@ def check_decoder(W_dec: np.ndarray, where: str) -> np.ndarray:
 
 
 def expand_sae_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Each path that is itself an SAE stays; a folder that is not an SAE expands to its SAE subfolders/files."""
+    """Each path that is itself an SAE stays; a folder that is not an SAE expands to its SAE subfolders."""
     from featgraph.formats import detect_format
 
     out: list[Path] = []
@@ -122,7 +122,10 @@ def expand_sae_paths(paths: Sequence[str | Path]) -> list[Path]:
             continue
         if not p.is_dir():
             detect_format(p)  # raises the precise "unknown format" error
-        children = [c for c in sorted(p.iterdir()) if detect_format(c, missing_ok=True) is not None]
+        # Only subfolders count: stray files beside them (notes, an old .npz, plots) are ignored, as documented.
+        children = [
+            c for c in sorted(p.iterdir()) if c.is_dir() and detect_format(c, missing_ok=True) is not None
+        ]
         if not children:
             try:
                 detect_format(p)

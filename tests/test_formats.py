@@ -287,7 +287,8 @@ def test_ladder_folder_mixing_formats(tmp_path):
     saes["a_fg"].save(root / "a_fg")
     formats.save_sparsify(saes["c_sp"], root / "c_sp")
     formats.save_dictionary_learning(saes["d_dl"], root / "d_dl")
-    formats.save_gemmascope(saes["e_gs"], root / "e_gs.npz")
+    formats.save_gemmascope(saes["e_gs"], root / "e_gs" / "params.npz")
+    formats.save_gemmascope(saes["e_gs"], root / "loose.npz")  # files beside the SAE folders are ignored
     (root / "README.txt").write_text("not an SAE")
     (root / "empty").mkdir()
     ladder = load_ladder([root])
