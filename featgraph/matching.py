@@ -244,7 +244,9 @@ def _resolve_method(method: str, device) -> str:
     return fast_method(device) if method == "auto" else method
 
 
-def _match_prepared(small, large, tau: float, method: str, device, block_bytes: int, bar) -> PairMatch:
+def _match_prepared(
+    small, large, tau: float, method: str, device, block_bytes: int, bar, buffer=None
+) -> PairMatch:
     import torch
 
     from featgraph.matching_blocked import COMPUTE, exact_matmul_settings, stream_pair
@@ -255,7 +257,7 @@ def _match_prepared(small, large, tau: float, method: str, device, block_bytes: 
     on_block = bar.update if bar is not None else None
     with exact_matmul_settings(device), torch.inference_mode():
         for row0, cr, cc, cos in stream_pair(
-            small, large, tau, e, block_bytes=block_bytes, on_block=on_block
+            small, large, tau, e, block_bytes=block_bytes, on_block=on_block, buffer=buffer
         ):
             acc.add(row0, cr, cc, cos, tau)
     return acc.result()
@@ -310,7 +312,14 @@ def match_ladder(
     """
     from tqdm.auto import tqdm
 
-    from featgraph.matching_blocked import PreparedUnits, resolve_device
+    from featgraph.matching_blocked import (
+        COMPUTE,
+        GROUP,
+        BlockBuffer,
+        PreparedUnits,
+        block_rows,
+        resolve_device,
+    )
 
     if len(units) < 2:
         raise ConfigError(f"a ladder match needs at least 2 SAEs, got {len(units)}")
@@ -327,11 +336,19 @@ def match_ladder(
     method = _resolve_method(method, dev)
     log.info("matching %d pairs with method=%s on %s", len(units) - 1, method, dev)
     total = sum(u.shape[0] for u in units[1:])
+    # one block buffer for the whole run, as large as the largest pair needs
+    dtype = COMPUTE[method][0]
+    buffer = BlockBuffer(dev)
+    need = 0
+    for a, b in zip(units[:-1], units[1:], strict=True):
+        n_pad = -(-a.shape[0] // GROUP) * GROUP
+        need = max(need, block_rows(n_pad, b.shape[0], dtype, block_bytes) * n_pad * dtype.itemsize)
+    buffer.reserve(need)
     out = []
     with tqdm(total=total, disable=not progress, desc=f"match ({method}, {dev.type})", unit="row") as bar:
         prev = PreparedUnits.build(units[0], dev, method)
         for u in units[1:]:
             cur = PreparedUnits.build(u, dev, method)
-            out.append(_match_prepared(prev, cur, tau, method, dev, block_bytes, bar))
+            out.append(_match_prepared(prev, cur, tau, method, dev, block_bytes, bar, buffer))
             prev = cur  # this SAE is the smaller one of the next pair: reuse its upload
     return out

@@ -146,6 +146,32 @@ def _row_batches(hit_rows: torch.Tensor, n_rows: int, cap: int) -> list[tuple[in
     return list(zip(cuts[:-1], cuts[1:], strict=True))
 
 
+def block_rows(n_small_pad: int, n_large: int, dtype: torch.dtype, block_bytes: int) -> int:
+    """Rows per block: 3/4 of the budget for the similarity block, the rest for first-stage maxima, gathers and
+    the re-check."""
+    item = torch.finfo(dtype).bits // 8
+    return max(1, min(n_large, int(0.75 * block_bytes) // (n_small_pad * item)))
+
+
+class BlockBuffer:
+    """One flat buffer for the similarity blocks of every pair of a run: its pages are faulted in once (a fresh
+    1 GB buffer per pair costs about a quarter of a second of page faults on the CPU)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.flat: torch.Tensor | None = None
+
+    def reserve(self, nbytes: int) -> None:
+        if self.flat is None or self.flat.numel() < nbytes:
+            self.flat = None  # free the old one before allocating the larger one
+            self.flat = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
+
+    def get(self, rows: int, cols: int, dtype: torch.dtype) -> torch.Tensor:
+        nbytes = rows * cols * (torch.finfo(dtype).bits // 8)
+        self.reserve(nbytes)
+        return self.flat[:nbytes].view(dtype).view(rows, cols)
+
+
 def stream_pair(
     small: PreparedUnits,
     large: PreparedUnits,
@@ -154,6 +180,7 @@ def stream_pair(
     *,
     block_bytes: int,
     on_block=None,
+    buffer: BlockBuffer | None = None,
 ):
     """Yield ``(row0, cand_rows, cand_cols, cos64)`` per batch of rows: candidates sorted by (row, col), block-local
     rows, and their float64 cos (numpy). Zero rows of the larger SAE get no candidates (the caller fills them in).
@@ -170,14 +197,13 @@ def stream_pair(
     dtype = small.gemm.dtype
     key_dtype = KEY_DTYPE[dtype]
     item = torch.finfo(dtype).bits // 8
-    # 3/4 of the budget for the similarity block, the rest for first-stage maxima, gathers and the re-check
-    rows = max(1, min(n_l, int(0.75 * block_bytes) // (n_s_pad * item)))
+    rows = block_rows(n_s_pad, n_l, dtype, block_bytes)
     # on CPU, GEMM and first-stage max go sub-block by sub-block so the max reads the GEMM output from cache
     sub = rows if dev.type == "cuda" else max(1, min(rows, CACHE_BYTES // (n_s_pad * item)))
     hit_cap = max(1, int(0.08 * block_bytes) // (GROUP * 8))
     cand_chunk = max(256, int(0.02 * block_bytes) // (d * 8 * 2))
     n_groups = n_s_pad // GROUP
-    buf = torch.empty(rows, n_s_pad, dtype=dtype, device=dev)
+    buf = (buffer or BlockBuffer(dev)).get(rows, n_s_pad, dtype)
     gkey_buf = torch.empty(rows, n_groups, dtype=key_dtype, device=dev)
     zero_large = np.zeros(n_l, dtype=bool)
     zero_large[large.zero_rows] = True
