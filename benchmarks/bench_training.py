@@ -3,10 +3,11 @@
     python benchmarks/bench_training.py                 # bundled SmolLM2-135M, blocks.3.hook_resid_pre
     python benchmarks/bench_training.py --model native  # tiny random bridge (no model load; smoke test)
 
-The GEMM floor is the throughput a perfect implementation would reach if all its multiply-adds ran at the speed of
-one large float32 matmul on this machine (measured here, same threads): tokens/s = GEMM FLOP/s / FLOPs per token.
-FLOPs per token: activations, 2 x (parameters of the blocks run, embeddings excluded) + attention scores and mixing;
-SAE training, 12 x d x F (encoder and decoder, forward and backward, Adam not counted).
+The GEMM floor is the throughput a perfect implementation would reach if all its multiply-adds ran at the
+speed of one large float32 matmul on this machine (measured here, same threads): tokens/s = GEMM FLOP/s /
+FLOPs per token. FLOPs per token: activations, 2 x (parameters of the blocks run, embeddings excluded) +
+attention scores and mixing; SAE training, 12 x d x F (encoder and decoder, forward and backward, Adam not
+counted).
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ def bench_activations(model, hook: str, contexts: torch.Tensor, batch: int) -> t
     hook_activations(model, contexts[:batch], hook)  # warm-up
     t0 = time.perf_counter()
     for lo in range(0, len(contexts), batch):
-        hook_activations(model, contexts[lo:lo + batch], hook)
+        hook_activations(model, contexts[lo : lo + batch], hook)
     rate = contexts.numel() / (time.perf_counter() - t0)
     n_blocks = stop_layer_for(model, hook) or model.cfg.n_layers
-    params = sum(p.numel() for n, p in model.named_parameters()
-                 if any(f"layers.{i}." in n or f"blocks.{i}." in n for i in range(n_blocks)))
+    params = sum(
+        p.numel()
+        for n, p in model.named_parameters()
+        if any(f"layers.{i}." in n or f"blocks.{i}." in n for i in range(n_blocks))
+    )
     attn = 2 * 2 * contexts.shape[1] / 2 * model.cfg.d_model * n_blocks  # QK^T and AV over ~T/2 keys
     return rate, 2 * params + attn
 
@@ -76,14 +80,19 @@ def main() -> None:
         from transformer_lens.config import TransformerBridgeConfig
         from transformer_lens.model_bridge import TransformerBridge
 
-        model = TransformerBridge.boot_native(TransformerBridgeConfig(
-            d_model=576, d_head=64, n_layers=6, n_ctx=args.context_size, n_heads=9, d_vocab=1000, seed=0))
+        model = TransformerBridge.boot_native(
+            TransformerBridgeConfig(
+                d_model=576, d_head=64, n_layers=6, n_ctx=args.context_size, n_heads=9, d_vocab=1000, seed=0
+            )
+        )
         contexts = torch.randint(0, 1000, (args.contexts, args.context_size))
     else:
         from featgraph.activations import corpus_contexts, load_model
 
         model = load_model(args.model)
-        contexts = corpus_contexts(model, split="heldout", context_size=args.context_size, n_contexts=args.contexts)
+        contexts = corpus_contexts(
+            model, split="heldout", context_size=args.context_size, n_contexts=args.contexts
+        )
     flops = gemm_flops()
     print(f"threads={args.threads}  GEMM (2048x576 @ 576x4608, fp32): {flops / 1e9:.1f} GFLOP/s")
     print()
@@ -93,7 +102,10 @@ def main() -> None:
     print(f"{'':14}{rate:12.0f}{flops / per_tok:18.0f}{rate / (flops / per_tok):14.2f}")
     print()
     d = int(model.cfg.d_model)
-    print(f"SAE training (ReLU + L1, Adam, unit-norm decoder), d={d}, batch {args.batch_size}, {args.steps} steps")
+    print(
+        f"SAE training (ReLU + L1, Adam, unit-norm decoder), d={d}, batch {args.batch_size}, "
+        f"{args.steps} steps"
+    )
     print(f"{'width':>8}{'ours tok/s':>14}{'GEMM floor tok/s':>18}{'ours / floor':>14}")
     widths = [int(w) for w in args.widths.split(",")]
     for w, r in bench_training(d, widths, args.batch_size, args.steps):

@@ -10,12 +10,26 @@ from featgraph.cli.common import out_option, quiet_option
 
 @click.command("eval")
 @click.argument("saes", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--tokens", "n_tokens", default=20_000, show_default=True,
-              help="Held-out tokens to evaluate on (whole contexts; the CE needs a full forward of each).")
-@click.option("--model", "model_name", default=None,
-              help="Hub name or local folder; default: the bundled SmolLM2-135M (offline).")
-@click.option("--text", "text_paths", multiple=True, type=click.Path(exists=True),
-              help="Text files or folders; default: the offline corpus. Only the held-out documents are used.")
+@click.option(
+    "--tokens",
+    "n_tokens",
+    default=20_000,
+    show_default=True,
+    help="Held-out tokens to evaluate on (whole contexts; the CE needs a full forward of each).",
+)
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    help="Hub name or local folder; default: the bundled SmolLM2-135M (offline).",
+)
+@click.option(
+    "--text",
+    "text_paths",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Text files or folders; default: the offline corpus. Only the held-out documents are used.",
+)
 @click.option("--hook", "hook_name", default=None, help="Model site; default: the SAEs' own hook_name.")
 @click.option("--context-size", default=128, show_default=True)
 @click.option("--batch-size", default=8, show_default=True, help="Contexts per model forward.")
@@ -23,10 +37,20 @@ from featgraph.cli.common import out_option, quiet_option
 @click.option("--no-ce", is_flag=True, help="Reconstruction metrics only (no spliced forwards).")
 @out_option
 @quiet_option
-def eval_cmd(saes: tuple[str, ...], n_tokens: int, model_name: str | None, text_paths: tuple[str, ...],
-             hook_name: str | None, context_size: int, batch_size: int, seed: int, no_ce: bool, out: str,
-             quiet: bool) -> None:
-    """Evaluate SAES (SAE folders/files, or ladder folders) and write OUT/metrics.parquet and OUT/metrics.md."""
+def eval_cmd(
+    saes: tuple[str, ...],
+    n_tokens: int,
+    model_name: str | None,
+    text_paths: tuple[str, ...],
+    hook_name: str | None,
+    context_size: int,
+    batch_size: int,
+    seed: int,
+    no_ce: bool,
+    out: str,
+    quiet: bool,
+) -> None:
+    """Evaluate SAES (SAE folders/files or ladder folders); write OUT/metrics.parquet and OUT/metrics.md."""
     from featgraph.activations import activations_in_memory, corpus_contexts, load_model
     from featgraph.errors import ConfigError
     from featgraph.evaluate import evaluate_ladder, metrics_markdown
@@ -42,21 +66,46 @@ def eval_cmd(saes: tuple[str, ...], n_tokens: int, model_name: str | None, text_
     hook = hooks.pop()
     model = load_model(model_name)
     n_ctx = max(1, -(-n_tokens // context_size))
-    tokens = corpus_contexts(model, list(text_paths) or None, split="heldout", context_size=context_size,
-                             n_contexts=n_ctx, seed=seed)
+    tokens = corpus_contexts(
+        model,
+        list(text_paths) or None,
+        split="heldout",
+        context_size=context_size,
+        n_contexts=n_ctx,
+        seed=seed,
+    )
     acts = activations_in_memory(model, tokens, hook, batch_size=batch_size, progress=not quiet)
-    table = evaluate_ladder(loaded, acts=acts, model=None if no_ce else model, tokens=None if no_ce else tokens,
-                            hook_name=hook, names=[p.stem if p.is_file() else p.name for p in paths],
-                            model_batch_size=batch_size, progress=not quiet)
+    table = evaluate_ladder(
+        loaded,
+        acts=acts,
+        model=None if no_ce else model,
+        tokens=None if no_ce else tokens,
+        hook_name=hook,
+        names=[p.stem if p.is_file() else p.name for p in paths],
+        model_batch_size=batch_size,
+        progress=not quiet,
+    )
     out_dir = Path(out)
-    note = (f"held-out text ({'default corpus' if not text_paths else ', '.join(text_paths)}): {len(tokens)} "
-            f"contexts of {context_size} tokens; {acts.shape[0]} activations (BOS left out)")
+    note = (
+        f"held-out text ({'default corpus' if not text_paths else ', '.join(text_paths)}): {len(tokens)} "
+        f"contexts of {context_size} tokens; {acts.shape[0]} activations (BOS left out)"
+    )
     md = metrics_markdown(table, note=note)
     atomic_write(out_dir / "metrics.parquet", lambda p: table.write_parquet(p))
     atomic_write(out_dir / "metrics.md", lambda p: p.write_text(md, encoding="utf-8"))
-    write_json(out_dir / "config.json", {
-        "saes": [str(p) for p in paths], "n_tokens": n_tokens, "model": model_name or "smollm2-135m",
-        "text": list(text_paths) or "default", "hook_name": hook, "context_size": context_size,
-        "batch_size": batch_size, "seed": seed, "ce": not no_ce, "n_contexts": len(tokens),
-    })
+    write_json(
+        out_dir / "config.json",
+        {
+            "saes": [str(p) for p in paths],
+            "n_tokens": n_tokens,
+            "model": model_name or "smollm2-135m",
+            "text": list(text_paths) or "default",
+            "hook_name": hook,
+            "context_size": context_size,
+            "batch_size": batch_size,
+            "seed": seed,
+            "ce": not no_ce,
+            "n_contexts": len(tokens),
+        },
+    )
     click.echo(md, nl=False)

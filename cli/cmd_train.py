@@ -1,4 +1,4 @@
-"""``featgraph train``: collect activations at one hook (if needed) and train a ladder of SAEs that differ only in width."""
+"""``featgraph train``: collect activations at one hook if needed, then train SAEs differing only in width."""
 
 from __future__ import annotations
 
@@ -10,15 +10,31 @@ from featgraph.cli.common import out_option, quiet_option
 
 @click.command("train")
 @click.option("--widths", required=True, help="Comma-separated SAE widths, e.g. 576,1152,2304,4608.")
-@click.option("--acts", "acts_dir", required=True, type=click.Path(file_okay=False),
-              help="Activation store folder; collected from --model/--text first when it does not exist yet.")
-@click.option("--model", "model_name", default=None,
-              help="Hub name or local folder; default: the bundled SmolLM2-135M (offline).")
-@click.option("--text", "text_paths", multiple=True, type=click.Path(exists=True),
-              help="Text files or folders (repeatable); default: the offline corpus. Held-out documents are skipped.")
+@click.option(
+    "--acts",
+    "acts_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Activation store folder; collected from --model/--text first when it does not exist yet.",
+)
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    help="Hub name or local folder; default: the bundled SmolLM2-135M (offline).",
+)
+@click.option(
+    "--text",
+    "text_paths",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Text files or folders (repeatable); default: the offline corpus. Held-out documents are skipped.",
+)
 @click.option("--hook", "hook_name", default="blocks.3.hook_resid_pre", show_default=True)
 @click.option("--context-size", default=128, show_default=True)
-@click.option("--collect-tokens", default=1_000_000, show_default=True, help="Tokens to collect into a new store.")
+@click.option(
+    "--collect-tokens", default=1_000_000, show_default=True, help="Tokens to collect into a new store."
+)
 @click.option("--architecture", type=click.Choice(["relu", "topk"]), default="relu", show_default=True)
 @click.option("--k", type=int, default=None, help="Active features per token (topk).")
 @click.option("--l1", "l1_coefficient", default=2.0, show_default=True, help="L1 coefficient (relu).")
@@ -29,15 +45,38 @@ from featgraph.cli.common import out_option, quiet_option
 @click.option("--seed", default=0, show_default=True)
 @click.option("--name-prefix", default="sae", show_default=True, help="SAEs are saved as <prefix>-<width>.")
 @click.option("--fp16", is_flag=True, help="Save weights in float16 (half the disk).")
-@click.option("--saelens", "saelens_dir", type=click.Path(file_okay=False), default=None,
-              help="Also write SAELens-format copies under this folder.")
+@click.option(
+    "--saelens",
+    "saelens_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write SAELens-format copies under this folder.",
+)
 @out_option
 @quiet_option
-def train(widths: str, acts_dir: str, model_name: str | None, text_paths: tuple[str, ...], hook_name: str,
-          context_size: int, collect_tokens: int, architecture: str, k: int | None, l1_coefficient: float, lr: float,
-          batch_size: int, epochs: float, train_tokens: int | None, seed: int, name_prefix: str, fp16: bool,
-          saelens_dir: str | None, out: str, quiet: bool) -> None:
-    """Train one SAE per width on the same activations, batches and settings; save them in OUT (featgraph format)."""
+def train(
+    widths: str,
+    acts_dir: str,
+    model_name: str | None,
+    text_paths: tuple[str, ...],
+    hook_name: str,
+    context_size: int,
+    collect_tokens: int,
+    architecture: str,
+    k: int | None,
+    l1_coefficient: float,
+    lr: float,
+    batch_size: int,
+    epochs: float,
+    train_tokens: int | None,
+    seed: int,
+    name_prefix: str,
+    fp16: bool,
+    saelens_dir: str | None,
+    out: str,
+    quiet: bool,
+) -> None:
+    """Train one SAE per width on the same activations, batches and settings; save them in OUT."""
     import torch
 
     from featgraph.activation_store import ActivationStore
@@ -49,24 +88,61 @@ def train(widths: str, acts_dir: str, model_name: str | None, text_paths: tuple[
         width_list = [int(w) for w in widths.split(",") if w.strip()]
     except ValueError as e:
         raise ConfigError(f"--widths must be comma-separated integers, got {widths!r}") from e
-    cfg = TrainConfig(architecture=architecture, k=k, l1_coefficient=l1_coefficient, lr=lr, batch_size=batch_size,
-                      epochs=epochs, n_tokens=train_tokens, seed=seed)
+    cfg = TrainConfig(
+        architecture=architecture,
+        k=k,
+        l1_coefficient=l1_coefficient,
+        lr=lr,
+        batch_size=batch_size,
+        epochs=epochs,
+        n_tokens=train_tokens,
+        seed=seed,
+    )
     store_path = Path(acts_dir)
     if not (store_path / "meta.json").exists() or not ActivationStore(store_path).meta["complete"]:
         from featgraph.activations import collect_activations, corpus_contexts, load_model
 
         model = load_model(model_name)
         n_ctx = -(-collect_tokens // (context_size - 1))
-        tokens = corpus_contexts(model, list(text_paths) or None, split="train", context_size=context_size,
-                                 n_contexts=n_ctx, seed=seed)
-        collect_activations(model, tokens, hook_name, store_path, progress=not quiet,
-                            extra={"split": "train", "text": list(text_paths) or "default", "seed": seed})
+        tokens = corpus_contexts(
+            model,
+            list(text_paths) or None,
+            split="train",
+            context_size=context_size,
+            n_contexts=n_ctx,
+            seed=seed,
+        )
+        collect_activations(
+            model,
+            tokens,
+            hook_name,
+            store_path,
+            progress=not quiet,
+            extra={"split": "train", "text": list(text_paths) or "default", "seed": seed},
+        )
     store = ActivationStore(store_path)
-    folders = train_ladder(store, width_list, cfg, out, name_prefix=name_prefix,
-                           save_dtype=torch.float16 if fp16 else None, saelens_dir=saelens_dir, progress=not quiet)
-    write_json(Path(out) / "train_config.json", {
-        "widths": width_list, "acts": str(store_path), "hook_name": store.hook_name, "model": store.meta["model"],
-        "fp16": fp16, "saelens": saelens_dir, "train": cfg.__dict__, "store_tokens": store.n_tokens,
-    })
+    folders = train_ladder(
+        store,
+        width_list,
+        cfg,
+        out,
+        name_prefix=name_prefix,
+        save_dtype=torch.float16 if fp16 else None,
+        saelens_dir=saelens_dir,
+        progress=not quiet,
+    )
+    write_json(
+        Path(out) / "train_config.json",
+        {
+            "widths": width_list,
+            "acts": str(store_path),
+            "hook_name": store.hook_name,
+            "model": store.meta["model"],
+            "fp16": fp16,
+            "saelens": saelens_dir,
+            "train": cfg.__dict__,
+            "store_tokens": store.n_tokens,
+        },
+    )
     for f in folders:
         click.echo(str(f))

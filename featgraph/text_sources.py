@@ -1,9 +1,10 @@
 """Offline English text and its packing into fixed-length token contexts.
 
-The default corpus needs no download: Python's ``pydoc_data.topics`` and the docstrings of the standard library (read
-with ``ast``, never imported: some stdlib modules act on import), plus Debian's ``fortunes`` and the King James Bible
-(``bible-kjv``) where those packages are installed. Every text is a :class:`Document` with a stable name, so a
-train/held-out split by document name is the same on every machine that has the same sources.
+The default corpus needs no download: Python's ``pydoc_data.topics`` and the docstrings of the standard
+library (read with ``ast``, never imported: some stdlib modules act on import), plus Debian's ``fortunes`` and
+the King James Bible (``bible-kjv``) where those packages are installed. Every text is a :class:`Document`
+with a stable name, so a train/held-out split by document name is the same on every machine that has the same
+sources.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Document(NamedTuple):
     text: str
 
 
-# -- sources ----------------------------------------------------------------------------------------------------
+# -- sources -------------------------------------------------------------------------------------------------
 def pydoc_topics() -> list[Document]:
     import pydoc_data.topics as topics
 
@@ -40,7 +41,7 @@ def pydoc_topics() -> list[Document]:
 
 
 def stdlib_docstrings() -> list[Document]:
-    """One document per stdlib source file: its module, class and function docstrings joined by blank lines."""
+    """One document per stdlib source file: its module, class and function docstrings."""
     root = Path(sysconfig.get_paths()["stdlib"])
     skip = {"site-packages", "test", "tests", "idle_test", "__pycache__", "lib2to3"}
     docs = []
@@ -52,8 +53,14 @@ def stdlib_docstrings() -> list[Document]:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
-        nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
-                                                                     ast.ClassDef)))]
+        nodes = [
+            tree,
+            *(
+                n
+                for n in ast.walk(tree)
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            ),
+        ]
         parts = [d for n in nodes if (d := ast.get_docstring(n))]
         if parts:
             docs.append(Document(f"stdlib:{rel.as_posix()}", "\n\n".join(parts)))
@@ -68,7 +75,9 @@ def fortunes() -> list[Document]:
     for path in sorted(FORTUNES_DIR.iterdir()):
         if path.is_file() and not path.suffix and not path.is_symlink():
             quotes = path.read_text(encoding="utf-8", errors="replace").split("\n%\n")
-            docs.append(Document(f"fortunes:{path.name}", "\n\n".join(q.strip() for q in quotes if q.strip())))
+            docs.append(
+                Document(f"fortunes:{path.name}", "\n\n".join(q.strip() for q in quotes if q.strip()))
+            )
     return docs
 
 
@@ -78,7 +87,9 @@ def bible_kjv() -> list[Document]:
     if exe is None:
         return []
     try:
-        out = subprocess.run([exe, "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True, timeout=60, check=True)
+        out = subprocess.run(
+            [exe, "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True, timeout=60, check=True
+        )
     except (OSError, subprocess.SubprocessError) as e:
         log.warning("bible-kjv is installed but could not be read: %s", e)
         return []
@@ -116,11 +127,13 @@ def text_source(paths: str | Path | Sequence[str | Path]) -> list[Document]:
     return docs
 
 
-def split_documents(docs: Iterable[Document], eval_fraction: float = 0.05) -> tuple[list[Document], list[Document]]:
-    """(train, held_out): a document is held out when the CRC32 of its name falls in the first ``eval_fraction``.
+def split_documents(
+    docs: Iterable[Document], eval_fraction: float = 0.05
+) -> tuple[list[Document], list[Document]]:
+    """(train, held_out): a document is held out when the CRC32 of its name is in the first ``eval_fraction``.
 
-    Hashing names (not positions) keeps the split stable when sources are added or reordered, and it makes held-out
-    text disjoint from training text by construction.
+    Hashing names (not positions) keeps the split stable when sources are added or reordered, and it makes
+    held-out text disjoint from training text by construction.
     """
     if not 0.0 <= eval_fraction < 1.0:
         raise ConfigError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
@@ -130,15 +143,21 @@ def split_documents(docs: Iterable[Document], eval_fraction: float = 0.05) -> tu
     return train, held
 
 
-# -- tokenisation -----------------------------------------------------------------------------------------------
-def tokenize_contexts(model_or_tokenizer: Any, texts: Iterable[Document | str], context_size: int, *,
-                      bos: bool = True, max_contexts: int | None = None) -> Any:
+# -- tokenisation --------------------------------------------------------------------------------------------
+def tokenize_contexts(
+    model_or_tokenizer: Any,
+    texts: Iterable[Document | str],
+    context_size: int,
+    *,
+    bos: bool = True,
+    max_contexts: int | None = None,
+) -> Any:
     """Pack documents into a ``[n_contexts, context_size]`` int64 tensor.
 
-    Documents are tokenised without special tokens and concatenated with the EOS id between them, then cut into
-    contexts. BOS handling is explicit: with ``bos=True`` every context starts with the BOS id followed by
-    ``context_size - 1`` text tokens (so position 0 is always BOS, which the activation store leaves out); with
-    ``bos=False`` contexts are plain ``context_size``-token windows. The last partial context is dropped.
+    Documents are tokenised without special tokens and concatenated with the EOS id between them, then cut
+    into contexts. BOS handling is explicit: with ``bos=True`` every context starts with the BOS id followed
+    by ``context_size - 1`` text tokens (so position 0 is always BOS, which the activation store leaves out);
+    with ``bos=False`` contexts are plain ``context_size``-token windows. The last partial context is dropped.
     """
     import torch
 
@@ -152,7 +171,7 @@ def tokenize_contexts(model_or_tokenizer: Any, texts: Iterable[Document | str], 
     body = context_size - 1 if bos else context_size
     ids: list[int] = []
     for start in range(0, len(strings), 256):  # batches keep the fast tokenizer busy without huge lists
-        for seq in tok(strings[start:start + 256], add_special_tokens=False)["input_ids"]:
+        for seq in tok(strings[start : start + 256], add_special_tokens=False)["input_ids"]:
             ids.extend(seq)
             ids.append(sep)
         if max_contexts is not None and len(ids) >= max_contexts * body:
@@ -169,14 +188,22 @@ def tokenize_contexts(model_or_tokenizer: Any, texts: Iterable[Document | str], 
     return out
 
 
-def corpus_contexts(model_or_tokenizer: Any, paths: Sequence[str | Path] | None = None, *, split: str = "train",
-                    context_size: int = 128, n_contexts: int | None = None, seed: int = 0,
-                    eval_fraction: float = 0.05) -> Any:
+def corpus_contexts(
+    model_or_tokenizer: Any,
+    paths: Sequence[str | Path] | None = None,
+    *,
+    split: str = "train",
+    context_size: int = 128,
+    n_contexts: int | None = None,
+    seed: int = 0,
+    eval_fraction: float = 0.05,
+) -> Any:
     """Contexts from one side of the document split: ``split="train"`` or ``"heldout"``.
 
-    Text is ``paths`` (files/folders) or the default offline corpus, split by :func:`split_documents`, packed by
-    :func:`tokenize_contexts` (BOS first), then put in a seeded random order and cut to ``n_contexts``: a smaller
-    ``n_contexts`` gives a prefix of a larger one, so stores of different sizes share their first contexts.
+    Text is ``paths`` (files/folders) or the default offline corpus, split by :func:`split_documents`, packed
+    by :func:`tokenize_contexts` (BOS first), then put in a seeded random order and cut to ``n_contexts``: a
+    smaller ``n_contexts`` gives a prefix of a larger one, so stores of different sizes share their first
+    contexts.
     """
     import torch
 
@@ -186,8 +213,10 @@ def corpus_contexts(model_or_tokenizer: Any, paths: Sequence[str | Path] | None 
     train, held = split_documents(docs, eval_fraction=eval_fraction)
     chosen = train if split == "train" else held
     if not chosen:
-        raise ConfigError(f"the {split} side of the split holds no documents ({len(docs)} documents in all, "
-                          f"eval_fraction={eval_fraction}); pass more or larger text files")
+        raise ConfigError(
+            f"the {split} side of the split holds no documents ({len(docs)} documents in all, "
+            f"eval_fraction={eval_fraction}); pass more or larger text files"
+        )
     tokens = tokenize_contexts(model_or_tokenizer, chosen, context_size, bos=True)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(tokens), generator=g)

@@ -4,20 +4,21 @@ Recipe (ReLU):
   loss = E_x[ sum_d (x - x_hat)^2 ] + lambda * E_x[ sum_i f_i(x) ]
 with **unit-norm decoder rows**: after every Adam step each row of ``W_dec`` is renormalised, and the gradient
 component parallel to each row is removed before the step. With unit rows the plain L1 equals the decoder-norm
-weighted L1, so the penalty cannot be dodged by shrinking ``f`` and growing ``W_dec``. TopK: loss is the MSE alone.
+weighted L1, so the penalty cannot be dodged by shrinking ``f`` and growing ``W_dec``. TopK: loss is the MSE
+alone.
 
 Inputs are scaled by one constant ``c`` (estimated from the first batches) so that E||c x|| = sqrt(d): the L1
 coefficient then means the same on any model and layer. The scale is folded into the saved weights
-(``b_enc / c``, ``b_dec / c``; ``W_enc``, ``W_dec`` unchanged), so the saved SAE reads raw activations, keeps unit
-decoder rows, and its feature activations are the trained ones divided by ``c``.
+(``b_enc / c``, ``b_dec / c``; ``W_enc``, ``W_dec`` unchanged), so the saved SAE reads raw activations, keeps
+unit decoder rows, and its feature activations are the trained ones divided by ``c``.
 
 Dead features: a feature that has not fired for ``dead_window`` tokens is **resampled** (Anthropic, 2023): its
 decoder row becomes the normalised residual of a poorly reconstructed input of the current batch, its encoder
 column that direction times 0.2 x the mean alive encoder norm, its bias 0, and its Adam moments are reset.
 Resampling runs every ``resample_every`` steps during the first ``resample_until`` fraction of training.
 
-Schedules: the L1 coefficient ramps linearly from 0 over the first 5% of steps; the learning rate decays linearly
-to 0 over the last 20%. Everything is seeded: the same store, config and seed give the same weights.
+Schedules: the L1 coefficient ramps linearly from 0 over the first 5% of steps; the learning rate decays
+linearly to 0 over the last 20%. Everything is seeded: the same store, config and seed give the same weights.
 """
 
 from __future__ import annotations
@@ -65,8 +66,10 @@ class TrainConfig:
         if self.architecture == "topk" and (self.k is None or self.k < 1):
             raise ConfigError(f"a topk SAE needs k >= 1, got k={self.k!r}")
         if self.lr <= 0 or self.batch_size < 1 or self.l1_coefficient < 0:
-            raise ConfigError(f"need lr > 0, batch_size >= 1, l1 >= 0; got {self.lr}, {self.batch_size}, "
-                              f"{self.l1_coefficient}")
+            raise ConfigError(
+                f"need lr > 0, batch_size >= 1, l1 >= 0; got {self.lr}, {self.batch_size}, "
+                f"{self.l1_coefficient}"
+            )
 
 
 class _Trainer:
@@ -138,8 +141,13 @@ def _scaled_batches(store: ActivationStore, cfg: TrainConfig, n_tokens: int) -> 
     """Seeded shuffled batches, cycling over the store for as many epochs as ``n_tokens`` needs."""
     done, epoch = 0, 0
     while done < n_tokens:
-        for batch in store.iter_batches(cfg.batch_size, shuffle=True, seed=cfg.seed + epoch,
-                                        buffer_tokens=cfg.buffer_tokens, drop_last=True):
+        for batch in store.iter_batches(
+            cfg.batch_size,
+            shuffle=True,
+            seed=cfg.seed + epoch,
+            buffer_tokens=cfg.buffer_tokens,
+            drop_last=True,
+        ):
             yield batch
             done += len(batch)
             if done >= n_tokens:
@@ -159,9 +167,17 @@ def input_statistics(store: ActivationStore, cfg: TrainConfig) -> tuple[float, t
     return scale, (x * scale).mean(0)
 
 
-def train_ladder(store: ActivationStore | str | Path, widths: Sequence[int], cfg: TrainConfig | None = None,
-                 out_dir: str | Path | None = None, *, name_prefix: str = "sae", save_dtype: torch.dtype | None = None,
-                 saelens_dir: str | Path | None = None, progress: bool = True) -> list[Any]:
+def train_ladder(
+    store: ActivationStore | str | Path,
+    widths: Sequence[int],
+    cfg: TrainConfig | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    name_prefix: str = "sae",
+    save_dtype: torch.dtype | None = None,
+    saelens_dir: str | Path | None = None,
+    progress: bool = True,
+) -> list[Any]:
     """Train one SAE per width on the same batches in one pass over ``store``.
 
     Returns the saved folders when ``out_dir`` is given (``out_dir/<prefix>-<width>``, featgraph format, and a
@@ -176,7 +192,9 @@ def train_ladder(store: ActivationStore | str | Path, widths: Sequence[int], cfg
     n_tokens = cfg.n_tokens or int(cfg.epochs * store.n_tokens)
     n_steps = max(1, n_tokens // cfg.batch_size)
     if store.n_tokens < cfg.batch_size:
-        raise ConfigError(f"{store.folder}: {store.n_tokens} tokens, fewer than one batch of {cfg.batch_size}")
+        raise ConfigError(
+            f"{store.folder}: {store.n_tokens} tokens, fewer than one batch of {cfg.batch_size}"
+        )
     torch.manual_seed(cfg.seed)
     scale, mean = input_statistics(store, cfg)
     trainers = [_Trainer(int(w), store.d_in, cfg, mean, seed=cfg.seed * 1_000_003 + int(w)) for w in widths]
@@ -184,11 +202,16 @@ def train_ladder(store: ActivationStore | str | Path, widths: Sequence[int], cfg
     bar = tqdm(total=n_steps, unit="step", disable=not progress, desc=f"train {list(widths)}")
     for step, batch in enumerate(_scaled_batches(store, cfg, n_steps * cfg.batch_size)):
         frac = step / n_steps
-        l1 = cfg.l1_coefficient * min(1.0, frac / cfg.l1_warmup_fraction) if cfg.l1_warmup_fraction else \
-            cfg.l1_coefficient
+        l1 = (
+            cfg.l1_coefficient * min(1.0, frac / cfg.l1_warmup_fraction)
+            if cfg.l1_warmup_fraction
+            else cfg.l1_coefficient
+        )
         lr = cfg.lr * min(1.0, (1.0 - frac) / cfg.lr_decay_fraction) if cfg.lr_decay_fraction else cfg.lr
         x = batch * scale
-        resample = cfg.resample_every and step > 0 and step % cfg.resample_every == 0 and frac < cfg.resample_until
+        resample = (
+            cfg.resample_every and step > 0 and step % cfg.resample_every == 0 and frac < cfg.resample_until
+        )
         for t in trainers:
             err = t.step(x, l1, lr)
             if resample:
@@ -200,10 +223,22 @@ def train_ladder(store: ActivationStore | str | Path, widths: Sequence[int], cfg
             log.debug("step %d %s", step, [t.last for t in trainers])
         bar.update(1)
     bar.close()
-    extra = {"train": dataclasses.asdict(cfg) | {"n_tokens_trained": n_steps * cfg.batch_size, "n_steps": n_steps,
-                                                 "input_scale": scale},
-             "activation_store": {k: store.meta.get(k) for k in ("model", "hook_name", "context_size", "n_tokens",
-                                                                 "exclude_bos", "tokens_sha256", "extra")}}
+    extra = {
+        "train": dataclasses.asdict(cfg)
+        | {"n_tokens_trained": n_steps * cfg.batch_size, "n_steps": n_steps, "input_scale": scale},
+        "activation_store": {
+            k: store.meta.get(k)
+            for k in (
+                "model",
+                "hook_name",
+                "context_size",
+                "n_tokens",
+                "exclude_bos",
+                "tokens_sha256",
+                "extra",
+            )
+        },
+    }
     saes = [_fold_scale(t, scale, store, extra) for t in trainers]
     if out_dir is None:
         return saes
@@ -221,14 +256,23 @@ def train_ladder(store: ActivationStore | str | Path, widths: Sequence[int], cfg
 def _fold_scale(t: _Trainer, scale: float, store: ActivationStore, extra: dict[str, Any]) -> Sae:
     """The trained SAE rewritten to read unscaled activations (see module docstring)."""
     src = t.sae
-    cfg = dataclasses.replace(src.cfg, hook_name=store.hook_name, model_name=store.meta.get("model"),
-                              extra={**extra, "n_resampled": t.n_resampled})
-    tensors = {"W_enc": src.W_enc.detach().clone(), "b_enc": src.b_enc.detach() / scale,
-               "W_dec": src.W_dec.detach().clone(), "b_dec": src.b_dec.detach() / scale}
+    cfg = dataclasses.replace(
+        src.cfg,
+        hook_name=store.hook_name,
+        model_name=store.meta.get("model"),
+        extra={**extra, "n_resampled": t.n_resampled},
+    )
+    tensors = {
+        "W_enc": src.W_enc.detach().clone(),
+        "b_enc": src.b_enc.detach() / scale,
+        "W_dec": src.W_dec.detach().clone(),
+        "b_dec": src.b_dec.detach() / scale,
+    }
     return Sae.from_tensors(tensors, cfg, where=f"trained width {src.n_features}")
 
 
-def train_sae(acts: ActivationStore | str | Path, width: int, cfg: TrainConfig | None = None, **kw: Any) -> Any:
-    """Train a single SAE (see :func:`train_ladder`); returns the Sae, or its folder when ``out_dir`` is given."""
+def train_sae(
+    acts: ActivationStore | str | Path, width: int, cfg: TrainConfig | None = None, **kw: Any
+) -> Any:
+    """Train one SAE (see :func:`train_ladder`); returns the Sae, or its folder when ``out_dir`` is given."""
     return train_ladder(acts, [width], cfg, **kw)[0]
-

@@ -29,8 +29,9 @@ def bridge():
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
-    cfg = TransformerBridgeConfig(d_model=16, d_head=4, n_layers=3, n_ctx=32, n_heads=4, d_vocab=50, seed=0,
-                                  act_fn="gelu")
+    cfg = TransformerBridgeConfig(
+        d_model=16, d_head=4, n_layers=3, n_ctx=32, n_heads=4, d_vocab=50, seed=0, act_fn="gelu"
+    )
     return TransformerBridge.boot_native(cfg)
 
 
@@ -99,8 +100,9 @@ def test_offline_corpus_has_pydoc_topics():
 
 
 def test_collect_matches_direct_hook_and_leaves_out_bos(bridge, tokens, tmp_path):
-    store = collect_activations(bridge, tokens, HOOK, tmp_path / "s", batch_size=3, shard_tokens=40,
-                                dtype="float32", progress=False)
+    store = collect_activations(
+        bridge, tokens, HOOK, tmp_path / "s", batch_size=3, shard_tokens=40, dtype="float32", progress=False
+    )
     direct = hook_activations(bridge, tokens, HOOK)
     assert direct.shape == (20, 10, 16)
     assert torch.equal(store.read(), direct[:, 1:].reshape(-1, 16))
@@ -120,8 +122,16 @@ def test_collect_matches_direct_hook_and_leaves_out_bos(bridge, tokens, tmp_path
 def test_collection_resumes_after_a_kill(bridge, tokens, tmp_path, monkeypatch):
     import featgraph.activations as acts_mod
 
-    full = collect_activations(bridge, tokens, HOOK, tmp_path / "full", batch_size=4, shard_tokens=30,
-                               dtype="float32", progress=False)
+    full = collect_activations(
+        bridge,
+        tokens,
+        HOOK,
+        tmp_path / "full",
+        batch_size=4,
+        shard_tokens=30,
+        dtype="float32",
+        progress=False,
+    )
     calls = {"n": 0}
     real = acts_mod.hook_activations
 
@@ -133,13 +143,22 @@ def test_collection_resumes_after_a_kill(bridge, tokens, tmp_path, monkeypatch):
 
     monkeypatch.setattr(acts_mod, "hook_activations", dies_on_fourth)
     with pytest.raises(KeyboardInterrupt):
-        collect_activations(bridge, tokens, HOOK, tmp_path / "r", batch_size=4, shard_tokens=30, dtype="float32",
-                            progress=False)
+        collect_activations(
+            bridge,
+            tokens,
+            HOOK,
+            tmp_path / "r",
+            batch_size=4,
+            shard_tokens=30,
+            dtype="float32",
+            progress=False,
+        )
     part = ActivationStore(tmp_path / "r")
     assert not part.meta["complete"] and 0 < part.meta["contexts_done"] < 20
     monkeypatch.setattr(acts_mod, "hook_activations", real)
-    resumed = collect_activations(bridge, tokens, HOOK, tmp_path / "r", batch_size=4, shard_tokens=30,
-                                  dtype="float32", progress=False)
+    resumed = collect_activations(
+        bridge, tokens, HOOK, tmp_path / "r", batch_size=4, shard_tokens=30, dtype="float32", progress=False
+    )
     assert resumed.meta["complete"] and torch.equal(resumed.read(), full.read())
     with pytest.raises(ConfigError, match="another model, hook or token set"):
         collect_activations(bridge, tokens[:5], HOOK, tmp_path / "r", progress=False)
@@ -154,10 +173,17 @@ def test_unknown_hook_lists_the_nearest_valid_names(bridge, tokens, tmp_path):
 
 def test_iter_batches_shuffles_every_row_once_deterministically(tmp_path):
     x = torch.arange(1000 * 4, dtype=torch.float32).view(1000, 4)
-    st = ActivationStore.create(tmp_path / "s", model="m", hook_name="h", d_in=4,
-                                tokens=np.zeros((1, 2), np.int32), exclude_bos=False, dtype="float32")
+    st = ActivationStore.create(
+        tmp_path / "s",
+        model="m",
+        hook_name="h",
+        d_in=4,
+        tokens=np.zeros((1, 2), np.int32),
+        exclude_bos=False,
+        dtype="float32",
+    )
     for i in range(0, 1000, 130):
-        st.write(x[i:i + 130])
+        st.write(x[i : i + 130])
     rows = torch.cat(list(st.iter_batches(64, seed=3, buffer_tokens=300)))
     assert sorted(rows[:, 0].tolist()) == x[:, 0].tolist()  # a permutation of all rows
     assert not torch.equal(rows, x)
@@ -173,10 +199,18 @@ def test_iter_batches_shuffles_every_row_once_deterministically(tmp_path):
 def test_store_errors(tmp_path):
     with pytest.raises(SaeFormatError, match="meta.json not found"):
         ActivationStore(tmp_path)
-    st = ActivationStore.create(tmp_path / "s", model="m", hook_name="h", d_in=4, tokens=np.zeros((1, 2)),
-                                exclude_bos=False)
+    st = ActivationStore.create(
+        tmp_path / "s", model="m", hook_name="h", d_in=4, tokens=np.zeros((1, 2)), exclude_bos=False
+    )
     with pytest.raises(ShapeMismatchError, match=r"\[3, 5\]"):
         st.write(torch.zeros(3, 5))
     with pytest.raises(ConfigError, match="bfloat16"):
-        ActivationStore.create(tmp_path / "t", model="m", hook_name="h", d_in=4, tokens=np.zeros((1, 2)),
-                               exclude_bos=False, dtype="bfloat16")
+        ActivationStore.create(
+            tmp_path / "t",
+            model="m",
+            hook_name="h",
+            d_in=4,
+            tokens=np.zeros((1, 2)),
+            exclude_bos=False,
+            dtype="bfloat16",
+        )

@@ -30,8 +30,9 @@ def bridge():
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
-    cfg = TransformerBridgeConfig(d_model=16, d_head=4, n_layers=2, n_ctx=32, n_heads=4, d_vocab=50, seed=0,
-                                  act_fn="gelu")
+    cfg = TransformerBridgeConfig(
+        d_model=16, d_head=4, n_layers=2, n_ctx=32, n_heads=4, d_vocab=50, seed=0, act_fn="gelu"
+    )
     return TransformerBridge.boot_native(cfg)
 
 
@@ -46,8 +47,12 @@ def tokens():
 def identity_sae(d: int) -> Sae:
     """x_hat = relu(x) - relu(-x) = x exactly: W_enc = [I, -I], W_dec = [I; -I], zero biases."""
     eye = torch.eye(d)
-    t = {"W_enc": torch.cat([eye, -eye], 1), "b_enc": torch.zeros(2 * d), "W_dec": torch.cat([eye, -eye], 0),
-         "b_dec": torch.zeros(d)}
+    t = {
+        "W_enc": torch.cat([eye, -eye], 1),
+        "b_enc": torch.zeros(2 * d),
+        "W_dec": torch.cat([eye, -eye], 0),
+        "b_dec": torch.zeros(d),
+    }
     return Sae.from_tensors(t, SaeConfig(d_in=d, n_features=2 * d, hook_name=HOOK))
 
 

@@ -1,4 +1,4 @@
-"""train: planted-dictionary recovery, determinism, ladders in one pass, SAELens checkpoints, config errors."""
+"""train: planted-dictionary recovery, determinism, one-pass ladders, SAELens checkpoints, config errors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from featgraph.sae import Sae
 from featgraph.train import TrainConfig, train_ladder, train_sae
 
 
-def planted(n: int, d: int = 32, n_atoms: int = 48, k: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def planted(
+    n: int, d: int = 32, n_atoms: int = 48, k: int = 3, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """x = sum of k unit atoms (out of n_atoms) with magnitudes in [1, 3]; returns (x, atoms)."""
     g = torch.Generator().manual_seed(seed)
     atoms = torch.randn(n_atoms, d, generator=g)
@@ -25,10 +27,17 @@ def planted(n: int, d: int = 32, n_atoms: int = 48, k: int = 3, seed: int = 0) -
 
 
 def store_of(x: torch.Tensor, folder, shard: int = 10_000) -> ActivationStore:
-    st = ActivationStore.create(folder, model="planted", hook_name="planted.hook", d_in=x.shape[1],
-                                tokens=torch.zeros(1, 2, dtype=torch.long), exclude_bos=False, dtype="float32")
+    st = ActivationStore.create(
+        folder,
+        model="planted",
+        hook_name="planted.hook",
+        d_in=x.shape[1],
+        tokens=torch.zeros(1, 2, dtype=torch.long),
+        exclude_bos=False,
+        dtype="float32",
+    )
     for i in range(0, len(x), shard):
-        st.write(x[i:i + shard])
+        st.write(x[i : i + shard])
     return st
 
 
@@ -55,8 +64,16 @@ def max_cos(sae: Sae, atoms: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("arch", ["relu", "topk"])
 def test_recovers_planted_dictionary(planted_store, arch):
     store, atoms = planted_store
-    cfg = TrainConfig(architecture=arch, k=3 if arch == "topk" else None, l1_coefficient=2.0, lr=3e-3,
-                      batch_size=256, epochs=5, dead_window=5000, resample_every=200)
+    cfg = TrainConfig(
+        architecture=arch,
+        k=3 if arch == "topk" else None,
+        l1_coefficient=2.0,
+        lr=3e-3,
+        batch_size=256,
+        epochs=5,
+        dead_window=5000,
+        resample_every=200,
+    )
     sae = train_sae(store, 64, cfg, progress=False)
     cos = max_cos(sae, atoms)
     assert float((cos > 0.95).float().mean()) >= 0.9, cos
@@ -88,7 +105,9 @@ def test_saelens_checkpoints_load_back_bit_identically(planted_store, tmp_path):
     store, _ = planted_store
     for arch, k in (("relu", None), ("topk", 4)):
         cfg = TrainConfig(architecture=arch, k=k, batch_size=512, n_tokens=5_000)
-        ours = train_ladder(store, [40], cfg, tmp_path / arch, saelens_dir=tmp_path / f"{arch}-sl", progress=False)
+        ours = train_ladder(
+            store, [40], cfg, tmp_path / arch, saelens_dir=tmp_path / f"{arch}-sl", progress=False
+        )
         trained = Sae.load(ours[0])
         back = load_sae(tmp_path / f"{arch}-sl" / "sae-40")
         assert back.cfg.architecture == arch and back.cfg.k == k
@@ -101,8 +120,8 @@ def test_saelens_checkpoints_load_back_bit_identically(planted_store, tmp_path):
 def test_fp16_checkpoint_halves_size(planted_store, tmp_path):
     store, _ = planted_store
     cfg = TrainConfig(batch_size=512, n_tokens=2_000)
-    f32, = train_ladder(store, [64], cfg, tmp_path / "32", progress=False)
-    f16, = train_ladder(store, [64], cfg, tmp_path / "16", save_dtype=torch.float16, progress=False)
+    (f32,) = train_ladder(store, [64], cfg, tmp_path / "32", progress=False)
+    (f16,) = train_ladder(store, [64], cfg, tmp_path / "16", save_dtype=torch.float16, progress=False)
     assert (f16 / "sae.safetensors").stat().st_size < 0.6 * (f32 / "sae.safetensors").stat().st_size
     assert torch.allclose(Sae.load(f16).W_dec, Sae.load(f32).W_dec, atol=1e-3)
 
