@@ -63,23 +63,22 @@ def fast_method(device: torch.device) -> str:
 def exact_matmul_settings(device: torch.device) -> Iterator[None]:
     """Make fp32 GEMMs true fp32 and bf16 GEMMs accumulate in fp32, whatever the caller set globally.
 
-    The error bound of the re-check assumes both; TF32 or a bf16 reduction would silently break it.
+    The error bound of the re-check assumes both. ``float32_matmul_precision("highest")`` turns off bf16 for fp32
+    GEMMs on the CPU (oneDNN) and TF32 on CUDA; on CUDA, bf16 GEMMs must also not reduce in reduced precision.
     """
     old_prec = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
-    cuda_flags = None
+    matmul = torch.backends.cuda.matmul
+    old_bf16 = None
     if device.type == "cuda":
-        m = torch.backends.cuda.matmul
-        cuda_flags = (m.allow_tf32, m.allow_bf16_reduced_precision_reduction)
-        m.allow_tf32 = False
-        m.allow_bf16_reduced_precision_reduction = False
+        old_bf16 = matmul.allow_bf16_reduced_precision_reduction
+        matmul.allow_bf16_reduced_precision_reduction = False
     try:
         yield
     finally:
         torch.set_float32_matmul_precision(old_prec)
-        if cuda_flags is not None:
-            m = torch.backends.cuda.matmul
-            m.allow_tf32, m.allow_bf16_reduced_precision_reduction = cuda_flags
+        if old_bf16 is not None:
+            matmul.allow_bf16_reduced_precision_reduction = old_bf16
 
 
 @dataclasses.dataclass
@@ -115,19 +114,27 @@ class PreparedUnits:
 def _dot64(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor, chunk: int) -> np.ndarray:
     """float64 ``a[ia[k]] . b[ib[k]]`` for every k (float32 rows: their products are exact in float64), chunked.
 
-    On CPU numpy's einsum with a float64 accumulator is several times faster than torch's gather + cast here.
+    On the CPU numpy's einsum with a float64 accumulator measured several times faster than torch's gather + cast.
     """
-    n = ia.numel()
     if a.device.type == "cpu":
-        an, bn, ian, ibn = a.numpy(), b.numpy(), ia.numpy(), ib.numpy()
-        out = np.empty(n, np.float64)
-        for s in range(0, n, chunk):
-            out[s : s + chunk] = np.einsum(
-                "ij,ij->i", an[ian[s : s + chunk]], bn[ibn[s : s + chunk]], dtype=np.float64
-            )
-        return out
-    res = torch.empty(n, dtype=torch.float64, device=a.device)
-    for s in range(0, n, chunk):
+        return _dot64_numpy(a.numpy(), b.numpy(), ia.numpy(), ib.numpy(), chunk)
+    return _dot64_torch(a, b, ia, ib, chunk)
+
+
+def _dot64_numpy(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, chunk: int) -> np.ndarray:
+    out = np.empty(ia.size, np.float64)
+    for s in range(0, ia.size, chunk):
+        out[s : s + chunk] = np.einsum(
+            "ij,ij->i", a[ia[s : s + chunk]], b[ib[s : s + chunk]], dtype=np.float64
+        )
+    return out
+
+
+def _dot64_torch(
+    a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor, chunk: int
+) -> np.ndarray:
+    res = torch.empty(ia.numel(), dtype=torch.float64, device=a.device)
+    for s in range(0, ia.numel(), chunk):
         x = a.index_select(0, ia[s : s + chunk]).double()
         y = b.index_select(0, ib[s : s + chunk]).double()
         res[s : s + chunk] = x.mul_(y).sum(dim=1)

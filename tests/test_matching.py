@@ -235,6 +235,23 @@ def test_bad_inputs_raise_named_errors():
             match_pair(a, a, device="cuda", progress=False)
 
 
+def test_torch_recheck_used_on_cuda_equals_the_numpy_one():
+    # the CUDA path decides candidates with torch ops; run them on the CPU so they are tested here too
+    from featgraph.matching_blocked import _dot64_numpy, _dot64_torch
+
+    rng = np.random.default_rng(1)
+    a, _ = normalize_rows(rng.standard_normal((50, 40)))
+    b, _ = normalize_rows(rng.standard_normal((70, 40)))
+    ia, ib = rng.integers(0, 50, 500), rng.integers(0, 70, 500)
+    want = np.einsum("ij,ij->i", a[ia].astype(np.float64), b[ib].astype(np.float64))
+    got_t = _dot64_torch(
+        torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(ia), torch.from_numpy(ib), 64
+    )
+    got_n = _dot64_numpy(a, b, ia, ib, 64)
+    np.testing.assert_allclose(got_t, want, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(got_n, want, rtol=0, atol=1e-15)
+
+
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("method", ["fp32", "bf16", "auto"])
