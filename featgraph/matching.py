@@ -48,7 +48,7 @@ import math
 
 import numpy as np
 
-from featgraph.errors import ConfigError, ShapeMismatchError
+from featgraph.errors import BadWeightsError, ConfigError, ShapeMismatchError
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,23 @@ def _check_pair(small_unit: np.ndarray, large_unit: np.ndarray, tau: float) -> N
         raise ShapeMismatchError("the smaller SAE has no features")
     if not (0.0 < tau < 1.0) or not math.isfinite(tau):
         raise ConfigError(f"tau must be in (0, 1), got {tau!r}")
+
+
+def _as_unit(u: np.ndarray, what: str) -> np.ndarray:
+    """float32 contiguous rows of norm 0 or 1 (to float32 rounding): the error bound assumes exactly that."""
+    u = np.ascontiguousarray(u, dtype=np.float32)
+    if u.ndim != 2:
+        raise ShapeMismatchError(
+            f"{what}: unit decoder has shape {list(u.shape)}, expected [n_features, d_in]"
+        )
+    sq = np.einsum("ij,ij->i", u, u, dtype=np.float64)
+    bad = np.flatnonzero(~((np.abs(sq - 1.0) <= 1e-5) | (sq == 0.0)))
+    if bad.size:
+        raise BadWeightsError(
+            f"{what}: rows must be unit vectors (or zero) from normalize_rows; row {bad[0]} has norm "
+            f"{float(np.sqrt(sq[bad[0]])):.6g} ({bad.size} such rows)"
+        )
+    return u
 
 
 def _empty_edges() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -323,6 +340,7 @@ def match_ladder(
 
     if len(units) < 2:
         raise ConfigError(f"a ladder match needs at least 2 SAEs, got {len(units)}")
+    units = [_as_unit(u, f"SAE {i} of the ladder ({np.shape(u)[0]} rows)") for i, u in enumerate(units)]
     for a, b in zip(units[:-1], units[1:], strict=True):
         _check_pair(a, b, tau)
     if method not in METHODS:

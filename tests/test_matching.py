@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from featgraph.errors import ConfigError, ShapeMismatchError
+from featgraph.errors import BadWeightsError, ConfigError, ShapeMismatchError
 from featgraph.matching import (
     PairMatch,
     match_brute64,
@@ -222,6 +222,9 @@ def test_bad_inputs_raise_named_errors():
     a = np.zeros((4, 8), np.float32)
     with pytest.raises(ShapeMismatchError, match=r"\[4, 8\].*\[5, 9\]"):
         match_pair(a, np.zeros((5, 9), np.float32), progress=False)
+    raw = np.ones((3, 8), np.float32)  # not normalised: the error bound would not hold
+    with pytest.raises(BadWeightsError, match=r"SAE 1 .*row 0 has norm 2\.82843"):
+        match_pair(a, raw, progress=False)
     with pytest.raises(ConfigError, match="1.5"):
         match_pair(a, a, 1.5, progress=False)
     with pytest.raises(ConfigError, match="'fast'"):
