@@ -185,3 +185,45 @@ def test_bad_inputs_raise_featgraph_errors(bridge, tokens):
     with pytest.raises(ShapeMismatchError, match=r"\[12\]"):
         ce_metrics(identity_sae(16), bridge, tokens[0], HOOK)
     assert np.isfinite(ce_metrics(identity_sae(16), bridge, tokens[:2], HOOK)["ce_clean"])
+
+
+def test_cli_eval_writes_table_and_config(bridge, tokens, tmp_path, monkeypatch):
+    import json
+
+    import featgraph.activations as acts_mod
+    from tests.test_train import run_main
+
+    # the CLI's model and text come from these two functions: point them at the tiny bridge
+    monkeypatch.setattr(acts_mod, "load_model", lambda name=None: bridge)
+    seen = {}
+
+    def fake_contexts(model, paths, *, split, context_size, n_contexts, seed):
+        seen.update(split=split, n_contexts=n_contexts, context_size=context_size)
+        return tokens[:n_contexts]
+
+    monkeypatch.setattr(acts_mod, "corpus_contexts", fake_contexts)
+    ladder = tmp_path / "ladder"
+    for w in (16, 32):
+        sae = tiny_sae(w, 16, seed=w)
+        sae.cfg.hook_name = HOOK
+        sae.save(ladder / f"s{w}")
+    identity_sae(16).save(ladder / "ident")
+    code, stdout, err = run_main("eval", ladder, "--tokens", 48, "--context-size", 12, "--out", tmp_path / "ev", "-q")
+    assert code == 0, err
+    assert seen == {"split": "heldout", "n_contexts": 4, "context_size": 12}
+    table = pl.read_parquet(tmp_path / "ev" / "metrics.parquet")
+    assert sorted(table["name"].to_list()) == ["ident", "s16", "s32"]
+    assert table.filter(pl.col("name") == "ident")["ce_recovered_mean"].item() == 1.0
+    assert (tmp_path / "ev" / "metrics.md").read_text() in stdout
+    assert json.loads((tmp_path / "ev" / "config.json").read_text())["hook_name"] == HOOK
+
+
+def test_cli_eval_mixed_hooks_is_one_line(tmp_path):
+    from tests.test_train import run_main
+
+    for i, hook in enumerate(("blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre")):
+        sae = tiny_sae(8, 16, seed=i)
+        sae.cfg.hook_name = hook
+        sae.save(tmp_path / f"s{i}")
+    code, _, err = run_main("eval", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "ev")
+    assert code == 1 and "--hook" in err and "Traceback" not in err

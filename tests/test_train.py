@@ -38,6 +38,7 @@ def store_of(x: torch.Tensor, folder, shard: int = 10_000) -> ActivationStore:
     )
     for i in range(0, len(x), shard):
         st.write(x[i : i + shard])
+    st.mark_complete()
     return st
 
 
@@ -160,3 +161,37 @@ def test_config_errors(planted_store):
         train_ladder(store, [32, 32], progress=False)
     with pytest.raises(ConfigError, match="fewer than one batch"):
         train_ladder(store, [8], TrainConfig(batch_size=10**6), progress=False)
+
+
+def run_main(*args) -> tuple[int, str, str]:
+    """The console-script entry point; returns (exit code, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    from featgraph.cli.main import main
+
+    with CliRunner().isolation() as (out, err, _):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+def test_cli_train_on_an_existing_store(planted_store, tmp_path):
+    store, _ = planted_store
+    out, sl = tmp_path / "ladder", tmp_path / "sl"
+    code, stdout, err = run_main("train", "--widths", "16,32", "--acts", store.folder, "--out", out,
+                                 "--train-tokens", 4096, "--batch-size", 256, "--fp16", "--saelens", sl, "-q")
+    assert code == 0, err
+    assert stdout.split() == [str(out / "sae-16"), str(out / "sae-32")]
+    cfg = json.loads((out / "train_config.json").read_text())
+    assert cfg["widths"] == [16, 32] and cfg["train"]["n_tokens"] == 4096 and cfg["hook_name"] == "planted.hook"
+    assert load_sae(sl / "sae-32").n_features == 32
+    assert Sae.load(out / "sae-16").cfg.extra["train"]["l1_coefficient"] == 2.0
+
+
+def test_cli_train_bad_widths_is_one_line(planted_store, tmp_path):
+    store, _ = planted_store
+    code, _, err = run_main("train", "--widths", "16,abc", "--acts", store.folder, "--out", tmp_path / "o")
+    assert code == 1 and "16,abc" in err and "Traceback" not in err
