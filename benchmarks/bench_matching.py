@@ -1,13 +1,13 @@
 """Cross-width matching: featgraph's exact paths beside the fp32 GEMM floor and faiss-cpu, in one run.
 
-For each size it prints the fp32 GEMM floor (the plain block matmuls of that pair and nothing else, measured here,
-now, with the faster of numpy's and torch's BLAS), featgraph's fp32 path (blocked, exact) and bf16 path (bf16
-candidates + fp32/float64 re-check, exact), faiss-cpu ``IndexFlatIP`` search(k=1) + range_search, the ratios, and
-the peak resident memory each method added. Before printing any time it checks that every method found the same
-edge set (and the exact paths the same argmax / max cos).
+For each size it prints the fp32 GEMM floor (the plain block matmuls of that pair and nothing else, measured
+here, now, with the faster of numpy's and torch's BLAS), featgraph's fp32 path (blocked, exact) and bf16 path
+(bf16 candidates + fp32/float64 re-check, exact), faiss-cpu ``IndexFlatIP`` search(k=1) + range_search, the
+ratios, and the peak resident memory each method added. Before printing any time it checks that every method
+found the same edge set (and the exact paths the same argmax / max cos).
 
     python benchmarks/bench_matching.py --quick     # about a minute
-    python benchmarks/bench_matching.py             # 49152 x 98304 at d=768 and the 8-width ladder 768 ... 98304
+    python benchmarks/bench_matching.py             # 49152 x 98304 at d=768, the 8-width ladder to 98304
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def timed(fn):
 
 
 def gemm_floor(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, str]:
-    """Seconds for the plain fp32 block GEMMs of these pairs (same block rows as featgraph's fp32 path, one reused
-    output buffer, nothing else), with whichever of numpy / torch is faster on this machine."""
+    """Seconds for the plain fp32 block GEMMs of these pairs (same block rows as featgraph's fp32 path, one
+    reused output buffer, nothing else), with whichever of numpy / torch is faster on this machine."""
     probe_small, probe_large = max(pairs, key=lambda p: p[0].shape[0] * p[1].shape[0])
     rates = {}
     for name in ("numpy", "torch"):
@@ -209,7 +209,8 @@ def main() -> None:
         widths.append(w)
         w *= 2
     print(
-        f"# featgraph bench_matching ({'quick' if args.quick else 'full'}), {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
+        f"# featgraph bench_matching ({'quick' if args.quick else 'full'}), "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
     )
     print(f"# {machine()}")
     print(f"# load average at start: {os.getloadavg()[0]:.2f} (1 min; 2-core machine shared with other jobs)")

@@ -24,8 +24,9 @@ def index(
 ) -> None:
     """Index a ladder of SAEs (paths, or one folder of SAE folders) into --out.
 
-    Writes one subfolder per SAE (index.faiss, norms.npy, meta.json), manifest.json and config.json; `featgraph
-    families --index` then reuses the normalised rows, refusing them if the SAE weights changed since.
+    Writes one subfolder per SAE (index.faiss, norms.npy, meta.json), manifest.json and config.json;
+    `featgraph families --index` then reuses the normalised rows, refusing them if the SAE weights changed
+    since.
     """
     from pathlib import Path
 

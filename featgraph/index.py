@@ -1,12 +1,13 @@
 """A saved similarity index per SAE: unit decoder rows in an exact FAISS inner-product index.
 
-An index folder holds one subfolder per SAE (``index.faiss``: an ``IndexFlatIP`` over the unit rows; ``norms.npy``;
-``meta.json``: fingerprint, name, width, d_in, source path and format) and a top-level ``manifest.json``. The
-fingerprint is :meth:`featgraph.ladder.LadderEntry.fingerprint` (sha256 of the decoder), so an index built from
-other weights is refused with :class:`~featgraph.errors.StaleIndexError` rather than silently used.
+An index folder holds one subfolder per SAE (``index.faiss``: an ``IndexFlatIP`` over the unit rows;
+``norms.npy``; ``meta.json``: fingerprint, name, width, d_in, source path and format) and a top-level
+``manifest.json``. The fingerprint is :meth:`featgraph.ladder.LadderEntry.fingerprint` (sha256 of the
+decoder), so an index built from other weights is refused with :class:`~featgraph.errors.StaleIndexError`
+rather than silently used.
 
-This module needs faiss and numpy only (no torch). The GPU is used when faiss has GPU support; the saved index is
-always the CPU form so it loads anywhere.
+This module needs faiss and numpy only (no torch). The GPU is used when faiss has GPU support; the saved index
+is always the CPU form so it loads anywhere.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class SimilarityIndex:
         self.norms = np.asarray(norms, dtype=np.float32)
         if self.unit.ndim != 2 or self.norms.shape != (self.unit.shape[0],):
             raise ShapeMismatchError(
-                f"{name}: unit rows {list(self.unit.shape)} and norms {list(self.norms.shape)} do not fit together"
+                f"{name}: unit rows {list(self.unit.shape)} and norms {list(self.norms.shape)} "
+                "do not fit together"
             )
         self.fingerprint = fingerprint
         self.name = name
@@ -120,7 +122,7 @@ class SimilarityIndex:
         )
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-``k`` cos of each query (normalised here) to the indexed rows: ``(D, I)``, float32/int64."""
+        """Exact top-``k`` cos of each query (normalised here) to the indexed rows: ``(D, I)``."""
         q = np.asarray(queries)
         if q.ndim == 1:
             q = q[None, :]
@@ -169,7 +171,8 @@ class SimilarityIndex:
                 raise SaeFormatError(f"{folder / META_FILE}: missing key {key!r}")
         if expected_fingerprint is not None and meta["fingerprint"] != expected_fingerprint:
             raise StaleIndexError(
-                f"{folder}: the index of SAE {meta['name']!r} (built from {meta.get('source_path', '?')}) does not "
+                f"{folder}: the index of SAE {meta['name']!r} (built from {meta.get('source_path', '?')}) "
+                "does not "
                 f"match the SAE's current weights (fingerprint {meta['fingerprint'][:12]}... in the index, "
                 f"{expected_fingerprint[:12]}... now); rebuild it with `featgraph index`"
             )
@@ -186,7 +189,8 @@ class SimilarityIndex:
             or index.d != meta["d_in"]
         ):
             raise SaeFormatError(
-                f"{path}: expected an IndexFlatIP of {meta['width']} x {meta['d_in']} rows (from {META_FILE}), "
+                f"{path}: expected an IndexFlatIP of {meta['width']} x {meta['d_in']} rows "
+                f"(from {META_FILE}), "
                 f"found {type(index).__name__} with {index.ntotal} x {index.d}"
             )
         try:
@@ -236,8 +240,8 @@ def build_ladder_index(
 ) -> list[SimilarityIndex]:
     """Index every SAE of the ladder into ``out_dir/<name>/`` and write ``out_dir/manifest.json`` last.
 
-    Each subfolder and the manifest are written atomically, so a killed run leaves no manifest and nothing that
-    :func:`load_ladder_index` would accept.
+    Each subfolder and the manifest are written atomically, so a killed run leaves no manifest and nothing
+    that :func:`load_ladder_index` would accept.
     """
     from tqdm.auto import tqdm
 
@@ -271,7 +275,7 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 def load_ladder_index(
     ladder: Ladder, index_dir: str | os.PathLike[str], device: str = "cpu"
 ) -> list[SimilarityIndex]:
-    """The saved index of each SAE of ``ladder`` (in ladder order), each checked against the SAE's fingerprint."""
+    """The saved index of each SAE of ``ladder`` (in ladder order), checked against the SAE's fingerprint."""
     index_dir = Path(index_dir)
     by_name = {s["name"]: s for s in read_manifest(index_dir)}
     out = []

@@ -1,43 +1,46 @@
 """Exact cross-width matching of decoder directions: max cos per larger-SAE feature and every edge above tau.
 
 For two SAEs with unit decoder rows ``small [n_s, d]`` and ``large [n_l, d]`` the similarity matrix is
-``S = large @ small.T``. Matching needs, for every large row, the max of its row of ``S`` (and where it is), and every
-entry ``S[i, j] > tau``. ``S`` for a 1M-feature SAE does not fit in memory, so :func:`match_pair` streams over blocks
-of large rows whose slice of ``S`` fits a byte budget, and gets both answers from each block before dropping it.
+``S = large @ small.T``. Matching needs, for every large row, the max of its row of ``S`` (and where it is),
+and every entry ``S[i, j] > tau``. ``S`` for a 1M-feature SAE does not fit in memory, so :func:`match_pair`
+streams over blocks of large rows whose slice of ``S`` fits a byte budget, and gets both answers from each
+block before dropping it.
 
 Exactness. The answers are defined as those of a float64 brute force over the float32 unit rows (method
-``"brute64"``). Fast paths compute ``S`` approximately (fp32 GEMM, or bf16 where the hardware has it) and then decide
-in float64 every pair that could matter, using a rigorous bound ``|S_approx - S| <= e`` (below). For each row, with
-``j~`` its approximate argmax and ``c`` the float64 cos of ``(i, j~)`` (so ``c <= M``, the true row max):
+``"brute64"``). Fast paths compute ``S`` approximately (fp32 GEMM, or bf16 where the hardware has it) and then
+decide in float64 every pair that could matter, using a rigorous bound ``|S_approx - S| <= e`` (below). For
+each row, with ``j~`` its approximate argmax and ``c`` the float64 cos of ``(i, j~)`` (so ``c <= M``, the true
+row max):
 
 * every true edge has ``S > tau``, so ``S_approx > tau - e``;
 * every true argmax ``j*`` (and every tie) has ``S_approx >= M - e >= c - e``;
 
-so the candidates ``S_approx >= min(tau - e, c - e)`` contain all edges and all maxima. Each candidate's cos is
-recomputed in float64 from the float32 unit rows (products of float32 numbers are exact in float64); edges are the
-candidates whose float64 cos is ``> tau``, the max is the largest float64 cos among them (lowest index on ties). So
-the edge set and argmax are those of the float64 brute force, and ``max_cos`` equals it to float64 rounding
-(~1e-16, far inside 1e-6), however close a pair is to tau: pairs within ``e`` of tau are always decided in float64. A
-loose ``e`` costs only re-checks (about one per row plus the edges with fp32, a few per row with bf16).
+so the candidates ``S_approx >= min(tau - e, c - e)`` contain all edges and all maxima. Each candidate's cos
+is recomputed in float64 from the float32 unit rows (products of float32 numbers are exact in float64); edges
+are the candidates whose float64 cos is ``> tau``, the max is the largest float64 cos among them (lowest index
+on ties). So the edge set and argmax are those of the float64 brute force, and ``max_cos`` equals it to
+float64 rounding (~1e-16, far inside 1e-6), however close a pair is to tau: pairs within ``e`` of tau are
+always decided in float64. A loose ``e`` costs only re-checks (about one per row plus the edges with fp32, a
+few per row with bf16).
 
 The bound ``e`` (see :func:`rounding_margin`), for rows of norm at most ``1 + eta`` (float32 unit rows) and
 ``N = (1 + eta)^2 >= |x| |y| >= sum_k |x_k y_k|`` (Cauchy-Schwarz):
 
 * fp32 GEMM: products and sums rounded with ``u32 = 2^-24``; whatever the summation order or FMA use,
-  ``|fl(x.y) - x.y| <= gamma_d N`` with ``gamma_d = d u32 / (1 - d u32)`` (Higham, Accuracy and Stability, 3.1).
-  d=768: e = 4.6e-5.
-* bf16 inputs (``u16 = 2^-8``, round to nearest): ``x~_k = x_k (1 + a_k)``, ``|a_k| <= u16``, so the rounded inputs
-  change the exact dot product by at most ``(2 u16 + u16^2) N``; their products are exact in fp32 and the fp32
-  accumulation adds ``gamma_d (1 + u16)^2 N``; a bf16 output adds one more rounding, ``u16 (1 + e_in)``.
-  d=768: e = 0.0079 with fp32 output, 0.0118 with bf16 output.
+  ``|fl(x.y) - x.y| <= gamma_d N`` with ``gamma_d = d u32 / (1 - d u32)`` (Higham, Accuracy and Stability,
+  3.1). d=768: e = 4.6e-5.
+* bf16 inputs (``u16 = 2^-8``, round to nearest): ``x~_k = x_k (1 + a_k)``, ``|a_k| <= u16``, so the rounded
+  inputs change the exact dot product by at most ``(2 u16 + u16^2) N``; their products are exact in fp32 and
+  the fp32 accumulation adds ``gamma_d (1 + u16)^2 N``; a bf16 output adds one more rounding,
+  ``u16 (1 + e_in)``. d=768: e = 0.0079 with fp32 output, 0.0118 with bf16 output.
 
-The bound needs fp32 accumulation, which :func:`featgraph.matching_blocked.exact_matmul_settings` enforces for the
-call (``float32_matmul_precision("highest")`` so CPU fp32 GEMMs do not go through bf16; on CUDA, TF32 and bf16
-reduced-precision reductions off). AMX/AVX512-BF16 kernels add pairs of exact bf16 products into fp32 accumulators,
-which is fewer roundings than the bound counts; their flushing of denormals changes a product by less than 2^-126,
-covered by the slack of :func:`rounding_margin`. tests/test_matching.py checks the bound against observed errors
-and checks every path against the brute force with pairs planted at tau +- 1e-6 (and +- 3e-8, below fp32's own
-rounding error), both as a row's max and as a second-best match.
+The bound needs fp32 accumulation, which :func:`featgraph.matching_blocked.exact_matmul_settings` enforces for
+the call (``float32_matmul_precision("highest")`` so CPU fp32 GEMMs do not go through bf16; on CUDA, TF32 and
+bf16 reduced-precision reductions off). AMX/AVX512-BF16 kernels add pairs of exact bf16 products into fp32
+accumulators, which is fewer roundings than the bound counts; their flushing of denormals changes a product by
+less than 2^-126, covered by the slack of :func:`rounding_margin`. tests/test_matching.py checks the bound
+against observed errors and checks every path against the brute force with pairs planted at tau +- 1e-6 (and
++- 3e-8, below fp32's own rounding error), both as a row's max and as a second-best match.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ NORM_SLACK = 1e-5
 
 @dataclasses.dataclass
 class PairMatch:
-    """Matching of one (smaller, larger) pair of SAEs. All indices are feature indices (rows of the decoders)."""
+    """Matching of one (smaller, larger) pair of SAEs; indices are feature indices (rows of the decoders)."""
 
     max_cos: np.ndarray  # float64 [n_large]: max cos of each larger-SAE row to every smaller-SAE row
     argmax: np.ndarray  # int64 [n_large]: index in the smaller SAE of that max (lowest index on exact ties)
@@ -101,8 +104,8 @@ def normalize_rows(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def rounding_margin(d: int, compute: str) -> float:
     """Rigorous bound on ``|S_approx - S|`` for a dot product of two float32 unit rows of length ``d``.
 
-    ``compute``: ``"fp32"`` (fp32 inputs and accumulation), ``"bf16"`` (bf16 inputs, fp32 accumulation and output)
-    or ``"bf16_out"`` (as bf16, then the result rounded to bf16). Derivation in the module docstring.
+    ``compute``: ``"fp32"`` (fp32 inputs and accumulation), ``"bf16"`` (bf16 inputs, fp32 accumulation and
+    output) or ``"bf16_out"`` (as bf16, then the result rounded to bf16). Derivation in the module docstring.
     """
     du = d * U32
     if du >= 0.5:
@@ -231,8 +234,8 @@ def match_faiss(small_unit: np.ndarray, large_unit: np.ndarray, tau: float = 0.7
     """The baseline: faiss ``IndexFlatIP`` search(k=1) for the max plus range_search for the edges.
 
     To give the same edge set as the other methods, range_search runs at ``tau - e`` (the fp32 bound) and its
-    results are decided in float64; the max is faiss's fp32 argmax with its cos recomputed in float64 (so on an
-    fp32 near-tie its argmax may differ from brute force).
+    results are decided in float64; the max is faiss's fp32 argmax with its cos recomputed in float64 (so on
+    an fp32 near-tie its argmax may differ from brute force).
     """
     import faiss
 
@@ -299,9 +302,9 @@ def match_pair(
 
     ``small_unit`` / ``large_unit`` are unit rows from :func:`normalize_rows`. ``method``: ``"fp32"`` (blocked
     exact), ``"bf16"`` (bf16 candidates), ``"auto"`` (bf16 where the hardware has it), ``"faiss"`` (baseline),
-    ``"brute64"`` (oracle, small sizes). Every method but ``"faiss"`` returns the edge set and argmax of a float64
-    brute force and its max cos to float64 rounding (see the module docstring); ``device`` picks CPU or CUDA.
-    ``block_bytes`` bounds the memory used beyond the decoders.
+    ``"brute64"`` (oracle, small sizes). Every method but ``"faiss"`` returns the edge set and argmax of a
+    float64 brute force and its max cos to float64 rounding (see the module docstring); ``device`` picks CPU
+    or CUDA. ``block_bytes`` bounds the memory used beyond the decoders.
     """
     return match_ladder(
         [small_unit, large_unit],
@@ -324,8 +327,8 @@ def match_ladder(
 ) -> list[PairMatch]:
     """Match every adjacent (smaller, larger) pair of a ladder's unit decoders (ascending width).
 
-    Each SAE is converted and moved to the device once and serves as the larger SAE of one pair and the smaller
-    of the next. One progress bar counts the larger SAEs' rows over all pairs.
+    Each SAE is converted and moved to the device once and serves as the larger SAE of one pair and the
+    smaller of the next. One progress bar counts the larger SAEs' rows over all pairs.
     """
     from tqdm.auto import tqdm
 

@@ -1,16 +1,16 @@
-"""The streaming engine behind :func:`featgraph.matching.match_pair`: blocked GEMM, candidates, float64 re-check.
+"""The engine behind :func:`featgraph.matching.match_pair`: blocked GEMM, candidates, float64 re-check.
 
-One block = a slice of larger-SAE rows against every smaller-SAE row, computed into one reused buffer (so the pages
-are touched once, not once per block). From each block, in one GEMM and one read of the buffer:
+One block = a slice of larger-SAE rows against every smaller-SAE row, computed into one reused buffer (so the
+pages are touched once, not once per block). From each block, in one GEMM and one read of the buffer:
 
 1. ``C = amax`` over groups of ``GROUP`` consecutive columns (one streaming read of the buffer, the only one);
 2. the row max ``m`` is the max of ``C``; the row's candidate threshold is ``t = min(tau - e, m - 2e)``;
 3. only the groups with ``C >= t`` (a tiny fraction) are gathered and compared entry by entry;
 4. every candidate is recomputed in float64; :func:`featgraph.matching.decide_candidates` keeps the answers.
 
-The same code runs on CPU and CUDA torch tensors. Each SAE is normalised, converted to the GEMM dtype, padded and
-moved to the device once (:class:`PreparedUnits`); a ladder run reuses it as the larger SAE of one pair and the
-smaller SAE of the next.
+The same code runs on CPU and CUDA torch tensors. Each SAE is normalised, converted to the GEMM dtype, padded
+and moved to the device once (:class:`PreparedUnits`); a ladder run reuses it as the larger SAE of one pair
+and the smaller SAE of the next.
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ def fast_method(device: torch.device) -> str:
 def exact_matmul_settings(device: torch.device) -> Iterator[None]:
     """Make fp32 GEMMs true fp32 and bf16 GEMMs accumulate in fp32, whatever the caller set globally.
 
-    The error bound of the re-check assumes both. ``float32_matmul_precision("highest")`` turns off bf16 for fp32
-    GEMMs on the CPU (oneDNN) and TF32 on CUDA; on CUDA, bf16 GEMMs must also not reduce in reduced precision.
+    The error bound of the re-check assumes both. ``float32_matmul_precision("highest")`` turns off bf16 for
+    fp32 GEMMs on the CPU (oneDNN) and TF32 on CUDA; on CUDA, bf16 GEMMs must also not reduce in reduced
+    precision.
     """
     old_prec = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
@@ -85,8 +86,8 @@ def exact_matmul_settings(device: torch.device) -> Iterator[None]:
 class PreparedUnits:
     """One SAE's unit rows on a device: float32 for the re-check, the GEMM dtype for the candidates.
 
-    Rows are padded with zeros to a multiple of ``GROUP`` so that a block row splits into whole groups; the padded
-    columns of a block are set to -inf before the first-stage max, so they are never candidates.
+    Rows are padded with zeros to a multiple of ``GROUP`` so that a block row splits into whole groups; the
+    padded columns of a block are set to -inf before the first-stage max, so they are never candidates.
     """
 
     unit32: torch.Tensor  # [n_pad, d] float32
@@ -112,9 +113,10 @@ class PreparedUnits:
 
 
 def _dot64(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor, chunk: int) -> np.ndarray:
-    """float64 ``a[ia[k]] . b[ib[k]]`` for every k (float32 rows: their products are exact in float64), chunked.
+    """float64 ``a[ia[k]] . b[ib[k]]`` for every k, chunked (float32 rows: products exact in float64).
 
-    On the CPU numpy's einsum with a float64 accumulator measured several times faster than torch's gather + cast.
+    On the CPU numpy's einsum with a float64 accumulator measured several times faster than torch's gather and
+    cast.
     """
     if a.device.type == "cpu":
         return _dot64_numpy(a.numpy(), b.numpy(), ia.numpy(), ib.numpy(), chunk)
@@ -142,7 +144,7 @@ def _dot64_torch(
 
 
 def _row_batches(hit_rows: torch.Tensor, n_rows: int, cap: int) -> list[tuple[int, int]]:
-    """Split ``range(len(hit_rows))`` (sorted by row) into slices of about ``cap`` hits that never split a row."""
+    """Split the hits (sorted by row) into slices of about ``cap`` hits, never splitting a row."""
     n = hit_rows.numel()
     if n <= cap:
         return [(0, n)]
@@ -158,15 +160,15 @@ def _row_batches(hit_rows: torch.Tensor, n_rows: int, cap: int) -> list[tuple[in
 
 
 def block_rows(n_small_pad: int, n_large: int, dtype: torch.dtype, block_bytes: int) -> int:
-    """Rows per block: 3/4 of the budget for the similarity block, the rest for first-stage maxima, gathers and
-    the re-check."""
+    """Rows per block: 3/4 of the budget for the similarity block, the rest for first-stage maxima, gathers
+    and the re-check."""
     item = torch.finfo(dtype).bits // 8
     return max(1, min(n_large, int(0.75 * block_bytes) // (n_small_pad * item)))
 
 
 class BlockBuffer:
-    """One flat buffer for the similarity blocks of every pair of a run: its pages are faulted in once (a fresh
-    1 GB buffer per pair costs about a quarter of a second of page faults on the CPU)."""
+    """One flat buffer for the similarity blocks of every pair of a run: its pages are faulted in once (a
+    fresh 1 GB buffer per pair costs about a quarter of a second of page faults on the CPU)."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -193,14 +195,16 @@ def stream_pair(
     on_block=None,
     buffer: BlockBuffer | None = None,
 ):
-    """Yield ``(row0, cand_rows, cand_cols, cos64)`` per batch of rows: candidates sorted by (row, col), block-local
-    rows, and their float64 cos (numpy). Zero rows of the larger SAE get no candidates (the caller fills them in).
+    """Yield ``(row0, cand_rows, cand_cols, cos64)`` per batch of rows: candidates sorted by (row, col),
+    block-local rows, and their float64 cos (numpy). Zero rows of the larger SAE get no candidates (the caller
+    fills them in).
 
     ``margin`` bounds ``|S_approx - S|`` for the GEMM dtype. A row's candidates are the entries with
-    ``S_approx >= t = min(tau - e, c - e)`` where ``c`` is the float64 cos of the row's approximate argmax. Any
-    pair's exact cos is at most the row's true max ``M``, so ``c <= M`` and the true argmax (``S_approx >= M - e``)
-    always qualifies, as does every edge; the approximate argmax itself always qualifies too. Using the exact ``c``
-    rather than the approximate max halves the window, and so the float64 work.
+    ``S_approx >= t = min(tau - e, c - e)`` where ``c`` is the float64 cos of the row's approximate argmax.
+    Any pair's exact cos is at most the row's true max ``M``, so ``c <= M`` and the true argmax
+    (``S_approx >= M - e``) always qualifies, as does every edge; the approximate argmax itself always
+    qualifies too. Using the exact ``c`` rather than the approximate max halves the window, and so the float64
+    work.
     """
     dev = small.gemm.device
     n_s, n_s_pad = small.n, small.gemm.shape[0]
@@ -224,11 +228,11 @@ def stream_pair(
         _gemm(large.gemm[r0 : r0 + r], small.gemm, S)
         if n_s_pad > n_s:
             S[:, n_s:] = float("-inf")
-        # max of the raw bits: for values >= 0 the bit order is the value order, and a group with no value >= 0
-        # has a negative key; exact for every comparison with a threshold t > 0 (see _key_threshold). An integer
-        # max also skips the NaN handling of a float max: this one full read of the block is 25-50% faster.
-        # (Splitting the GEMM into cache-sized sub-blocks so that this read hits the cache was measured slower:
-        # the small GEMMs lose more than the read saves.)
+        # max of the raw bits: for values >= 0 the bit order is the value order, and a group with no value >=
+        # 0 has a negative key; exact for every comparison with a threshold t > 0 (see _key_threshold). An
+        # integer max also skips the NaN handling of a float max: this one full read of the block is 25-50%
+        # faster. (Splitting the GEMM into cache-sized sub-blocks so that this read hits the cache was
+        # measured slower: the small GEMMs lose more than the read saves.)
         torch.amax(keys, dim=2, out=gkey)
         # an approximate argmax of each row, then its exact cos: a lower bound on the row's true max
         local = torch.arange(r, device=dev)
@@ -263,7 +267,7 @@ def stream_pair(
 
 
 def _key_threshold(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Integer keys ``k`` such that, for a value ``x`` of ``dtype``, ``bits(x) >= k`` iff ``x >= t`` (for t > 0).
+    """Integer keys ``k`` with ``bits(x) >= k`` iff ``x >= t`` for every value ``x`` of ``dtype`` (t > 0).
 
     ``t`` is float32. The key is the bit pattern of the smallest ``dtype`` value >= t; rows with ``t <= 0`` or
     ``t = inf`` get the largest key, which no finite value reaches (they are handled elsewhere or have no
@@ -298,8 +302,9 @@ def _gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
 def fp32_cpu_backend() -> str:
     """``torch`` (MKL / oneDNN) on Intel CPUs, ``numpy`` (OpenBLAS) elsewhere.
 
-    Measured for [4096-16384, 768] x [768, 12288-49152] blocks: on a 2-core AMD EPYC, OpenBLAS 177 GFLOP/s against
-    150 for torch's MKL; on a 2-core Intel Sapphire Rapids class Xeon, torch 5-10% faster than OpenBLAS.
+    The issue reports OpenBLAS at 177 GFLOP/s against 150 for torch's MKL on a 2-core AMD machine; on this
+    project's 2-core Intel Sapphire Rapids machine torch measured 5-10% faster than OpenBLAS for
+    [4096-16384, 768] x [768, 12288-49152] blocks (noisy: the machine was shared).
     """
     try:
         with open("/proc/cpuinfo") as f:

@@ -1,4 +1,4 @@
-"""Exact matching: every fast path against the float64 brute force, on planted ladders with pairs at tau +- 1e-6."""
+"""Exact matching: every fast path against the float64 brute force, with pairs planted at tau +- 1e-6."""
 
 from __future__ import annotations
 
@@ -36,10 +36,10 @@ def assert_same(got: PairMatch, want: PairMatch, *, check_argmax: bool = True) -
 
 
 def near_tau_pair(n_small: int = 300, n_large: int = 700, d: int = 48, seed: int = 3, eps: float = 1e-6):
-    """Unit rows with planted pairs whose float64 cos (of the float32 rows) lies within ~eps of tau on both sides.
+    """Unit rows with planted pairs whose float64 cos (of the float32 rows) is within ~eps of tau, both sides.
 
-    Half of them are a row's max (the planted ladder's near-tau children); the other half are not: their larger
-    row also has a copy at cos 0.95, so only the edge margin (not the max window) can catch them.
+    Half of them are a row's max (the planted ladder's near-tau children); the other half are not: their
+    larger row also has a copy at cos 0.95, so only the edge margin (not the max window) can catch them.
     """
     rng = np.random.default_rng(seed)
     decoders, _ = planted_ladder(
@@ -147,8 +147,8 @@ def test_a_row_whose_every_cos_is_negative_still_gets_its_true_max(method):
 
 @pytest.mark.parametrize("method", EXACT_METHODS)
 def test_rows_nearly_orthogonal_to_the_smaller_sae(method):
-    # best cos below the rounding margin (and some exactly 0 or negative): the threshold goes <= 0 and these rows
-    # take the float comparison path instead of the integer-key one
+    # best cos below the rounding margin (and some exactly 0 or negative): the threshold goes <= 0 and these
+    # rows take the float comparison path instead of the integer-key one
     d = 16
     rng = np.random.default_rng(9)
     small = np.zeros((300, d), np.float32)
