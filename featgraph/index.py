@@ -172,9 +172,8 @@ class SimilarityIndex:
         if expected_fingerprint is not None and meta["fingerprint"] != expected_fingerprint:
             raise StaleIndexError(
                 f"{folder}: the index of SAE {meta['name']!r} (built from {meta.get('source_path', '?')}) "
-                "does not "
-                f"match the SAE's current weights (fingerprint {meta['fingerprint'][:12]}... in the index, "
-                f"{expected_fingerprint[:12]}... now); rebuild it with `featgraph index`"
+                f"does not match the SAE's current weights (fingerprint {meta['fingerprint'][:12]}... in the "
+                f"index, {expected_fingerprint[:12]}... now); rebuild it with `featgraph index`"
             )
         path = folder / INDEX_FILE
         if not path.is_file():
