@@ -9,13 +9,16 @@ block before dropping it.
 Exactness. The answers are defined as those of a float64 brute force over the float32 unit rows (method
 ``"brute64"``). Fast paths compute ``S`` approximately (fp32 GEMM, or bf16 where the hardware has it) and then
 decide in float64 every pair that could matter, using a rigorous bound ``|S_approx - S| <= e`` (below). For
-each row, with ``j~`` its approximate argmax and ``c`` the float64 cos of ``(i, j~)`` (so ``c <= M``, the true
-row max):
+each row, with ``M`` its true max, ``m~`` its approximate max and ``c`` the float64 cos of its approximate
+argmax (so ``c <= M`` and ``m~ <= M + e``):
 
 * every true edge has ``S > tau``, so ``S_approx > tau - e``;
-* every true argmax ``j*`` (and every tie) has ``S_approx >= M - e >= c - e``;
+* every true argmax ``j*`` (and every tie) has ``S_approx >= M - e``, which is ``>= c - e`` and
+  ``>= m~ - 2e``;
 
-so the candidates ``S_approx >= min(tau - e, c - e)`` contain all edges and all maxima. Each candidate's cos
+so the candidates ``S_approx >= min(tau - e, c - e)`` (bf16: a window of e, not 2e, below the max) or
+``S_approx >= min(tau - e, m~ - 2e)`` (fp32: e is tiny and computing c would cost a dot per row) contain all
+edges and all maxima. Each candidate's cos
 is recomputed in float64 from the float32 unit rows (products of float32 numbers are exact in float64); edges
 are the candidates whose float64 cos is ``> tau``, the max is the largest float64 cos among them (lowest index
 on ties). So the edge set and argmax are those of the float64 brute force, and ``max_cos`` equals it to

@@ -35,6 +35,8 @@ GROUP = 128
 COMPUTE = {"fp32": (torch.float32, "fp32"), "bf16": (torch.bfloat16, "bf16_out")}
 # integers of the same width: their max over raw bits is the first-stage max (see stream_pair)
 KEY_DTYPE = {torch.float32: torch.int32, torch.bfloat16: torch.int16}
+# margins above this (bf16) take the row's exact best cos as the lower bound of its max (see stream_pair)
+EXACT_BEST_ABOVE = 1e-4
 
 
 def resolve_device(device: str) -> torch.device:
@@ -200,11 +202,11 @@ def stream_pair(
     fills them in).
 
     ``margin`` bounds ``|S_approx - S|`` for the GEMM dtype. A row's candidates are the entries with
-    ``S_approx >= t = min(tau - e, c - e)`` where ``c`` is the float64 cos of the row's approximate argmax.
-    Any pair's exact cos is at most the row's true max ``M``, so ``c <= M`` and the true argmax
-    (``S_approx >= M - e``) always qualifies, as does every edge; the approximate argmax itself always
-    qualifies too. Using the exact ``c`` rather than the approximate max halves the window, and so the float64
-    work.
+    ``S_approx >= t = min(tau - e, L)``, where ``L`` is ``c - e`` with ``c`` the float64 cos of the row's
+    approximate argmax (bf16), or ``m~ - 2e`` with ``m~`` the approximate max (fp32, where e is tiny and one
+    dot per row would cost more than it saves). Any pair's exact cos is at most the row's true max ``M``, so
+    ``c <= M``; and ``m~ <= M + e``. Either way the true argmax (``S_approx >= M - e``) qualifies, as does
+    every edge and the approximate argmax itself.
     """
     dev = small.gemm.device
     n_s, n_s_pad = small.n, small.gemm.shape[0]
@@ -220,6 +222,8 @@ def stream_pair(
     zero_large = np.zeros(n_l, dtype=bool)
     zero_large[large.zero_rows] = True
     edge_t = _f32_at_most(np.array([tau - margin]))[0]
+    # with a bf16 margin, halving the max window (see above) saves far more re-checks than one dot per row
+    exact_best = margin > EXACT_BEST_ABOVE
     for r0 in range(0, n_l, rows):
         r = min(rows, n_l - r0)
         S = buf[:r]
@@ -234,15 +238,25 @@ def stream_pair(
         # faster. (Splitting the GEMM into cache-sized sub-blocks so that this read hits the cache was
         # measured slower: the small GEMMs lose more than the read saves.)
         torch.amax(keys, dim=2, out=gkey)
-        # an approximate argmax of each row, then its exact cos: a lower bound on the row's true max
-        local = torch.arange(r, device=dev)
         key_max, best_g = torch.max(gkey, dim=1)
-        best_j = best_g * GROUP + torch.argmax(keys[local, best_g], dim=1)
         neg = torch.nonzero(key_max < 0).flatten()  # no value >= 0 in the row: keys do not order it (rare)
-        if neg.numel():
-            best_j[neg] = torch.argmax(S[neg, :n_s].float(), dim=1)
-        c = _dot64(large.unit32, small.unit32, local + r0, best_j, cand_chunk)
-        t_np = np.minimum(_f32_at_most(c - margin), edge_t)
+        if exact_best:
+            # an approximate argmax of each row, then its exact cos c <= M: the window below M is then only e
+            local = torch.arange(r, device=dev)
+            best_j = best_g * GROUP + torch.argmax(keys[local, best_g], dim=1)
+            if neg.numel():
+                best_j[neg] = torch.argmax(S[neg, :n_s].float(), dim=1)
+            c = _dot64(large.unit32, small.unit32, local + r0, best_j, cand_chunk)
+            lower = _f32_at_most(c - margin)
+        else:
+            # the approximate max m~ <= M + e: candidates down to m~ - 2e (fp32: e is tiny, so this is cheaper
+            # than computing c)
+            m = key_max.view(dtype).float()
+            if neg.numel():
+                m[neg] = S[neg, :n_s].float().amax(dim=1)
+            m64 = m.cpu().numpy().astype(np.float64)
+            lower = _f32_at_most(m64 - 2 * margin)
+        t_np = np.minimum(lower, edge_t)
         t_np[zero_large[r0 : r0 + r]] = np.inf
         t = torch.from_numpy(t_np).to(dev)
         # rows whose threshold is <= 0 (a best cos below e: tiny SAEs only) are compared as floats, row by row
