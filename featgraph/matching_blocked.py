@@ -3,8 +3,10 @@
 One block = a slice of larger-SAE rows against every smaller-SAE row, computed into one reused buffer (so the
 pages are touched once, not once per block). From each block, in one GEMM and one read of the buffer:
 
-1. ``C = amax`` over groups of ``GROUP`` consecutive columns (one streaming read of the buffer, the only one);
-2. the row max ``m`` is the max of ``C``; the row's candidate threshold is ``t = min(tau - e, m - 2e)``;
+1. ``C`` = max over groups of ``GROUP`` consecutive columns, taken over the raw bits as integers (the one
+   streaming read of the buffer);
+2. each row's threshold ``t = min(tau - e, L)`` from its approximate max or the exact cos of its approximate
+   argmax (:func:`stream_pair` says which and why);
 3. only the groups with ``C >= t`` (a tiny fraction) are gathered and compared entry by entry;
 4. every candidate is recomputed in float64; :func:`featgraph.matching.decide_candidates` keeps the answers.
 
