@@ -142,8 +142,9 @@ def _check_pair(small_unit: np.ndarray, large_unit: np.ndarray, tau: float) -> N
         raise ConfigError(f"tau must be in (0, 1), got {tau!r}")
 
 
-def _as_unit(u: np.ndarray, what: str) -> np.ndarray:
-    """float32 contiguous rows of norm 0 or 1 (to float32 rounding): the error bound assumes exactly that."""
+def _as_unit(u: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """float32 contiguous rows of norm 0 or 1 (to float32 rounding; the error bound assumes exactly that), and
+    the indices of the zero rows."""
     u = np.ascontiguousarray(u, dtype=np.float32)
     if u.ndim != 2:
         raise ShapeMismatchError(
@@ -156,7 +157,7 @@ def _as_unit(u: np.ndarray, what: str) -> np.ndarray:
             f"{what}: rows must be unit vectors (or zero) from normalize_rows; row {bad[0]} has norm "
             f"{float(np.sqrt(sq[bad[0]])):.6g} ({bad.size} such rows)"
         )
-    return u
+    return u, np.flatnonzero(sq == 0.0)
 
 
 def _empty_edges() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -346,7 +347,8 @@ def match_ladder(
 
     if len(units) < 2:
         raise ConfigError(f"a ladder match needs at least 2 SAEs, got {len(units)}")
-    units = [_as_unit(u, f"SAE {i} of the ladder ({np.shape(u)[0]} rows)") for i, u in enumerate(units)]
+    checked = [_as_unit(u, f"SAE {i} of the ladder ({np.shape(u)[0]} rows)") for i, u in enumerate(units)]
+    units = [u for u, _ in checked]
     for a, b in zip(units[:-1], units[1:], strict=True):
         _check_pair(a, b, tau)
     if method not in METHODS:
@@ -370,9 +372,9 @@ def match_ladder(
     buffer.reserve(need)
     out = []
     with tqdm(total=total, disable=not progress, desc=f"match ({method}, {dev.type})", unit="row") as bar:
-        prev = PreparedUnits.build(units[0], dev, method)
-        for u in units[1:]:
-            cur = PreparedUnits.build(u, dev, method)
+        prev = PreparedUnits.build(units[0], dev, method, checked[0][1])
+        for u, zero_rows in checked[1:]:
+            cur = PreparedUnits.build(u, dev, method, zero_rows)
             out.append(_match_prepared(prev, cur, tau, method, dev, block_bytes, bar, buffer))
             prev = cur  # this SAE is the smaller one of the next pair: reuse its upload
     return out

@@ -100,7 +100,9 @@ class PreparedUnits:
     zero_rows: np.ndarray  # indices of all-zero rows: cos 0 to everything
 
     @classmethod
-    def build(cls, unit: np.ndarray, device: torch.device, method: str) -> PreparedUnits:
+    def build(
+        cls, unit: np.ndarray, device: torch.device, method: str, zero_rows: np.ndarray | None = None
+    ) -> PreparedUnits:
         n, d = unit.shape
         n_pad = -(-n // GROUP) * GROUP
         src = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))
@@ -112,8 +114,9 @@ class PreparedUnits:
         u = u.to(device)
         dtype = COMPUTE[method][0]
         gemm = u if dtype == torch.float32 else u.to(dtype)
-        zero = torch.nonzero(src.abs().amax(dim=1) == 0).flatten().numpy() if n else np.zeros(0, np.int64)
-        return cls(unit32=u, gemm=gemm, n=n, zero_rows=zero)
+        if zero_rows is None:
+            zero_rows = torch.nonzero(src.abs().amax(dim=1) == 0).flatten().numpy()
+        return cls(unit32=u, gemm=gemm, n=n, zero_rows=zero_rows)
 
 
 def _dot64(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor, chunk: int) -> np.ndarray:

@@ -172,9 +172,9 @@ def test_ladder_matches_each_pair_and_uploads_each_sae_once(method, monkeypatch)
     built = []
     orig = PreparedUnits.build.__func__
 
-    def counting_build(cls, unit, device, m):
+    def counting_build(cls, unit, device, m, zero_rows=None):
         built.append(unit.shape[0])
-        return orig(cls, unit, device, m)
+        return orig(cls, unit, device, m, zero_rows)
 
     monkeypatch.setattr(PreparedUnits, "build", classmethod(counting_build))
     got = match_ladder(units, TAU, method=method, device="cpu", block_bytes=1 << 20, progress=False)
