@@ -15,8 +15,8 @@ small SAE's ``b_dec``, so it is close to, but not the same model as, the large S
 After every step we record the number of features, L0, MSE and explained variance. All steps come from one
 pass over the activations: per token batch the running residual is updated by each family's ``sum f_c d_c -
 sum f_p d_p`` (exact, since ReLU/JumpReLU features fire independently of each other; see
-:mod:`featgraph.hybrid`). CE loss recovered needs a model forward per step, so it is computed only at the
-steps you ask for, via a callback.
+:mod:`featgraph.hybrid`), only on the tokens where a member of that family fires. CE loss recovered needs a
+model forward per step, so it is computed only at the steps you ask for, via a callback.
 """
 
 from __future__ import annotations
@@ -179,12 +179,21 @@ def interpolation_path(
             sse[0] += (r * r).sum()
             nnz[0] += (f != 0).sum()
             r = r + g[:, novel_pos] @ D_add[novel_pos]
-            sse[1] += (r * r).sum()
+            running = (r * r).sum()
+            sse[1] += running
             nnz[1] += (g[:, novel_pos] != 0).sum()
-            for k, (pos, par) in enumerate(zip(fam_pos, fam_par, strict=False)):
-                r = r + g[:, pos] @ D_add[pos] - f[:, par] @ s.W_dec[par]
-                sse[k + 2] += (r * r).sum()
-                nnz[k + 2] += (g[:, pos] != 0).sum() - (f[:, par] != 0).sum()
+            for k, (pos, par) in enumerate(zip(fam_pos, fam_par, strict=True)):
+                # a swap changes the residual only on tokens where one of the family's members fires (a few
+                # percent), so update those rows and the running squared error instead of the whole batch
+                gc, fp = g[:, pos], f[:, par]
+                rows = torch.nonzero((gc != 0).any(1) | (fp != 0).any(1)).squeeze(1)
+                if rows.numel():
+                    old = r[rows]
+                    new = old + gc[rows] @ D_add[pos] - fp[rows] @ s.W_dec[par]
+                    running = running + (new * new).sum() - (old * old).sum()
+                    r[rows] = new
+                    nnz[k + 2] += (gc[rows] != 0).sum() - (fp[rows] != 0).sum()
+                sse[k + 2] += running
             xd = x.double()
             sx += xd.sum(0)
             sxx += (xd * xd).sum(0)
