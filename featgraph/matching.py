@@ -229,6 +229,10 @@ class _PairAccumulator:
         assert not np.isnan(self.max_cos).any(), "every row got its max from some candidate batch"
         if self.parts:
             es, el, ec = (np.concatenate(p) for p in zip(*self.parts, strict=True))
+            # batches come in row order except a block's low-threshold rows, yielded first (they have edges
+            # only when tau <= 3e); keep the documented (large, small) order whatever happens
+            order = np.lexsort((es, el))
+            es, el, ec = es[order], el[order], ec[order]
         else:
             es, el, ec = _empty_edges()
         return PairMatch(self.max_cos, self.argmax, es.astype(np.int64), el.astype(np.int64), ec)

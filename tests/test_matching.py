@@ -166,6 +166,28 @@ def test_rows_nearly_orthogonal_to_the_smaller_sae(method):
 
 
 @pytest.mark.parametrize("method", EXACT_METHODS)
+def test_tau_below_the_margin_is_still_exact(method):
+    # tau = 0.005 is below the bf16 margin (0.0118), so with bf16 every row takes the float-comparison path;
+    # rows whose best cos (~0.01) is inside the margin still get exactly their edges above tau, sorted
+    rng = np.random.default_rng(4)
+    d = 16
+    small = np.zeros((200, d), np.float32)
+    small[:, :4] = normalize_rows(rng.standard_normal((200, 4)))[0]
+    ordinary = normalize_rows(rng.standard_normal((100, d)))[0]
+    # last rows: best cos about 0.01, inside the bf16 margin, but above tau = 0.005 for several small rows
+    faint = np.zeros((20, d))
+    faint[:, 4:] = rng.standard_normal((20, d - 4))
+    faint[:, :4] = (
+        0.01 * normalize_rows(rng.standard_normal((20, 4)))[0] * np.linalg.norm(faint, axis=1)[:, None]
+    )
+    large = np.vstack([ordinary, normalize_rows(faint)[0]])
+    want = match_brute64(small, large, 0.005)
+    assert (want.edge_large >= 100).sum() > 20 and (want.max_cos[100:] < 0.011).all()
+    got = match_pair(small, large, 0.005, method=method, device="cpu", block_bytes=1 << 20, progress=False)
+    assert_same(got, want)
+
+
+@pytest.mark.parametrize("method", EXACT_METHODS)
 def test_ladder_matches_each_pair_and_uploads_each_sae_once(method, monkeypatch):
     decoders, _ = planted_ladder([64, 128, 256, 512], 24, seed=11, near_tau=TAU, n_near_tau=6)
     units = [normalize_rows(W)[0] for W in decoders]
