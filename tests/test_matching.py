@@ -206,6 +206,26 @@ def test_ladder_matches_each_pair_and_uploads_each_sae_once(method, monkeypatch)
         assert_same(m, match_brute64(a, b, TAU))
 
 
+def test_block_buffer_stays_within_the_budget(monkeypatch):
+    from featgraph.matching_blocked import BlockBuffer
+
+    reserved = []
+    orig = BlockBuffer.reserve
+
+    def recording_reserve(self, nbytes):
+        reserved.append(nbytes)
+        return orig(self, nbytes)
+
+    monkeypatch.setattr(BlockBuffer, "reserve", recording_reserve)
+    rng = np.random.default_rng(2)
+    small, _ = normalize_rows(rng.standard_normal((2048, 32)))
+    large, _ = normalize_rows(rng.standard_normal((2048, 32)))  # the full fp32 matrix would be 16 MiB
+    budget = 4 << 20
+    got = match_pair(small, large, TAU, method="fp32", device="cpu", block_bytes=budget, progress=False)
+    assert reserved and max(reserved) <= 0.75 * budget
+    assert_same(got, match_brute64(small, large, TAU))
+
+
 def test_planted_copies_and_splits_are_found():
     decoders, truths = planted_ladder([200, 400], 64, seed=2)
     small, large = (normalize_rows(W)[0] for W in decoders)
