@@ -117,6 +117,7 @@ def _ce(
     edit: Callable[[torch.Tensor], torch.Tensor] | None,
     start: int,
     batch_size: int,
+    desc: str | None = None,
 ) -> tuple[float, int]:
     """(sum of per-token CE, number of predicted tokens), positions ``start:`` of the site edited."""
 
@@ -126,7 +127,7 @@ def _ce(
         return out
 
     total, count = 0.0, 0
-    for lo in range(0, len(tokens), batch_size):
+    for lo in tqdm(range(0, len(tokens), batch_size), desc=desc, disable=desc is None, leave=False):
         batch = tokens[lo : lo + batch_size]
         if edit is None:
             loss = model(batch, return_type="loss", loss_per_token=True)
@@ -141,7 +142,13 @@ def _ce(
 
 @torch.no_grad()
 def ce_baselines(
-    model: Any, tokens: torch.Tensor, hook_name: str, *, batch_size: int = 8, exclude_bos: bool = True
+    model: Any,
+    tokens: torch.Tensor,
+    hook_name: str,
+    *,
+    batch_size: int = 8,
+    exclude_bos: bool = True,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """CE clean, zero-ablated and mean-ablated (they do not depend on the SAE: compute once per ladder)."""
     from featgraph.activations import hook_activations
@@ -156,9 +163,12 @@ def ce_baselines(
         acc = a.sum((0, 1)) if acc is None else acc + a.sum((0, 1))
         n += a.shape[0] * a.shape[1]
     mean = (acc / n).float()
-    clean, count = _ce(model, tokens, hook_name, None, start, batch_size)
-    zero, _ = _ce(model, tokens, hook_name, torch.zeros_like, start, batch_size)
-    meanab, _ = _ce(model, tokens, hook_name, lambda a: mean.expand_as(a), start, batch_size)
+    def run(edit: Callable[[torch.Tensor], torch.Tensor] | None, what: str) -> tuple[float, int]:
+        return _ce(model, tokens, hook_name, edit, start, batch_size, f"CE {what}" if progress else None)
+
+    (clean, count), (zero, _), (meanab, _) = (
+        run(None, "clean"), run(torch.zeros_like, "zero"), run(lambda a: mean.expand_as(a), "mean")
+    )
     return {
         "ce_clean": clean / count,
         "ce_zero": zero / count,
@@ -287,7 +297,7 @@ def evaluate_ladder(
             raise ConfigError(
                 f"evaluating a ladder on a model needs one hook_name; the SAEs have {sorted(map(str, hooks))}"
             )
-        baselines = ce_baselines(model, tokens, hooks.pop(), batch_size=model_batch_size)
+        baselines = ce_baselines(model, tokens, hooks.pop(), batch_size=model_batch_size, progress=progress)
     rows = []
     for sae, name in tqdm(list(zip(loaded, names, strict=True)), desc="evaluate", disable=not progress):
         rows.append(

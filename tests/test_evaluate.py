@@ -208,7 +208,9 @@ def test_cli_eval_writes_table_and_config(bridge, tokens, tmp_path, monkeypatch)
         sae.cfg.hook_name = HOOK
         sae.save(ladder / f"s{w}")
     identity_sae(16).save(ladder / "ident")
-    code, stdout, err = run_main("eval", ladder, "--tokens", 48, "--context-size", 12, "--out", tmp_path / "ev", "-q")
+    code, stdout, err = run_main(
+        "eval", ladder, "--tokens", 48, "--context-size", 12, "--out", tmp_path / "ev", "-q"
+    )
     assert code == 0, err
     assert seen == {"split": "heldout", "n_contexts": 4, "context_size": 12}
     table = pl.read_parquet(tmp_path / "ev" / "metrics.parquet")

@@ -166,7 +166,6 @@ def test_config_errors(planted_store):
 def run_main(*args) -> tuple[int, str, str]:
     """The console-script entry point; returns (exit code, stdout, stderr)."""
     from click.testing import CliRunner
-
     from featgraph.cli.main import main
 
     with CliRunner().isolation() as (out, err, _):
@@ -186,7 +185,8 @@ def test_cli_train_on_an_existing_store(planted_store, tmp_path):
     assert code == 0, err
     assert stdout.split() == [str(out / "sae-16"), str(out / "sae-32")]
     cfg = json.loads((out / "train_config.json").read_text())
-    assert cfg["widths"] == [16, 32] and cfg["train"]["n_tokens"] == 4096 and cfg["hook_name"] == "planted.hook"
+    assert cfg["widths"] == [16, 32] and cfg["train"]["n_tokens"] == 4096
+    assert cfg["hook_name"] == "planted.hook"
     assert load_sae(sl / "sae-32").n_features == 32
     assert Sae.load(out / "sae-16").cfg.extra["train"]["l1_coefficient"] == 2.0
 
