@@ -177,6 +177,7 @@ def frankenstein_comparison(table: pl.DataFrame, *, title: str = "") -> Figure:
         "ladder": ("o", "tab:green"),
         "frankenstein": ("s", "tab:gray"),
         "frankenstein (retrained)": ("D", "tab:purple"),
+        "ladder (decoder retrained)": ("o", "tab:olive"),
     }
     for ax, (xcol, ycol, xlabel, ylabel) in zip(axes, panels, strict=False):
         for kind in table["kind"].unique(maintain_order=True).to_list():

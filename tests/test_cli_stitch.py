@@ -102,6 +102,7 @@ def test_frankenstein_writes_both_formats_and_comparison(ladder_and_store, tmp_p
     table = pl.read_parquet(out / "comparison.parquet")
     assert table.filter(pl.col("kind") == "ladder")["width"].to_list() == [32, 64, 128]
     assert table.filter(pl.col("kind") == "frankenstein (retrained)").height == 3
+    assert table.filter(pl.col("kind") == "ladder (decoder retrained)").height == 3
     origin = pl.read_parquet(out / "origin.parquet")
     assert origin.height == ours.n_features
     assert (out / "frankenstein.png").exists() and json.loads((out / "metrics.json").read_text())["final"]
