@@ -294,7 +294,8 @@ def main() -> None:
         widths.append(w)
         w *= 2
     print(
-        f"# featgraph bench_matching ({'quick' if args.quick else 'full'}), "
+        f"# featgraph bench_matching ({'quick' if args.quick else 'full'}"
+        f"{', interleaved' if args.interleaved_rows else ''}), "
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
     )
     print(f"# {machine()}")
