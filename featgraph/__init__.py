@@ -19,6 +19,10 @@ _EXPORTS = {
     "Ladder": "ladder", "LadderEntry": "ladder", "load_ladder": "ladder",
     "detect_format": "formats", "load_sae": "formats", "load_decoder": "formats",
     "planted_ladder": "synthetic",
+    "SimilarityIndex": "index", "build_ladder_index": "index", "load_ladder_index": "index",
+    "PairMatch": "matching", "match_pair": "matching", "match_ladder": "matching", "normalize_rows": "matching",
+    "resolve_method_device": "matching",
+    "run_families": "families",
 }
 
 

@@ -260,13 +260,11 @@ def _summary(
 
 
 def _resolved_method_device(method: str, device: str) -> dict[str, str]:
-    """What "auto" became, as featgraph.matching resolves it (brute64 and faiss always run on the CPU)."""
-    if method in ("brute64", "faiss"):
-        return {"method": method, "device": "cpu"}
-    from featgraph.matching_blocked import fast_method, resolve_device
+    """What "auto" became, as featgraph.matching resolves it."""
+    from featgraph.matching import resolve_method_device
 
-    dev = resolve_device(device)
-    return {"method": fast_method(dev) if method == "auto" else method, "device": dev.type}
+    m, dev = resolve_method_device(method, device)
+    return {"method": m, "device": dev}
 
 
 def _tree_summary(features: pl.DataFrame) -> dict[str, Any]:

@@ -264,6 +264,16 @@ def match_faiss(small_unit: np.ndarray, large_unit: np.ndarray, tau: float = 0.7
     return PairMatch(max_cos, argmax, cols[keep], rows[keep].astype(np.int64), cos[keep])
 
 
+def resolve_method_device(method: str = "auto", device: str = "auto") -> tuple[str, str]:
+    """What :func:`match_pair` will run for these options: (method, device type). brute64 and faiss are CPU-only."""
+    if method in ("brute64", "faiss"):
+        return method, "cpu"
+    from featgraph.matching_blocked import resolve_device
+
+    dev = resolve_device(device)
+    return _resolve_method(method, dev), dev.type
+
+
 def _resolve_method(method: str, device) -> str:
     from featgraph.matching_blocked import fast_method
 
