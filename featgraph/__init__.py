@@ -23,6 +23,11 @@ _EXPORTS = {
     "PairMatch": "matching", "match_pair": "matching", "match_ladder": "matching", "normalize_rows": "matching",
     "resolve_method_device": "matching",
     "run_families": "families",
+    "TrainConfig": "train", "train_ladder": "train", "train_sae": "train",
+    "reconstruction_metrics": "evaluate", "ce_metrics": "evaluate", "evaluate_sae": "evaluate",
+    "evaluate_ladder": "evaluate",
+    "load_model": "activations", "collect_activations": "activations", "ActivationStore": "activations",
+    "default_corpus": "activations", "corpus_contexts": "activations",
 }
 
 
