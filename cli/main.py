@@ -14,6 +14,7 @@ import click
 
 # command name -> "module:attribute" (modules under featgraph.cli)
 COMMANDS = {
+    "collect": "cmd_collect:collect",
     "index": "cmd_index:index",
     "families": "cmd_families:families",
     "train": "cmd_train:train",

@@ -58,3 +58,27 @@ def test_smollm2_end_to_end(smollm2, tmp_path):
     assert rec["explained_variance"] > 0.5 and 5 < rec["l0"] < 200
     got = ce_metrics(bundled, model, tokens, batch_size=3)
     assert got["ce_recovered_zero"] > 0.5
+
+
+def test_collect_cli_writes_a_heldout_store(smollm2, tmp_path, monkeypatch):
+    """`featgraph collect` on the real model (reusing the loaded bridge): store size, metadata, unknown hook."""
+    from click.testing import CliRunner
+
+    import featgraph.activations
+    from featgraph.activation_store import ActivationStore
+    from featgraph.cli.main import cli
+
+    monkeypatch.setattr(featgraph.activations, "load_model", lambda name=None: smollm2)
+    out = tmp_path / "held"
+    res = CliRunner().invoke(cli, ["collect", "--out", str(out), "--tokens", "60", "--context-size", "32",
+                                   "--hook", "blocks.1.hook_resid_pre", "--quiet"])
+    assert res.exit_code == 0, res.output
+    store = ActivationStore(out)
+    assert store.meta["complete"] and store.meta["hook_name"] == "blocks.1.hook_resid_pre"
+    assert store.meta["n_tokens"] == 2 * 31  # ceil(60 / 31) contexts, BOS left out
+    assert store.meta["extra"]["split"] == "heldout"
+    assert store.read().shape == (62, 576)
+    bad = CliRunner().invoke(cli, ["collect", "--out", str(tmp_path / "x"), "--tokens", "10",
+                                   "--hook", "blocks.1.hook_resid_prex", "--quiet"])
+    assert bad.exit_code != 0 and "blocks.1.hook_resid_pre" in str(bad.exception)
+    assert not (tmp_path / "x" / "meta.json").exists()
