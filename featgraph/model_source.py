@@ -7,7 +7,9 @@ download in front, for users who are online. A local folder holding a Hugging Fa
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import logging
 import os
 import re
@@ -44,8 +46,11 @@ def load_model(name_or_path: str | None = None, *, device: str = "cpu") -> Any:
     network (transformers otherwise probes the hub for configs). Its Q4_1 weights are dequantised to float32.
     """
     import torch
+    import transformers
     from transformer_lens.model_bridge import TransformerBridge
 
+    # transformers' own "Loading weights" bar would break the CLI's quiet output; our tqdm bars show progress.
+    transformers.utils.logging.disable_progress_bar()
     name = name_or_path or DEFAULT_MODEL
     if name == DEFAULT_MODEL:
         gguf = smollm2_gguf_path()
@@ -54,8 +59,13 @@ def load_model(name_or_path: str | None = None, *, device: str = "cpu") -> Any:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         log.info("loading %s from %s", SMOLLM2_HUB_NAME, gguf)
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # transformers draws an unconditional tqdm bar while dequantising GGUF tensors; keep the CLI quiet and
+        # hand whatever it printed to logging instead.
+        captured = io.StringIO()
+        with contextlib.redirect_stderr(captured):
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        log.debug("transformers while loading %s: %s", gguf.name, captured.getvalue().strip())
         bridge = TransformerBridge.boot_transformers(
             SMOLLM2_HUB_NAME, hf_model=hf, tokenizer=tok, device=device
         )
