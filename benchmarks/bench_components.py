@@ -53,7 +53,8 @@ def main() -> None:
     t_nx, fn = median_time(lambda: families_from_graph(g))
     assert [f.key() for f in fs] == [f.key() for f in fn]
     print(f"pair {args.small} -> {args.large}: {args.small + args.large} nodes, {es.size} edges, {len(fs)} families")
-    print(f"{'method':<42}{'seconds (median of %d)' % args.repeat:>22}")
+    header = f"seconds (median of {args.repeat})"
+    print(f"{'method':<42}{header:>22}")
     print(f"{'scipy csgraph (families_from_edges)':<42}{t_scipy:>22.4f}")
     print(f"{'networkx components (families_from_graph)':<42}{t_nx:>22.4f}")
     print(f"{'networkx incl. building the pair graph':<42}{t_build + t_nx:>22.4f}")

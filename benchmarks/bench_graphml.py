@@ -5,9 +5,9 @@ writer beside networkx.write_graphml: seconds and the growth of peak RSS while w
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
-import tempfile
 from types import SimpleNamespace
 
 import networkx as nx

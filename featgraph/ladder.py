@@ -91,7 +91,7 @@ class Ladder:
 
     def pairs(self) -> list[tuple[LadderEntry, LadderEntry]]:
         """Adjacent (smaller, larger) pairs in width order."""
-        return list(zip(self.entries[:-1], self.entries[1:]))
+        return list(zip(self.entries[:-1], self.entries[1:], strict=True))
 
 
 def check_decoder(W_dec: np.ndarray, where: str) -> np.ndarray:

@@ -64,7 +64,9 @@ def load_model(name_or_path: str | None = None, *, device: str = "cpu") -> Any:
         captured = io.StringIO()
         with contextlib.redirect_stderr(captured):
             tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+            hf = AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+            )
         log.debug("transformers while loading %s: %s", gguf.name, captured.getvalue().strip())
         bridge = TransformerBridge.boot_transformers(
             SMOLLM2_HUB_NAME, hf_model=hf, tokenizer=tok, device=device

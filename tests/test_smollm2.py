@@ -63,10 +63,10 @@ def test_smollm2_end_to_end(smollm2, tmp_path):
 def test_collect_cli_writes_a_heldout_store(smollm2, tmp_path, monkeypatch):
     """`featgraph collect` on the real model (reusing the loaded bridge): store size, metadata, unknown hook."""
     from click.testing import CliRunner
+    from featgraph.cli.main import cli
 
     import featgraph.activations
     from featgraph.activation_store import ActivationStore
-    from featgraph.cli.main import cli
 
     monkeypatch.setattr(featgraph.activations, "load_model", lambda name=None: smollm2)
     out = tmp_path / "held"
