@@ -16,23 +16,9 @@ import numpy as np
 import torch
 
 from featgraph.errors import BadWeightsError, SaeFormatError, ShapeMismatchError
+from featgraph.io_utils import read_json  # noqa: F401  (the format readers import it from here)
 
 log = logging.getLogger("featgraph.formats")
-
-
-def read_json(path: Path, *, required: bool = True) -> dict[str, Any]:
-    """A JSON object from ``path``; ``{}`` when it is absent and not ``required``."""
-    if not path.is_file():
-        if required:
-            raise SaeFormatError(f"{path}: file not found")
-        return {}
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SaeFormatError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(obj, dict):
-        raise SaeFormatError(f"{path}: expected a JSON object, got {type(obj).__name__}")
-    return obj
 
 
 def safetensors_keys(path: Path) -> list[str]:

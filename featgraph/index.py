@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from featgraph.errors import ConfigError, SaeFormatError, ShapeMismatchError, StaleIndexError
-from featgraph.io_utils import atomic_dir, write_json
+from featgraph.io_utils import atomic_dir, read_json, write_json
 from featgraph.ladder import Ladder, LadderEntry
 from featgraph.matching import normalize_rows
 
@@ -165,7 +165,7 @@ class SimilarityIndex:
         import faiss
 
         folder = Path(folder)
-        meta = _read_json(folder / META_FILE)
+        meta = read_json(folder / META_FILE)
         for key in ("name", "width", "d_in", "fingerprint"):
             if key not in meta:
                 raise SaeFormatError(f"{folder / META_FILE}: missing key {key!r}")
@@ -209,18 +209,6 @@ class SimilarityIndex:
         )
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise SaeFormatError(f"{path}: file not found") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SaeFormatError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(obj, dict):
-        raise SaeFormatError(f"{path}: expected a JSON object")
-    return obj
-
-
 def folder_names(names: Sequence[str]) -> list[str]:
     """A safe, distinct folder name per SAE name (SAE names may contain '/' or be '..')."""
     out: list[str] = []
@@ -262,7 +250,7 @@ def build_ladder_index(
 
 def read_manifest(index_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     path = Path(index_dir) / MANIFEST_FILE
-    manifest = _read_json(path)
+    manifest = read_json(path)
     saes = manifest.get("saes")
     if not isinstance(saes, list) or not all(
         isinstance(s, dict) and "name" in s and "folder" in s for s in saes

@@ -49,6 +49,24 @@ def atomic_write(target: str | os.PathLike[str], write: Callable[[Path], Any]) -
     return Path(target)
 
 
+def read_json(path: str | os.PathLike[str], *, required: bool = True) -> dict[str, Any]:
+    """A JSON object from ``path`` (``{}`` when absent and not ``required``); errors name the file."""
+    from featgraph.errors import SaeFormatError
+
+    path = Path(path)
+    if not path.is_file():
+        if required:
+            raise SaeFormatError(f"{path}: file not found")
+        return {}
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SaeFormatError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(obj, dict):
+        raise SaeFormatError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def write_json(target: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as stable, sorted, indented JSON (byte-identical across runs)."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"

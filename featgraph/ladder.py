@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featgraph.errors import BadWeightsError, ConfigError, SaeFormatError, ShapeMismatchError
+from featgraph.errors import ConfigError, SaeFormatError, ShapeMismatchError
 
 log = logging.getLogger(__name__)
 
@@ -94,20 +94,6 @@ class Ladder:
         return list(zip(self.entries[:-1], self.entries[1:], strict=True))
 
 
-def check_decoder(W_dec: np.ndarray, where: str) -> np.ndarray:
-    """Validate a decoder matrix (2-D, finite) and return it as contiguous float32."""
-    if W_dec.ndim != 2:
-        raise ShapeMismatchError(f"{where}: decoder has shape {list(W_dec.shape)}, expected [n_features, d_in]")
-    W = np.ascontiguousarray(W_dec, dtype=np.float32)
-    finite = np.isfinite(W)
-    if not finite.all():
-        rows = np.flatnonzero(~finite.all(axis=1))
-        raise BadWeightsError(
-            f"{where}: decoder has NaN/inf values in {rows.size} rows (first: {rows[:5].tolist()})"
-        )
-    return W
-
-
 def expand_sae_paths(paths: Sequence[str | Path]) -> list[Path]:
     """Each path that is itself an SAE stays; a folder that is not an SAE expands to its SAE subfolders."""
     from featgraph.formats import detect_format
@@ -148,8 +134,7 @@ def load_ladder(
         raise ConfigError(f"got {len(names)} names for {len(sae_paths)} SAEs ({[str(p) for p in sae_paths]})")
     entries = []
     for i, p in enumerate(sae_paths):
-        fmt, W = load_decoder(p, format=format)
-        W = check_decoder(W, str(p))
+        fmt, W = load_decoder(p, format=format)  # validated there: 2-D, finite, float32, rows are features
         name = names[i] if names is not None else (p.stem if p.is_file() else p.name)
         entry = LadderEntry(name=name, path=p, format=fmt, W_dec=W)
         zeros = entry.zero_rows()

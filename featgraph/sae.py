@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from featgraph.errors import BadWeightsError, ConfigError, SaeFormatError, ShapeMismatchError
-from featgraph.io_utils import atomic_dir
+from featgraph.io_utils import atomic_dir, read_json
 
 ARCHITECTURES = ("relu", "jumprelu", "topk")
 CFG_NAME = "cfg.json"
@@ -189,12 +189,4 @@ class Sae(torch.nn.Module):
 
 def read_featgraph_cfg(folder: Path) -> SaeConfig:
     path = folder / CFG_NAME
-    try:
-        obj = json.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise SaeFormatError(f"{path}: file not found") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SaeFormatError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(obj, dict):
-        raise SaeFormatError(f"{path}: expected a JSON object")
-    return SaeConfig.from_json(obj, where=str(path))
+    return SaeConfig.from_json(read_json(path), where=str(path))
