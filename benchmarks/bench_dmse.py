@@ -36,9 +36,7 @@ def build(W: np.ndarray, seed: int) -> Sae:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokens", type=int, default=16384)
-    p.add_argument(
-        "--subset", type=int, default=32, help="candidates timed one at a time (then extrapolated)"
-    )
+    p.add_argument("--subset", type=int, default=32, help="candidates timed one at a time (then extrapolated)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--d", type=int, default=768)
     args = p.parse_args()

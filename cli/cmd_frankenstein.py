@@ -23,8 +23,7 @@ train_acts_option = click.option(
     "train_dir",
     type=click.Path(exists=True, file_okay=False),
     default=None,
-    help="Activation store for decoder retraining "
-    "(default: the second half of --acts; the first half evaluates).",
+    help="Activation store for decoder retraining (default: the second half of --acts; the first half evaluates).",
 )
 retrain_options = [
     click.option(
@@ -34,9 +33,7 @@ retrain_options = [
         type=int,
         help="Tokens of decoder retraining per Frankenstein stage (epochs repeat when the store is smaller).",
     ),
-    click.option(
-        "--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate for the decoder."
-    ),
+    click.option("--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate for the decoder."),
     click.option("--retrain-batch-size", default=1024, show_default=True, type=int),
     click.option("--seed", default=0, show_default=True, type=int),
 ]

@@ -30,9 +30,7 @@ from .common import out_option, quiet_option
 @model_option
 @with_options(retrain_options)
 @click.option("--no-frankenstein", is_flag=True, help="Skip the Frankenstein section.")
-@click.option(
-    "--ce-points", default=4, show_default=True, type=int, help="CE points on each interpolation path."
-)
+@click.option("--ce-points", default=4, show_default=True, type=int, help="CE points on each interpolation path.")
 @click.option("--title", default=None, help="Page title (default: the ladder's SAE names).")
 @click.option("--name", "names", multiple=True, help="SAE names in the order found (default: folder names).")
 @quiet_option
@@ -137,15 +135,8 @@ def report(
         ladder_table = frank.table.filter(pl.col("kind") == "ladder").drop("kind")
     else:
         ladder_table = pl.DataFrame(
-            [
-                {c: r[c] for c in POINT_COLUMNS}
-                for r in (ev.row(sae, n) for sae, n in zip(loaded, found, strict=False))
-            ]
+            [{c: r[c] for c in POINT_COLUMNS} for r in (ev.row(sae, n) for sae, n in zip(loaded, found, strict=False))]
         )
-    page = render_html(
-        title or f"featgraph stitching report: {', '.join(found)}", pairs, frank, ladder_table, config
-    )
+    page = render_html(title or f"featgraph stitching report: {', '.join(found)}", pairs, frank, ladder_table, config)
     write_html(page, out_dir / "report.html")
-    click.echo(
-        f"wrote {out_dir / 'report.html'} ({len(pairs)} pairs{', Frankenstein' if frank is not None else ''})"
-    )
+    click.echo(f"wrote {out_dir / 'report.html'} ({len(pairs)} pairs{', Frankenstein' if frank is not None else ''})")

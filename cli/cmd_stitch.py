@@ -14,9 +14,7 @@ import click
 from .common import out_option, quiet_option
 
 
-def load_saes(
-    paths: tuple[str, ...] | list[str], names: tuple[str, ...] | list[str] = ()
-) -> tuple[list, list[str]]:
+def load_saes(paths: tuple[str, ...] | list[str], names: tuple[str, ...] | list[str] = ()) -> tuple[list, list[str]]:
     """SAEs (any format featgraph reads; a folder of SAE folders expands) and their names (default: folder
     names)."""
     from featgraph.errors import ConfigError
@@ -43,9 +41,7 @@ def open_acts(store_dir: str, n_tokens: int | None, offset: int = 0) -> tuple[An
     return acts, store
 
 
-def make_evaluator(
-    acts: Any, store: Any, ce_contexts: int, model_name: str | None, hook_name: str | None
-) -> Any:
+def make_evaluator(acts: Any, store: Any, ce_contexts: int, model_name: str | None, hook_name: str | None) -> Any:
     """An Evaluator; with ``ce_contexts > 0`` it loads the model and uses the store's first contexts for
     CE."""
     from featgraph.report import Evaluator

@@ -53,12 +53,8 @@ def main() -> None:
         default=None,
         help="an existing held-out store at the ladder's hook (skips collection)",
     )
-    p.add_argument(
-        "--ce-contexts", type=int, default=24, help="held-out contexts for CE (full forwards: slow)"
-    )
-    p.add_argument(
-        "--train-store", type=Path, default=None, help="training-split store for decoder retraining"
-    )
+    p.add_argument("--ce-contexts", type=int, default=24, help="held-out contexts for CE (full forwards: slow)")
+    p.add_argument("--train-store", type=Path, default=None, help="training-split store for decoder retraining")
     p.add_argument("--retrain-tokens", type=int, default=300_000)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--tau", type=float, default=0.7)

@@ -31,9 +31,7 @@ from featgraph.errors import ConfigError, ShapeMismatchError
 from featgraph.hybrid import check_stitchable
 from featgraph.sae import Sae
 
-ActivationsLike = (
-    Any  # torch.Tensor | np.ndarray [N, d] | an object with iter_batches(batch_size, shuffle, seed)
-)
+ActivationsLike = Any  # torch.Tensor | np.ndarray [N, d] | an object with iter_batches(batch_size, shuffle, seed)
 
 
 def iter_acts(acts: ActivationsLike, batch_size: int, d_in: int | None = None) -> Iterator[torch.Tensor]:
@@ -45,9 +43,7 @@ def iter_acts(acts: ActivationsLike, batch_size: int, d_in: int | None = None) -
         return
     x = torch.as_tensor(acts)
     if x.ndim != 2 or (d_in is not None and x.shape[1] != d_in):
-        raise ShapeMismatchError(
-            f"activations have shape {list(x.shape)}, expected [n_tokens, {d_in or 'd_in'}]"
-        )
+        raise ShapeMismatchError(f"activations have shape {list(x.shape)}, expected [n_tokens, {d_in or 'd_in'}]")
     for i in range(0, x.shape[0], batch_size):
         yield x[i : i + batch_size]
 
@@ -103,9 +99,7 @@ def _group_gram(D: torch.Tensor, gid: torch.Tensor) -> torch.Tensor:
         cols.append(m.repeat(len(m)))
     r, c = torch.cat(rows), torch.cat(cols)
     vals = (D[r] * D[c]).sum(-1)
-    return torch.sparse_coo_tensor(
-        torch.stack([r, c]), vals, (len(gid), len(gid)), check_invariants=False
-    ).coalesce()
+    return torch.sparse_coo_tensor(torch.stack([r, c]), vals, (len(gid), len(gid)), check_invariants=False).coalesce()
 
 
 def delta_mse_groups(
@@ -187,9 +181,7 @@ def delta_mse_add(
     """
     cand = np.arange(donor.n_features) if candidates is None else np.asarray(candidates, dtype=np.int64)
     if cand.size and (cand.min() < 0 or cand.max() >= donor.n_features or np.unique(cand).size != cand.size):
-        raise ConfigError(
-            f"candidates must be distinct indices in [0, {donor.n_features}), got {cand[:5]}..."
-        )
+        raise ConfigError(f"candidates must be distinct indices in [0, {donor.n_features}), got {cand[:5]}...")
     dg = np.full(donor.n_features, -1, dtype=np.int64)
     dg[cand] = np.arange(cand.size)
     return delta_mse_groups(base, donor, acts, np.full(base.n_features, -1, dtype=np.int64), dg, **kw)
@@ -206,9 +198,7 @@ def family_groups(
         for arr, idx, n, what in ((bg, parents, n_base, "base"), (dg, children, n_donor, "donor")):
             idx = np.asarray(idx, dtype=np.int64)
             if idx.size and (idx.min() < 0 or idx.max() >= n):
-                raise ConfigError(
-                    f"family {i}: {what} indices {idx.tolist()[:5]} out of range for {n} features"
-                )
+                raise ConfigError(f"family {i}: {what} indices {idx.tolist()[:5]} out of range for {n} features")
             clash = idx[arr[idx] >= 0]
             if clash.size:
                 raise ConfigError(

@@ -152,9 +152,7 @@ def retrain_decoder(
     """Train ``W_dec`` and ``b_dec`` with Adam for ``n_tokens`` tokens, encoder frozen (see module
     docstring)."""
     if n_tokens < 1 or batch_size < 1 or not lr > 0:
-        raise ConfigError(
-            f"need n_tokens >= 1, batch_size >= 1 and lr > 0, got {n_tokens}, {batch_size}, {lr}"
-        )
+        raise ConfigError(f"need n_tokens >= 1, batch_size >= 1 and lr > 0, got {n_tokens}, {batch_size}, {lr}")
     if sae.cfg.architecture == "topk":
         raise ConfigError("retrain_decoder expects a relu or jumprelu SAE (a frankenstein SAE is never TopK)")
     torch.manual_seed(seed)

@@ -59,9 +59,7 @@ def check_stitchable(base: Sae, donor: Sae) -> None:
         )
     hb, hd = base.cfg.hook_name, donor.cfg.hook_name
     if hb and hd and hb != hd:
-        raise ConfigError(
-            f"the base SAE reads hook {hb!r} but the donor reads {hd!r}; stitch SAEs of one site"
-        )
+        raise ConfigError(f"the base SAE reads hook {hb!r} but the donor reads {hd!r}; stitch SAEs of one site")
 
 
 def _indices(idx: Sequence[int] | np.ndarray | torch.Tensor, n: int, what: str) -> np.ndarray:
@@ -133,9 +131,7 @@ def hybrid(
             "W_dec": torch.cat([base.W_dec.detach()[keep], W_dec_add]),
             "b_dec": base.b_dec.detach().clone(),
         }
-        jump = base.cfg.architecture == "jumprelu" or (
-            donor.cfg.architecture == "jumprelu" and add_idx.size > 0
-        )
+        jump = base.cfg.architecture == "jumprelu" or (donor.cfg.architecture == "jumprelu" and add_idx.size > 0)
         if jump:
             base_thr = base.threshold.detach()[keep] if base.threshold is not None else torch.zeros(len(keep))
             tensors["threshold"] = torch.cat([base_thr.to(dtype), enc["threshold"]])

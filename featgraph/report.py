@@ -77,9 +77,7 @@ class Evaluator:
         if self._baselines is None:
             from featgraph.evaluate import ce_baselines
 
-            self._baselines = ce_baselines(
-                self.model, self.tokens, self._hook(sae), batch_size=self.model_batch_size
-            )
+            self._baselines = ce_baselines(self.model, self.tokens, self._hook(sae), batch_size=self.model_batch_size)
         return self._baselines
 
     def row(self, sae: Sae, name: str) -> dict[str, Any]:
@@ -314,9 +312,7 @@ def analyze_pair(
         "l0_large": float(large_row["l0"]),
         "two_by_two": t22,
         "share_novel_lowering_mse": share(t22["novel"]["dmse_lt_0"], t22["novel"]["total"]),
-        "share_reconstruction_raising_mse": share(
-            t22["reconstruction"]["dmse_gt_0"], t22["reconstruction"]["total"]
-        ),
+        "share_reconstruction_raising_mse": share(t22["reconstruction"]["dmse_gt_0"], t22["reconstruction"]["total"]),
         "add_all_novel": {
             "n_added": int(novel.sum()),
             "mse": after_novel,
@@ -438,9 +434,7 @@ def analyze_frankenstein(
     return FrankensteinAnalysis(asm, retrained, table, losses)
 
 
-def write_frankenstein(
-    a: FrankensteinAnalysis, out: str | Path, config: dict[str, Any] | None = None
-) -> Path:
+def write_frankenstein(a: FrankensteinAnalysis, out: str | Path, config: dict[str, Any] | None = None) -> Path:
     """The final retrained SAE (featgraph and SAELens formats), per-stage origin, comparison table and
     figure."""
     from featgraph.formats import save_saelens
@@ -498,11 +492,7 @@ def table_html(df: pl.DataFrame, *, max_rows: int = 60, digits: int = 4) -> str:
                 v = "" if v != v else f"{v:.{digits}g}"
             cells.append(f"<td>{html.escape(str(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    more = (
-        f"<p class=note>{df.height - max_rows} more rows in the Parquet file.</p>"
-        if df.height > max_rows
-        else ""
-    )
+    more = f"<p class=note>{df.height - max_rows} more rows in the Parquet file.</p>" if df.height > max_rows else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
 
 
@@ -563,9 +553,7 @@ def _pair_section(a: PairAnalysis) -> str:
             ],
         }
     )
-    top = a.features.sort("dmse").select(
-        "large_feature", "max_cos", "category", "dmse_relative", "active_frac"
-    )
+    top = a.features.sort("dmse").select("large_feature", "max_cos", "category", "dmse_relative", "active_frac")
     ce_rows = a.path.filter(pl.col("ce_recovered").is_not_null())
     return "".join(
         [

@@ -43,9 +43,7 @@ def dmse_vs_max_cos(
     max_cos, dmse = np.asarray(max_cos), np.asarray(dmse)
     y = dmse / mse_base if mse_base else dmse
     novel = max_cos <= tau
-    ax.scatter(
-        max_cos[novel], y[novel], s=6, alpha=0.6, color=NOVEL_COLOR, label=f"novel (max cos <= {tau:g})"
-    )
+    ax.scatter(max_cos[novel], y[novel], s=6, alpha=0.6, color=NOVEL_COLOR, label=f"novel (max cos <= {tau:g})")
     ax.scatter(
         max_cos[~novel],
         y[~novel],
@@ -67,9 +65,7 @@ def dmse_vs_max_cos(
     return fig
 
 
-def two_by_two_figure(
-    table: Mapping[str, Mapping[str, int]], *, title: str = "", ax: Axes | None = None
-) -> Figure:
+def two_by_two_figure(table: Mapping[str, Mapping[str, int]], *, title: str = "", ax: Axes | None = None) -> Figure:
     """The 2x2 table (novel / reconstruction x dMSE < 0 / > 0) drawn as a small annotated grid."""
     fig, ax = _axes(ax, (4.6, 2.6))
     cols = ["novel", "reconstruction"]

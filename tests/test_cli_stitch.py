@@ -114,11 +114,7 @@ def test_report_is_one_self_contained_page(ladder_and_store, tmp_path):
     run(["report", str(root), "--out", str(out), "--acts", str(acts), "--retrain-tokens", "2000", "-q"])
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2 * 5 + 1  # five figures per pair, one Frankenstein figure
-    assert (
-        not re.search(r"""(src|href)=["'](https?:|//)""", page)
-        and "<link" not in page
-        and "<script" not in page
-    )
+    assert not re.search(r"""(src|href)=["'](https?:|//)""", page) and "<link" not in page and "<script" not in page
     assert (out / "pairs" / "w64__w128" / "dmse.parquet").exists()
 
 
@@ -129,9 +125,7 @@ def test_errors_are_one_line(ladder_and_store, tmp_path, capsys):
 
     tiny_sae(32, 64, architecture="topk", k=4).save(topk)
     with pytest.raises(SystemExit) as e:
-        main(
-            ["stitch", str(topk), str(root / "w64"), "--out", str(tmp_path / "o"), "--acts", str(acts), "-q"]
-        )
+        main(["stitch", str(topk), str(root / "w64"), "--out", str(tmp_path / "o"), "--acts", str(acts), "-q"])
     assert e.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "TopK" in err and err.count("\n") == 1

@@ -26,9 +26,7 @@ def exact_mse_l0(sae, x):
     s = as_dtype(sae, torch.float64)
     with torch.no_grad():
         out = s(x.double())
-        return float(((out.x_hat - x.double()) ** 2).sum(-1).mean()), float(
-            (out.acts != 0).sum(-1).double().mean()
-        )
+        return float(((out.x_hat - x.double()) ** 2).sum(-1).mean()), float((out.acts != 0).sum(-1).double().mean())
 
 
 def planted_families(truth, n_small):
@@ -48,14 +46,10 @@ def test_one_pass_add_equals_one_at_a_time(arch):
     base_mse, base_l0 = exact_mse_l0(small, x)
     assert res.mse_base == pytest.approx(base_mse, rel=1e-12)
     assert res.l0_base == pytest.approx(base_l0, rel=1e-12)
-    ref = np.array(
-        [exact_mse_l0(add_features(small, large, [j]), x)[0] - base_mse for j in range(large.n_features)]
-    )
+    ref = np.array([exact_mse_l0(add_features(small, large, [j]), x)[0] - base_mse for j in range(large.n_features)])
     assert (ref < 0).any() and (ref > 0).any(), "the test pair should have helpful and harmful candidates"
     np.testing.assert_allclose(res.dmse, ref, rtol=1e-5, atol=1e-9 * base_mse)
-    ref_l0 = np.array(
-        [exact_mse_l0(add_features(small, large, [j]), x)[1] - base_l0 for j in range(0, 96, 7)]
-    )
+    ref_l0 = np.array([exact_mse_l0(add_features(small, large, [j]), x)[1] - base_l0 for j in range(0, 96, 7)])
     np.testing.assert_allclose(res.dl0[::7], ref_l0, rtol=1e-9, atol=1e-12)
 
 
@@ -125,8 +119,6 @@ def test_cumulative_add_mse_equals_building_each_prefix():
 
 
 def test_two_by_two_counts():
-    t = two_by_two(
-        np.array([0.1, 0.2, 0.9, 0.95, 0.7, 0.3]), np.array([-1.0, 2.0, 3.0, -4.0, -5.0, 0.0]), 0.7
-    )
+    t = two_by_two(np.array([0.1, 0.2, 0.9, 0.95, 0.7, 0.3]), np.array([-1.0, 2.0, 3.0, -4.0, -5.0, 0.0]), 0.7)
     assert t["novel"] == {"dmse_lt_0": 2, "dmse_gt_0": 1, "dmse_eq_0": 1, "total": 4}  # 0.7 itself is novel
     assert t["reconstruction"] == {"dmse_lt_0": 1, "dmse_gt_0": 1, "dmse_eq_0": 0, "total": 2}

@@ -99,9 +99,7 @@ def test_swap_and_feature_order_and_roundtrip(tmp_path):
     assert h.n_features == small.n_features - 2 + 3
     from_donor, src = hybrid_origin(small.n_features, [3, 10], [7, 8, 9])
     assert from_donor.sum() == 3 and src[-3:].tolist() == [7, 8, 9] and 3 not in src[~from_donor]
-    torch.testing.assert_close(
-        h.W_dec[~torch.from_numpy(from_donor)], small.W_dec[torch.from_numpy(src[~from_donor])]
-    )
+    torch.testing.assert_close(h.W_dec[~torch.from_numpy(from_donor)], small.W_dec[torch.from_numpy(src[~from_donor])])
     h.save(tmp_path / "h")
     back = Sae.load(tmp_path / "h")
     assert torch.equal(back(x).x_hat, h(x).x_hat)

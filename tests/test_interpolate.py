@@ -24,9 +24,7 @@ def test_path_steps_equal_built_hybrids():
         return float(sae.n_features)
 
     steps = default_ce_steps(plan.n_steps, 4)
-    path = interpolation_path(
-        small, large, x, plan, ce_fn=fake_ce, ce_steps=steps, batch_size=600, progress=False
-    )
+    path = interpolation_path(small, large, x, plan, ce_fn=fake_ce, ce_steps=steps, batch_size=600, progress=False)
     assert path.height == plan.n_steps == 2 + len(plan.families)
     assert path["action"].to_list()[:3] == ["base", "add_novel", "swap"]
     strengths = path["family_max_cos"].to_numpy()[2:]
