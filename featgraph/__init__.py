@@ -28,6 +28,9 @@ _EXPORTS = {
     "evaluate_ladder": "evaluate",
     "load_model": "activations", "collect_activations": "activations", "ActivationStore": "activations",
     "default_corpus": "activations", "corpus_contexts": "activations",
+    "add_features": "hybrid", "swap_family": "hybrid",
+    "delta_mse_add": "delta_mse", "delta_mse_swap": "delta_mse", "two_by_two": "delta_mse",
+    "interpolation_path": "interpolate", "assemble": "frankenstein", "retrain_decoder": "frankenstein",
 }
 
 
