@@ -95,7 +95,7 @@ def frankenstein(
     before retraining, origin.parquet, comparison.parquet (every stage before/after retraining and the
     ladder's SAEs on MSE, L0 and CE recovered), frankenstein.png, metrics.json and config.json into --out.
     """
-    from featgraph.report import analyze_frankenstein, write_frankenstein
+    from featgraph.stitch import analyze_frankenstein, write_frankenstein
 
     loaded, found_names = load_saes(saes, names)
     acts, store, train, split_note = split_acts(acts_dir, n_tokens, train_dir)

@@ -61,15 +61,8 @@ def report(
     """
     import polars as pl
 
-    from featgraph.report import (
-        POINT_COLUMNS,
-        analyze_frankenstein,
-        analyze_pair,
-        render_html,
-        write_frankenstein,
-        write_html,
-        write_pair,
-    )
+    from featgraph.report import render_html, write_html
+    from featgraph.stitch import POINT_COLUMNS, analyze_frankenstein, analyze_pair, write_frankenstein, write_pair
 
     loaded, found = load_saes(saes, names)
     order = sorted(range(len(loaded)), key=lambda i: (loaded[i].n_features, found[i]))

@@ -44,7 +44,7 @@ def open_acts(store_dir: str, n_tokens: int | None, offset: int = 0) -> tuple[An
 def make_evaluator(acts: Any, store: Any, ce_contexts: int, model_name: str | None, hook_name: str | None) -> Any:
     """An Evaluator; with ``ce_contexts > 0`` it loads the model and uses the store's first contexts for
     CE."""
-    from featgraph.report import Evaluator
+    from featgraph.stitch import Evaluator
 
     if ce_contexts <= 0:
         return Evaluator(acts)
@@ -120,7 +120,7 @@ def stitch(
     Writes dmse.parquet (one row per LARGE feature), families.parquet, interpolation.parquet, points.parquet,
     cumulative_mse.parquet, summary.json (with the 2x2 table), config.json and the PNG figures into --out.
     """
-    from featgraph.report import analyze_pair, write_pair
+    from featgraph.stitch import analyze_pair, write_pair
 
     saes, names = load_saes([small, large])
     acts, store = open_acts(acts_dir, n_tokens)

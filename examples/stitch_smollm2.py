@@ -31,15 +31,8 @@ from featgraph.activations import (
 )
 from featgraph.formats import load_sae
 from featgraph.ladder import expand_sae_paths
-from featgraph.report import (
-    Evaluator,
-    analyze_frankenstein,
-    analyze_pair,
-    render_html,
-    write_frankenstein,
-    write_html,
-    write_pair,
-)
+from featgraph.report import render_html, write_html
+from featgraph.stitch import Evaluator, analyze_frankenstein, analyze_pair, write_frankenstein, write_pair
 
 
 def main() -> None:

@@ -137,7 +137,7 @@ def test_pair_analysis_with_ce_on_a_tiny_model():
     from transformer_lens.model_bridge import TransformerBridge
 
     from featgraph.activations import hook_activations
-    from featgraph.report import Evaluator, analyze_pair
+    from featgraph.stitch import Evaluator, analyze_pair
 
     cfg = TransformerBridgeConfig(
         d_model=16, d_head=4, n_layers=2, n_ctx=32, n_heads=4, d_vocab=50, seed=0, act_fn="gelu"
