@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from featgraph.cli.common import out_option, quiet_option
+from featgraph.cli.common import model_option, out_option, quiet_option, text_option
 
 
 @click.command("eval")
@@ -17,19 +17,8 @@ from featgraph.cli.common import out_option, quiet_option
     show_default=True,
     help="Held-out tokens to evaluate on (whole contexts; the CE needs a full forward of each).",
 )
-@click.option(
-    "--model",
-    "model_name",
-    default=None,
-    help="Hub name or local folder; default: the bundled SmolLM2-135M (offline).",
-)
-@click.option(
-    "--text",
-    "text_paths",
-    multiple=True,
-    type=click.Path(exists=True),
-    help="Text files or folders; default: the offline corpus. Only the held-out documents are used.",
-)
+@model_option
+@text_option("Only the held-out documents are used.")
 @click.option("--hook", "hook_name", default=None, help="Model site; default: the SAEs' own hook_name.")
 @click.option("--context-size", default=128, show_default=True)
 @click.option("--batch-size", default=8, show_default=True, help="Contexts per model forward.")

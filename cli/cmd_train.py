@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from featgraph.cli.common import out_option, quiet_option
+from featgraph.cli.common import model_option, out_option, quiet_option, text_option
 
 
 @click.command("train")
@@ -17,19 +17,8 @@ from featgraph.cli.common import out_option, quiet_option
     type=click.Path(file_okay=False),
     help="Activation store folder; collected from --model/--text first when it does not exist yet.",
 )
-@click.option(
-    "--model",
-    "model_name",
-    default=None,
-    help="Hub name or local folder; default: the bundled SmolLM2-135M (offline).",
-)
-@click.option(
-    "--text",
-    "text_paths",
-    multiple=True,
-    type=click.Path(exists=True),
-    help="Text files or folders (repeatable); default: the offline corpus. Held-out documents are skipped.",
-)
+@model_option
+@text_option("Held-out documents are skipped.")
 @click.option("--hook", "hook_name", default="blocks.3.hook_resid_pre", show_default=True)
 @click.option("--context-size", default=128, show_default=True)
 @click.option(
