@@ -46,3 +46,28 @@ def write_ladder(tmp_path, decoders: list[np.ndarray], names: list[str] | None =
         name = names[i] if names else f"sae{W.shape[0]}"
         tiny_sae(W_dec=W, seed=i).save(root / name)
     return root
+
+
+def run_main(*args) -> tuple[int, str, str]:
+    """Run the console-script entry point (errors -> exit codes, as a user sees them); (code, stdout, stderr)."""
+    from click.testing import CliRunner
+    from featgraph.cli.main import main
+
+    with CliRunner().isolation() as (out, err, _):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+def tiny_bridge(n_layers: int):
+    """A tiny random transformer-lens bridge (no download): d_model 16, 4 heads, vocab 50, seeded."""
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    cfg = TransformerBridgeConfig(
+        d_model=16, d_head=4, n_layers=n_layers, n_ctx=32, n_heads=4, d_vocab=50, seed=0, act_fn="gelu"
+    )
+    return TransformerBridge.boot_native(cfg)

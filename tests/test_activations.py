@@ -20,19 +20,14 @@ from featgraph.activations import (
 )
 from featgraph.errors import ConfigError, HookNameError, SaeFormatError, ShapeMismatchError
 from featgraph.text_sources import pydoc_topics
+from tests.conftest import tiny_bridge
 
 HOOK = "blocks.1.hook_resid_pre"
 
 
 @pytest.fixture(scope="module")
 def bridge():
-    from transformer_lens.config import TransformerBridgeConfig
-    from transformer_lens.model_bridge import TransformerBridge
-
-    cfg = TransformerBridgeConfig(
-        d_model=16, d_head=4, n_layers=3, n_ctx=32, n_heads=4, d_vocab=50, seed=0, act_fn="gelu"
-    )
-    return TransformerBridge.boot_native(cfg)
+    return tiny_bridge(n_layers=3)
 
 
 @pytest.fixture

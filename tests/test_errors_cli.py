@@ -12,24 +12,11 @@ import logging
 import numpy as np
 import polars as pl
 import pytest
-from click.testing import CliRunner
-from featgraph.cli.main import main
 from safetensors.numpy import load_file, save_file
 
 from featgraph.synthetic import planted_ladder
 
-from .conftest import write_ladder
-
-
-def run_main(*args) -> tuple[int, str, str]:
-    """Run the console-script entry point; return (exit code, stdout, stderr)."""
-    with CliRunner().isolation() as (out, err, _):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        return code, out.getvalue().decode(), err.getvalue().decode()
+from .conftest import run_main, write_ladder
 
 
 @pytest.fixture

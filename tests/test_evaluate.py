@@ -20,20 +20,14 @@ from featgraph.evaluate import (
     reconstruction_metrics,
 )
 from featgraph.sae import Sae, SaeConfig
-from tests.conftest import tiny_sae
+from tests.conftest import tiny_bridge, tiny_sae
 
 HOOK = "blocks.1.hook_resid_pre"
 
 
 @pytest.fixture(scope="module")
 def bridge():
-    from transformer_lens.config import TransformerBridgeConfig
-    from transformer_lens.model_bridge import TransformerBridge
-
-    cfg = TransformerBridgeConfig(
-        d_model=16, d_head=4, n_layers=2, n_ctx=32, n_heads=4, d_vocab=50, seed=0, act_fn="gelu"
-    )
-    return TransformerBridge.boot_native(cfg)
+    return tiny_bridge(n_layers=2)
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ from featgraph.formats import load_sae
 from featgraph.sae import Sae
 from featgraph.train import TrainConfig, train_ladder, train_sae
 
+from .conftest import run_main
+
 
 def planted(
     n: int, d: int = 32, n_atoms: int = 48, k: int = 3, seed: int = 0
@@ -161,20 +163,6 @@ def test_config_errors(planted_store):
         train_ladder(store, [32, 32], progress=False)
     with pytest.raises(ConfigError, match="fewer than one batch"):
         train_ladder(store, [8], TrainConfig(batch_size=10**6), progress=False)
-
-
-def run_main(*args) -> tuple[int, str, str]:
-    """The console-script entry point; returns (exit code, stdout, stderr)."""
-    from click.testing import CliRunner
-    from featgraph.cli.main import main
-
-    with CliRunner().isolation() as (out, err, _):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 def test_cli_train_on_an_existing_store(planted_store, tmp_path):
