@@ -38,24 +38,11 @@ def collect(
     quiet: bool,
 ) -> None:
     """Collect activations at HOOK into OUT (sharded, memory-mapped; a killed run resumes)."""
-    from featgraph.activations import collect_activations, corpus_contexts, load_model
-    from featgraph.errors import ConfigError
+    from featgraph.activations import collect_corpus
 
-    if n_tokens < 1 or context_size < 2:
-        raise ConfigError(f"--tokens must be >= 1 and --context-size >= 2, got {n_tokens} and {context_size}")
-    model = load_model(model_name)
-    n_contexts = -(-n_tokens // (context_size - 1))  # BOS is left out of the store
-    tokens = corpus_contexts(
-        model, list(text_paths) or None, split=split, context_size=context_size, n_contexts=n_contexts, seed=seed
-    )
-    store = collect_activations(
-        model,
-        tokens,
-        hook_name,
-        out,
-        progress=not quiet,
-        extra={"split": split, "text": list(text_paths) or "default", "seed": seed},
-    )
+    store = collect_corpus(out, model_name_or_path=model_name, text_paths=text_paths, hook_name=hook_name,
+                           split=split, n_tokens=n_tokens, context_size=context_size, seed=seed,
+                           progress=not quiet)
     click.echo(
         f"wrote {store.meta['n_tokens']} activations of {store.meta['model']} at {hook_name} ({split} split) to {out}"
     )

@@ -89,26 +89,11 @@ def train(
     )
     store_path = Path(acts_dir)
     if not (store_path / "meta.json").exists() or not ActivationStore(store_path).meta["complete"]:
-        from featgraph.activations import collect_activations, corpus_contexts, load_model
+        from featgraph.activations import collect_corpus
 
-        model = load_model(model_name)
-        n_ctx = -(-collect_tokens // (context_size - 1))
-        tokens = corpus_contexts(
-            model,
-            list(text_paths) or None,
-            split="train",
-            context_size=context_size,
-            n_contexts=n_ctx,
-            seed=seed,
-        )
-        collect_activations(
-            model,
-            tokens,
-            hook_name,
-            store_path,
-            progress=not quiet,
-            extra={"split": "train", "text": list(text_paths) or "default", "seed": seed},
-        )
+        collect_corpus(store_path, model_name_or_path=model_name, text_paths=text_paths, hook_name=hook_name,
+                       split="train", n_tokens=collect_tokens, context_size=context_size, seed=seed,
+                       progress=not quiet)
     store = ActivationStore(store_path)
     folders = train_ladder(
         store,

@@ -40,7 +40,7 @@ from featgraph.text_sources import (
 )
 
 __all__ = [
-    "DEFAULT_MODEL", "ActivationStore", "Document", "activations_in_memory", "collect_activations",
+    "DEFAULT_MODEL", "ActivationStore", "Document", "activations_in_memory", "collect_activations", "collect_corpus",
     "corpus_contexts", "default_corpus", "hook_activations",
     "load_model", "split_documents", "text_source", "tokenize_contexts",
 ]
@@ -124,3 +124,21 @@ def collect_activations(model: Any, tokens: torch.Tensor, hook_name: str, store_
     assert store.n_tokens == len(tokens) * rows_per_context
     store.mark_complete()
     return store
+
+
+def collect_corpus(store_dir: str | Path, *, model_name_or_path: str | None = None, text_paths=None,
+                   hook_name: str = "blocks.3.hook_resid_pre", split: str = "train", n_tokens: int = 1_000_000,
+                   context_size: int = 128, seed: int = 0, progress: bool = True) -> ActivationStore:
+    """Load the model, take ``n_tokens`` of one side of the document split and collect them at ``hook_name``.
+
+    What ``featgraph collect`` does, and ``featgraph train`` when its store does not exist yet. BOS is left out
+    of the store, so each context of ``context_size`` gives ``context_size - 1`` rows.
+    """
+    if n_tokens < 1 or context_size < 2:
+        raise ConfigError(f"n_tokens must be >= 1 and context_size >= 2, got {n_tokens} and {context_size}")
+    model = load_model(model_name_or_path)
+    paths = list(text_paths or []) or None
+    tokens = corpus_contexts(model, paths, split=split, context_size=context_size,
+                             n_contexts=-(-n_tokens // (context_size - 1)), seed=seed)
+    return collect_activations(model, tokens, hook_name, store_dir, progress=progress,
+                               extra={"split": split, "text": paths or "default", "seed": seed})
