@@ -50,21 +50,14 @@ def atomic_write(target: str | os.PathLike[str], write: Callable[[Path], Any]) -
 
 
 def read_json(path: str | os.PathLike[str], *, required: bool = True) -> dict[str, Any]:
-    """A JSON object from ``path`` (``{}`` when absent and not ``required``); errors name the file."""
-    from featgraph.errors import SaeFormatError
+    """A JSON object from ``path`` (``{}`` when absent and not ``required``); errors name the file.
 
-    path = Path(path)
-    if not path.is_file():
-        if required:
-            raise SaeFormatError(f"{path}: file not found")
-        return {}
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SaeFormatError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(obj, dict):
-        raise SaeFormatError(f"{path}: expected a JSON object, got {type(obj).__name__}")
-    return obj
+    The checked reader lives in :func:`featgraph.readers.read_json` (size, depth, number and key guards); this
+    name stays for the modules that import it from here.
+    """
+    from featgraph.readers import read_json as checked
+
+    return checked(path, required=required)
 
 
 def write_json(target: str | os.PathLike[str], obj: Any) -> Path:

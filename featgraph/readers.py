@@ -1,0 +1,393 @@
+"""The one checked reader for every file a user hands featgraph: JSON, safetensors, npz / npy, faiss indices.
+
+User files are untrusted: a cfg.json nested 200,000 levels deep, an integer of 5,000 digits, a safetensors
+header whose offsets point past the end of the file, an npz member whose header claims a 4 TiB array, a
+truncated shard. Every reader here validates what it can from sizes and headers BEFORE handing the bytes to a
+library (json, safetensors, numpy, faiss) or allocating anything, and turns every failure into a
+:class:`~featgraph.errors.SaeFormatError` whose message names the file. Nothing here unpickles.
+
+This is a module of its own, not the read side of :mod:`featgraph.io_utils`, because io_utils is about atomic
+writing; ``featgraph.io_utils.read_json`` stays as an alias so existing imports keep working.
+
+No torch import at module level: :mod:`featgraph.index` reads through here and must not pull torch in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featgraph.errors import SaeFormatError
+
+# JSON files featgraph reads are configs, metadata and manifests: kilobytes. 64 MiB leaves room for a manifest of
+# thousands of SAEs and still refuses a multi-GB file before reading it into memory.
+JSON_MAX_BYTES = 64 * 2**20
+# Real configs nest 2-4 levels; json's C parser recurses per level and raises RecursionError near 1,000.
+JSON_MAX_DEPTH = 64
+# An integer in a config is a width, a count or a seed; 30 digits is past any of them and far below Python's
+# 4,300-digit int-parsing limit (whose ValueError would otherwise escape as a traceback).
+JSON_MAX_INT_DIGITS = 30
+# The safetensors library caps its header at 100 MB; ours says why in one line instead of a library message.
+SAFETENSORS_MAX_HEADER = 100 * 2**20
+# bytes per element of every safetensors dtype (the library's own table)
+SAFETENSORS_DTYPES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8, "C64": 8,
+}
+# a .npy header is at most 64 KiB in format 1.0; 2.0/3.0 allow 4 GiB, which no real array needs
+NPY_MAX_HEADER = 2**20
+
+
+def _err(path: Path | str, what: str, exc: BaseException | None = None) -> SaeFormatError:
+    detail = ""
+    if exc is not None:
+        text = str(exc).strip().splitlines()
+        detail = f" ({text[0][:200] if text else type(exc).__name__})"
+    return SaeFormatError(f"{path}: {what}{detail}")
+
+
+def require_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path if it is a regular file (or a link to one); else a one-line error naming it."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        raise SaeFormatError(f"{path}: file not found")
+    if not path.exists():
+        raise SaeFormatError(f"{path}: a symbolic link to nothing ({os.readlink(path)})")
+    if path.is_dir():
+        raise SaeFormatError(f"{path}: is a folder, expected a file")
+    if not path.is_file():
+        raise SaeFormatError(f"{path}: not a regular file")
+    return path
+
+
+def _read_bytes(path: Path, limit: int) -> bytes:
+    size = path.stat().st_size
+    if size > limit:
+        raise SaeFormatError(f"{path}: {size} bytes, more than the {limit} a file of this kind may have")
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit + 1)
+    except OSError as e:
+        raise _err(path, "cannot be read", e) from e
+
+
+# -- JSON ---------------------------------------------------------------------------------------------------------
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def json_depth(data: bytes) -> int:
+    """Maximum bracket nesting of a JSON text, strings ignored; linear time, no recursion."""
+    bare = _JSON_STRING.sub(b"", data)
+    if not bare:
+        return 0
+    arr = np.frombuffer(bare, dtype=np.uint8)
+    step = np.isin(arr, (ord("["), ord("{"))).astype(np.int64) - np.isin(arr, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _json_int(text: str) -> int:
+    digits = text.lstrip("-")
+    if len(digits) > JSON_MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(digits)} digits (at most {JSON_MAX_INT_DIGITS} are read)")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} overflows a float")
+    return value
+
+
+def _json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:  # json keeps the last silently; which one the writer meant is unknowable
+            raise ValueError(f"duplicate key {key[:80]!r}")
+        out[key] = value
+    return out
+
+
+def parse_json_bytes(data: bytes, where: Path | str, *, max_depth: int = JSON_MAX_DEPTH) -> Any:
+    """Parse JSON from bytes with the guards of :func:`read_json` (any top-level type)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a UTF-8 byte-order mark, as some Windows editors write
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SaeFormatError(f"{where}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from e
+    if not text.strip():
+        raise SaeFormatError(f"{where}: empty file, expected JSON")
+    depth = json_depth(data)
+    if depth > max_depth:
+        raise SaeFormatError(f"{where}: JSON nested {depth} levels deep (at most {max_depth} are read)")
+    try:
+        return json.loads(
+            text,
+            parse_int=_json_int,
+            parse_float=_json_float,
+            parse_constant=_json_constant,
+            object_pairs_hook=_json_object,
+        )
+    except json.JSONDecodeError as e:
+        raise SaeFormatError(f"{where}: not valid JSON ({e})") from e
+    except (ValueError, RecursionError) as e:  # from the hooks above; RecursionError only past the depth scan
+        raise SaeFormatError(f"{where}: not valid JSON ({e})") from e
+
+
+def read_json(
+    path: str | os.PathLike[str], *, required: bool = True, max_bytes: int = JSON_MAX_BYTES
+) -> dict[str, Any]:
+    """A JSON object from ``path`` (``{}`` when absent and not ``required``).
+
+    Refused, naming the file: a folder or a dangling link, more than ``max_bytes``, non-UTF-8 bytes, nesting
+    deeper than :data:`JSON_MAX_DEPTH`, integers longer than :data:`JSON_MAX_INT_DIGITS` digits, NaN / Infinity
+    or overflowing floats, duplicate keys, and a top level that is not an object.
+    """
+    path = Path(path)
+    if not required and not os.path.lexists(path):
+        return {}
+    path = require_file(path)
+    obj = parse_json_bytes(_read_bytes(path, max_bytes), path)
+    if not isinstance(obj, dict):
+        raise SaeFormatError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+# -- safetensors ---------------------------------------------------------------------------------------------------
+def safetensors_header(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The validated header of a safetensors file: ``{name: {"dtype", "shape", "data_offsets"}}``.
+
+    Checked before the library sees the file: the 8-byte length fits in the file and under
+    :data:`SAFETENSORS_MAX_HEADER`; the header is a JSON object; every tensor has a known dtype, a shape of
+    non-negative integers and ``[start, end]`` offsets with ``end - start == prod(shape) * itemsize``; the
+    tensors do not overlap and lie inside the file.
+    """
+    path = require_file(path)
+    size = path.stat().st_size
+    if size < 8:
+        raise SaeFormatError(f"{path}: {size} bytes, too short for a safetensors file (8-byte header length)")
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > SAFETENSORS_MAX_HEADER or 8 + n > size:
+                raise SaeFormatError(
+                    f"{path}: safetensors header claims {n} bytes but the file has {size} "
+                    f"(limit {SAFETENSORS_MAX_HEADER}); truncated or not a safetensors file"
+                )
+            raw = f.read(n)
+    except OSError as e:
+        raise _err(path, "cannot be read", e) from e
+    header = parse_json_bytes(raw.rstrip(b" "), f"{path} (safetensors header)")
+    if not isinstance(header, dict):
+        raise SaeFormatError(f"{path}: safetensors header is a JSON {type(header).__name__}, not an object")
+    meta = header.pop("__metadata__", None)
+    if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+        raise SaeFormatError(f"{path}: safetensors __metadata__ must map strings to strings")
+    data_len = size - 8 - n
+    spans = []
+    for name, info in header.items():
+        where = f"{path}: tensor {name[:80]!r}"
+        if not isinstance(info, dict) or set(info) - {"dtype", "shape", "data_offsets"}:
+            raise SaeFormatError(f"{where}: expected {{dtype, shape, data_offsets}}, got {str(info)[:80]}")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in SAFETENSORS_DTYPES:
+            raise SaeFormatError(f"{where}: unknown dtype {str(dtype)[:20]!r}")
+        if not isinstance(shape, list) or not all(_nonneg_int(s) for s in shape):
+            raise SaeFormatError(f"{where}: shape {str(shape)[:80]} is not a list of non-negative integers")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_nonneg_int(o) for o in offsets)):
+            raise SaeFormatError(f"{where}: data_offsets {str(offsets)[:80]} is not [start, end]")
+        start, end = offsets
+        nbytes = math.prod(shape) * SAFETENSORS_DTYPES[dtype]
+        if end < start or end - start != nbytes:
+            raise SaeFormatError(
+                f"{where}: data_offsets [{start}, {end}] hold {end - start} bytes but shape {shape} x {dtype} "
+                f"needs {nbytes}"
+            )
+        if end > data_len:
+            raise SaeFormatError(
+                f"{where}: data ends at byte {end} of a {data_len}-byte data section (file truncated?)"
+            )
+        spans.append((start, end, name))
+    spans.sort()
+    for (_, end_a, a), (start_b, _, b) in zip(spans, spans[1:], strict=False):
+        if start_b < end_a:
+            raise SaeFormatError(f"{path}: tensors {a[:80]!r} and {b[:80]!r} overlap in the file")
+    return header
+
+
+def _nonneg_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def read_safetensors(path: str | os.PathLike[str], names: Iterable[str] | None = None) -> dict[str, Any]:
+    """The named torch tensors (all when ``names`` is None) of a safetensors file whose header
+    :func:`safetensors_header` validated; a missing name is an error naming the file and what it has."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    header = safetensors_header(path)
+    want = list(header) if names is None else list(names)
+    missing = [n for n in want if n not in header]
+    if missing:
+        raise SaeFormatError(f"{path}: tensor(s) {missing} missing (have {sorted(header)})")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {n: f.get_tensor(n) for n in want}
+    except Exception as e:  # SafetensorError has no public base class; the header checks above catch most
+        raise _err(path, "not a readable safetensors file", e) from e
+
+
+# -- npy / npz -----------------------------------------------------------------------------------------------------
+def _npy_header(f: Any, where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """(shape, dtype, fortran_order) from an open .npy stream, refusing object (pickled) dtypes."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f, max_header_size=NPY_MAX_HEADER)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f, max_header_size=NPY_MAX_HEADER)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise _err(where, "not a readable .npy array", e) from e
+    if dtype.hasobject or dtype.kind not in "biufc":
+        raise SaeFormatError(f"{where}: array of dtype {dtype} (only numeric arrays are read; no pickle)")
+    return tuple(int(s) for s in shape), dtype, bool(fortran)
+
+
+def npy_info(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) of a .npy file, checked against its size (a truncated file is refused)."""
+    path = require_file(path)
+    try:
+        with open(path, "rb") as f:
+            shape, dtype, _ = _npy_header(f, str(path))
+            offset = f.tell()
+    except OSError as e:
+        raise _err(path, "cannot be read", e) from e
+    need = offset + math.prod(shape) * dtype.itemsize
+    size = path.stat().st_size
+    if size != need:
+        raise SaeFormatError(
+            f"{path}: header says shape {list(shape)} {dtype} ({need} bytes with the header) but the file has "
+            f"{size} bytes ({'truncated' if size < need else 'trailing data'})"
+        )
+    return shape, dtype, offset
+
+
+def read_npy(
+    path: str | os.PathLike[str],
+    *,
+    shape: tuple[int | None, ...] | None = None,
+    dtype: str | np.dtype | None = None,
+    mmap: bool = False,
+) -> np.ndarray:
+    """A numeric .npy array (memory-mapped with ``mmap``), checked before reading: header, file size, and the
+    expected ``shape`` (None entries free) and ``dtype`` when given. Never unpickles."""
+    path = Path(path)
+    got, got_dtype, _ = npy_info(path)
+    if shape is not None and (
+        len(got) != len(shape) or any(w is not None and w != g for w, g in zip(shape, got, strict=False))
+    ):
+        want = [w if w is not None else "?" for w in shape]
+        raise SaeFormatError(f"{path}: array of shape {list(got)}, expected {want}")
+    if dtype is not None and got_dtype != np.dtype(dtype):
+        raise SaeFormatError(f"{path}: array of dtype {got_dtype}, expected {np.dtype(dtype)}")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise _err(path, "not a readable .npy array", e) from e
+
+
+def read_npz(path: str | os.PathLike[str], names: Iterable[str]) -> dict[str, np.ndarray]:
+    """The named arrays of an ``.npz`` archive, without pickle and in memory bounded by the real data.
+
+    Each member's .npy header is read first and its claimed ``shape x itemsize`` compared with the member's
+    uncompressed size in the zip directory; the data is then read from the stream up to exactly that size, so a
+    header or a zip entry that lies about a 4 TiB array fails after reading what is really there, never by
+    allocating what it claims.
+    """
+    path = require_file(path)
+    names = list(names)
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise _err(path, "not a readable npz (zip) archive", e) from e
+    with zf:
+        members = {i.filename.removesuffix(".npy"): i for i in zf.infolist() if i.filename.endswith(".npy")}
+        missing = [n for n in names if n not in members]
+        if missing:
+            raise SaeFormatError(f"{path}: array(s) {missing} missing (have {sorted(members)})")
+        return {n: _read_member(zf, members[n], f"{path}[{n}]") for n in names}
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> np.ndarray:
+    try:
+        with zf.open(info) as f:
+            shape, dtype, fortran = _npy_header(f, where)
+            header_len = f.tell()
+            nbytes = math.prod(shape) * dtype.itemsize
+            if header_len + nbytes != info.file_size:
+                raise SaeFormatError(
+                    f"{where}: header claims shape {list(shape)} {dtype} ({nbytes} bytes) but the member holds "
+                    f"{info.file_size - header_len} bytes of data"
+                )
+            buf = bytearray()
+            while len(buf) < nbytes:  # chunks: a lying zip entry costs at most what it really decompresses to
+                chunk = f.read(min(2**24, nbytes - len(buf)))
+                if not chunk:
+                    raise SaeFormatError(f"{where}: data ends after {len(buf)} of {nbytes} bytes (truncated)")
+                buf += chunk
+    except SaeFormatError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as e:
+        raise _err(where, "not a readable npz member", e) from e
+    arr = np.frombuffer(bytes(buf), dtype=dtype)
+    return arr.reshape(shape, order="F" if fortran else "C").copy()
+
+
+# -- faiss ---------------------------------------------------------------------------------------------------------
+# faiss.write_index of an IndexFlatIP: fourcc "IxFI", d (int32), ntotal (int64), two int64 placeholders,
+# is_trained (1 byte), metric_type (int32, 0 = inner product), the vector length (uint64), then the floats.
+_FLAT_IP_HEADER = struct.Struct("<4siqqqBiQ")
+
+
+def check_flat_ip_file(path: str | os.PathLike[str], *, d: int, ntotal: int) -> Path:
+    """Check a saved ``IndexFlatIP`` of ``ntotal x d`` from its header and size before faiss reads it: faiss
+    aborts or allocates what the file claims on some corrupt inputs, so garbage must not reach it."""
+    path = require_file(path)
+    size = path.stat().st_size
+    need = _FLAT_IP_HEADER.size + 4 * d * ntotal
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_FLAT_IP_HEADER.size)
+    except OSError as e:
+        raise _err(path, "cannot be read", e) from e
+    if len(head) < _FLAT_IP_HEADER.size:
+        raise SaeFormatError(f"{path}: {size} bytes, too short for a faiss IndexFlatIP")
+    fourcc, fd, fn, _, _, _, metric, count = _FLAT_IP_HEADER.unpack(head)
+    if fourcc != b"IxFI" or metric != 0:
+        raise SaeFormatError(f"{path}: not a faiss IndexFlatIP file (starts with {fourcc!r}, metric {metric})")
+    if (fd, fn, count) != (d, ntotal, d * ntotal) or size != need:
+        raise SaeFormatError(
+            f"{path}: holds {fn} x {fd} rows in {size} bytes; expected {ntotal} x {d} in {need} bytes "
+            "(truncated or from another SAE)"
+        )
+    return path
