@@ -21,38 +21,59 @@ from featgraph.io_utils import read_json  # noqa: F401  (the format readers impo
 log = logging.getLogger("featgraph.formats")
 
 
-def safetensors_keys(path: Path) -> list[str]:
-    """Tensor names in a safetensors file (reads only the header)."""
-    from safetensors import safe_open
+# Every tensor name the format readers use as SAE weights: these must hold floating-point numbers. An int32 or
+# bool tensor under one of these names is a broken or foreign file, never something to convert and match.
+WEIGHT_NAMES = frozenset({
+    "W_enc", "b_enc", "W_dec", "b_dec", "threshold", "log_threshold", "scaling_factor",
+    "encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias", "bias",
+    "b_gate", "b_mag", "r_mag", "gate_bias", "w_enc", "w_dec",
+})
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+_SAFETENSORS_FLOATS = ("F16", "BF16", "F32", "F64")
 
-    _require_file(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return list(f.keys())
-    except Exception as e:  # SafetensorError has no public base class to catch
-        raise SaeFormatError(f"{path}: not a readable safetensors file ({e})") from e
+
+def refuse_non_float(name: str, dtype: Any, where: Path | str) -> None:
+    """A one-line error naming the file, the tensor and its dtype when ``dtype`` is not a float type."""
+    text = str(dtype).removeprefix("torch.")
+    if text not in FLOAT_DTYPES and text not in _SAFETENSORS_FLOATS:
+        raise BadWeightsError(
+            f"{where}: tensor {name!r} has dtype {text}; SAE weights must be floating point "
+            f"({', '.join(FLOAT_DTYPES)})"
+        )
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    """Tensor names in a safetensors file (reads only the header, validated by :mod:`featgraph.readers`)."""
+    from featgraph import readers
+
+    return list(readers.safetensors_header(path))
 
 
 def read_safetensors(path: Path, names: list[str] | None = None) -> dict[str, torch.Tensor]:
     """The named tensors (all when ``names`` is None) of a safetensors file; a missing name is an error.
 
-    ``safe_open`` + ``get_tensor`` reads only the requested tensors, so asking for the decoder alone does not
-    read the encoder.
+    The header is validated first (:func:`featgraph.readers.safetensors_header`: offsets inside the file and
+    consistent with shape x dtype), and weight tensors (:data:`WEIGHT_NAMES`) must be floating point, checked
+    from the header before any data is read. ``safe_open`` + ``get_tensor`` reads only the requested tensors.
     """
-    from safetensors import safe_open
+    from featgraph import readers
 
-    _require_file(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            keys = list(f.keys())
-            missing = [n for n in names or [] if n not in keys]
-            if missing:
-                raise SaeFormatError(f"{path}: tensor(s) {missing} missing (have {sorted(keys)})")
-            return {n: f.get_tensor(n) for n in (names if names is not None else keys)}
-    except SaeFormatError:
-        raise
-    except Exception as e:
-        raise SaeFormatError(f"{path}: not a readable safetensors file ({e})") from e
+    header = readers.safetensors_header(path)
+    for name in header if names is None else names:
+        if name in WEIGHT_NAMES and name in header:
+            refuse_non_float(name, header[name]["dtype"], path)
+    return readers.read_safetensors(path, names)
+
+
+def read_npz(path: Path, names: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Named float arrays of an ``.npz`` (no pickle; sizes checked before allocating, see
+    :func:`featgraph.readers.read_npz`)."""
+    from featgraph import readers
+
+    arrays = readers.read_npz(path, names)
+    for name, arr in arrays.items():
+        refuse_non_float(name, arr.dtype, path)
+    return arrays
 
 
 def torch_load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -73,7 +94,11 @@ def torch_load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict):
         raise SaeFormatError(f"{path}: expected a state dict of tensors, got {type(obj).__name__}")
     # dictionary_learning's hub mixin stores a config dict beside the tensors: keep tensors only
-    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    for name, t in tensors.items():
+        if name in WEIGHT_NAMES:  # buffers such as TopK's integer ``k`` are not weights
+            refuse_non_float(name, t.dtype, path)
+    return tensors
 
 
 def require(tensors: dict[str, Any], names: list[str], where: Path | str) -> None:
@@ -97,6 +122,7 @@ def check_decoder(
     ``expect`` is ``(n_features, d_in)`` from the format's config where it has one (None: unknown).
     """
     shape = tuple(W.shape)
+    refuse_non_float("W_dec", W.dtype, where)  # an int or bool decoder would silently match as floats
     if len(shape) != 2:
         raise ShapeMismatchError(f"{where}: decoder has shape {list(shape)}, expected [n_features, d_in]")
     if any(e is not None and e != s for e, s in zip(expect, shape, strict=True)):
@@ -146,8 +172,9 @@ def dtype_name(t: torch.Tensor) -> str:
 
 
 def _require_file(path: Path) -> None:
-    if not path.is_file():
-        raise SaeFormatError(f"{path}: file not found")
+    from featgraph.readers import require_file
+
+    require_file(path)
 
 
 def write_json_into(path: Path, obj: dict[str, Any]) -> None:

@@ -9,14 +9,13 @@ thresholds Gemma Scope ships. The file carries no config: hook name and model ar
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from featgraph.errors import SaeFormatError, ShapeMismatchError, UnsupportedError
-from featgraph.formats_common import check_decoder, fold_b_dec, require
+from featgraph.errors import ShapeMismatchError, UnsupportedError
+from featgraph.formats_common import check_decoder, fold_b_dec, read_npz
 from featgraph.io_utils import atomic_path
 from featgraph.sae import Sae, SaeConfig
 
@@ -30,18 +29,7 @@ def _file(path: Path) -> Path:
 
 def _read(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Only the named arrays: an npz is a zip, and NpzFile decompresses a member only when it is indexed."""
-    if not path.is_file():
-        raise SaeFormatError(f"{path}: file not found")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise SaeFormatError(f"{path}: a single .npy array, not an npz archive of named arrays")
-            require(npz.files, list(names), path)
-            return {n: npz[n] for n in names}
-    except SaeFormatError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise SaeFormatError(f"{path}: not a readable npz file ({e})") from e
+    return read_npz(path, names)  # featgraph.readers: member headers and sizes checked, no pickle, floats only
 
 
 def read_decoder(path: Path) -> np.ndarray:

@@ -177,58 +177,59 @@ def safetensors_header(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]
     Checked before the library sees the file: the 8-byte length fits in the file and under
     :data:`SAFETENSORS_MAX_HEADER`; the header is a JSON object; every tensor has a known dtype, a shape of
     non-negative integers and ``[start, end]`` offsets with ``end - start == prod(shape) * itemsize``; the
-    tensors do not overlap and lie inside the file.
+    tensors do not overlap and lie inside the file. Every failure reads
+    ``<file>: not a readable safetensors file (<reason>)``.
     """
     path = require_file(path)
+
+    def bad(reason: str) -> SaeFormatError:
+        return SaeFormatError(f"{path}: not a readable safetensors file ({reason})")
+
     size = path.stat().st_size
     if size < 8:
-        raise SaeFormatError(f"{path}: {size} bytes, too short for a safetensors file (8-byte header length)")
+        raise bad(f"{size} bytes, too short for the 8-byte header length")
     try:
         with open(path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
             if n > SAFETENSORS_MAX_HEADER or 8 + n > size:
-                raise SaeFormatError(
-                    f"{path}: safetensors header claims {n} bytes but the file has {size} "
-                    f"(limit {SAFETENSORS_MAX_HEADER}); truncated or not a safetensors file"
-                )
+                raise bad(f"header length {n} but the file has {size} bytes; truncated or not safetensors")
             raw = f.read(n)
     except OSError as e:
         raise _err(path, "cannot be read", e) from e
-    header = parse_json_bytes(raw.rstrip(b" "), f"{path} (safetensors header)")
+    try:
+        header = parse_json_bytes(raw.rstrip(b" "), "header")
+    except SaeFormatError as e:
+        raise bad(str(e)) from e
     if not isinstance(header, dict):
-        raise SaeFormatError(f"{path}: safetensors header is a JSON {type(header).__name__}, not an object")
+        raise bad(f"header is a JSON {type(header).__name__}, not an object")
     meta = header.pop("__metadata__", None)
     if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
-        raise SaeFormatError(f"{path}: safetensors __metadata__ must map strings to strings")
+        raise bad("__metadata__ must map strings to strings")
     data_len = size - 8 - n
     spans = []
     for name, info in header.items():
-        where = f"{path}: tensor {name[:80]!r}"
+        where = f"tensor {name[:80]!r}"
         if not isinstance(info, dict) or set(info) - {"dtype", "shape", "data_offsets"}:
-            raise SaeFormatError(f"{where}: expected {{dtype, shape, data_offsets}}, got {str(info)[:80]}")
+            raise bad(f"{where}: expected {{dtype, shape, data_offsets}}, got {str(info)[:80]}")
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
         if dtype not in SAFETENSORS_DTYPES:
-            raise SaeFormatError(f"{where}: unknown dtype {str(dtype)[:20]!r}")
+            raise bad(f"{where}: unknown dtype {str(dtype)[:20]!r}")
         if not isinstance(shape, list) or not all(_nonneg_int(s) for s in shape):
-            raise SaeFormatError(f"{where}: shape {str(shape)[:80]} is not a list of non-negative integers")
+            raise bad(f"{where}: shape {str(shape)[:80]} is not a list of non-negative integers")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_nonneg_int(o) for o in offsets)):
-            raise SaeFormatError(f"{where}: data_offsets {str(offsets)[:80]} is not [start, end]")
+            raise bad(f"{where}: data_offsets {str(offsets)[:80]} is not [start, end]")
         start, end = offsets
         nbytes = math.prod(shape) * SAFETENSORS_DTYPES[dtype]
         if end < start or end - start != nbytes:
-            raise SaeFormatError(
-                f"{where}: data_offsets [{start}, {end}] hold {end - start} bytes but shape {shape} x {dtype} "
-                f"needs {nbytes}"
-            )
+            raise bad(f"{where}: data_offsets [{start}, {end}] hold {end - start} bytes but shape {shape} x "
+                      f"{dtype} needs {nbytes}")
         if end > data_len:
-            raise SaeFormatError(
-                f"{where}: data ends at byte {end} of a {data_len}-byte data section (file truncated?)"
-            )
+            raise bad(f"{where}: data ends at byte {end} of a {data_len}-byte data section; truncated")
         spans.append((start, end, name))
     spans.sort()
     for (_, end_a, a), (start_b, _, b) in zip(spans, spans[1:], strict=False):
         if start_b < end_a:
-            raise SaeFormatError(f"{path}: tensors {a[:80]!r} and {b[:80]!r} overlap in the file")
+            raise bad(f"tensors {a[:80]!r} and {b[:80]!r} overlap")
     return header
 
 
@@ -329,7 +330,7 @@ def read_npz(path: str | os.PathLike[str], names: Iterable[str]) -> dict[str, np
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise _err(path, "not a readable npz (zip) archive", e) from e
+        raise _err(path, "not a readable npz file", e) from e
     with zf:
         members = {i.filename.removesuffix(".npy"): i for i in zf.infolist() if i.filename.endswith(".npy")}
         missing = [n for n in names if n not in members]
