@@ -13,7 +13,6 @@ Files are untrusted: safetensors, ``np.load(allow_pickle=False)`` and ``torch.lo
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -92,9 +91,11 @@ def _detect_file(file: Path) -> str | None:
 def _has_featgraph_tag(cfg_path: Path) -> bool:
     """True for our own cfg.json; an unreadable one is left to the sparsify reader to report with its
     reason."""
+    from featgraph.readers import read_json  # the checked reader: a 200,000-deep cfg.json must not recurse
+
     try:
-        obj = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        obj = read_json(cfg_path)
+    except SaeFormatError:
         return False
     return isinstance(obj, dict) and obj.get("format") == "featgraph"
 
