@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from featgraph.errors import BadWeightsError, ConfigError, SaeFormatError, ShapeMismatchError
 from featgraph.io_utils import atomic_dir, read_json
@@ -178,12 +178,9 @@ class Sae(torch.nn.Module):
         folder = Path(folder)
         cfg = read_featgraph_cfg(folder)
         weights = folder / WEIGHTS_NAME
-        try:
-            tensors = load_file(str(weights))
-        except FileNotFoundError as e:
-            raise SaeFormatError(f"{weights}: file not found") from e
-        except Exception as e:  # safetensors raises its own error types for corrupt headers
-            raise SaeFormatError(f"{weights}: not a readable safetensors file ({e})") from e
+        from featgraph.formats_common import read_safetensors  # header checked, float weights (featgraph.readers)
+
+        tensors = read_safetensors(weights)
         return cls.from_tensors(tensors, cfg, where=str(weights))
 
 
