@@ -28,16 +28,14 @@ def index(
     `featgraph families --index` then reuses the normalised rows, refusing them if the SAE weights changed
     since.
     """
-    from pathlib import Path
-
     import featgraph
     from featgraph.index import build_ladder_index, resolve_index_device
-    from featgraph.io_utils import write_json
     from featgraph.ladder import load_ladder
+    from featgraph.output_dir import check_output
 
+    check_output(out, command="index", inputs=saes)  # before loading any SAE
     resolved = resolve_index_device(device)
     ladder = load_ladder(list(saes), list(names) or None, format=fmt)
-    indices = build_ladder_index(ladder, out, device=resolved, progress=not quiet)
     config = {
         "command": "index",
         "featgraph_version": featgraph.__version__,
@@ -46,7 +44,7 @@ def index(
         "format": fmt,
         "device": resolved,
     }
-    write_json(Path(out) / "config.json", config)
+    indices = build_ladder_index(ladder, out, device=resolved, progress=not quiet, config=config)
     rows = [("name", "width", "d_in", "zero rows", "fingerprint")]
     rows += [
         (ix.name, str(ix.width), str(ix.d_in), str(int((ix.norms == 0).sum())), ix.fingerprint[:16])

@@ -3,18 +3,18 @@
 For every adjacent pair (small, large) of the ladder, every large feature gets its max decoder cosine to the
 small SAE and its argmax (from :mod:`featgraph.matching`, or a saved :mod:`featgraph.index`); edges are the
 pairs with cos > tau; novel features have max cos <= tau; families are the connected components with an edge,
-and splitting trees the same across the whole ladder (:mod:`featgraph.graph`). Everything is written into a
-temporary folder that replaces ``out_dir`` only when the whole run succeeded, so a failed run leaves nothing
-behind. Outputs (see :mod:`featgraph.tables` and :mod:`featgraph.graph` for their schemas):
-``features.parquet``, ``edges.parquet``, ``families.parquet``, ``summary.json`` (per-pair counts and the
-resolved config, no timestamps), ``graph.graphml`` and, with ``plots=True``, ``max_cos_hist.png``. Two runs on
-the same inputs give byte-identical files.
+and splitting trees the same across the whole ladder (:mod:`featgraph.graph`). ``out_dir`` is checked before
+any matching (never an input, never a foreign folder, writable: :mod:`featgraph.output_dir`), and everything is
+written into a temporary folder that replaces ``out_dir`` only when the whole run succeeded, so a failed or
+killed run leaves nothing behind. Outputs (see :mod:`featgraph.tables` and :mod:`featgraph.graph` for their
+schemas): ``features.parquet``, ``edges.parquet``, ``families.parquet``, ``summary.json`` (per-pair counts and
+the resolved config, no timestamps), ``config.json`` (the resolved config alone), ``graph.graphml`` and, with
+``plots=True``, ``max_cos_hist.png``. Two runs on the same inputs give byte-identical files.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import numbers
@@ -29,7 +29,7 @@ import polars as pl
 
 from featgraph.errors import ConfigError
 from featgraph.graph import Family, families_from_edges, kind_counts, ladder_graph, write_graphml
-from featgraph.io_utils import atomic_dir, write_json
+from featgraph.io_utils import write_json
 from featgraph.ladder import Ladder, load_ladder
 from featgraph.tables import edges_table, families_table, features_table, write_parquet
 
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 SUMMARY_KIND = "featgraph families"  # marks an output folder that a later run may replace
 FEATURES_FILE, EDGES_FILE, FAMILIES_FILE = "features.parquet", "edges.parquet", "families.parquet"
 SUMMARY_FILE, GRAPH_FILE, HIST_FILE = "summary.json", "graph.graphml", "max_cos_hist.png"
+CONFIG_FILE = "config.json"
+COMMAND = "families"  # the manifest's command: a later families run may replace this output, nothing else
 
 
 @dataclasses.dataclass
@@ -68,25 +70,14 @@ def check_tau(tau: Any) -> float:
     return float(tau)
 
 
-def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
-    """Refuse to replace a folder that is not the output of an earlier families run (it would be deleted)."""
-    out = Path(out_dir).resolve()
-    if not out.exists():
-        return out
-    if not out.is_dir():
-        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
-    if not any(out.iterdir()):
-        return out
-    try:
-        previous = json.loads((out / SUMMARY_FILE).read_text())
-    except (OSError, ValueError):
-        previous = None
-    if not isinstance(previous, dict) or previous.get("kind") != SUMMARY_KIND:
-        raise ConfigError(
-            f"--out {out_dir}: exists, is not empty and is not a featgraph families output; refusing to "
-            "replace it (choose a new or empty folder)"
-        )
-    return out
+def check_out_dir(
+    out_dir: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str] | None] = ()
+) -> Path:
+    """Refuse an ``out_dir`` that overlaps an input, is a file, holds anything but an earlier families run's own
+    files, or is not writable (see :func:`featgraph.output_dir.check_output`); returns its resolved path."""
+    from featgraph.output_dir import check_output
+
+    return check_output(out_dir, command=COMMAND, inputs=inputs)
 
 
 def run_families(
@@ -109,7 +100,9 @@ def run_families(
     are passed to :func:`featgraph.matching.match_ladder`.
     """
     tau = check_tau(tau)
-    out = check_out_dir(out_dir)
+    given = [e.path for e in paths_or_ladder] if isinstance(paths_or_ladder, Ladder) else list(paths_or_ladder)
+    inputs = [*given, index_dir]
+    out = check_out_dir(out_dir, inputs)  # before any loading or matching: a bad --out fails in a second
     if isinstance(paths_or_ladder, Ladder):
         if names is not None:
             raise ConfigError("names apply only when loading SAEs from paths; this ladder is already loaded")
@@ -146,12 +139,15 @@ def run_families(
         device=device,
     )
 
-    files = [FEATURES_FILE, EDGES_FILE, FAMILIES_FILE, SUMMARY_FILE, GRAPH_FILE]
-    with atomic_dir(out) as tmp:
+    from featgraph.output_dir import open_output
+
+    files = [FEATURES_FILE, EDGES_FILE, FAMILIES_FILE, SUMMARY_FILE, CONFIG_FILE, GRAPH_FILE]
+    with open_output(out, command=COMMAND, inputs=inputs) as tmp:
         write_parquet(features, tmp / FEATURES_FILE)
         write_parquet(edges, tmp / EDGES_FILE)
         write_parquet(fams, tmp / FAMILIES_FILE)
         write_json(tmp / SUMMARY_FILE, summary)
+        write_json(tmp / CONFIG_FILE, summary["config"])
         write_graphml(graph, tmp / GRAPH_FILE)
         if plots:
             from featgraph.plots import max_cos_histograms

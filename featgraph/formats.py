@@ -52,7 +52,9 @@ def detect_format(path: str | Path, *, missing_ok: bool = False) -> str | None:
     fmt = _detect_folder(p) if p.is_dir() else _detect_file(p)
     if fmt is None and not missing_ok:
         if p.is_dir():
-            names = sorted(c.name + ("/" if c.is_dir() else "") for c in p.iterdir())
+            # featgraph's own output manifest (featgraph.output_dir) says nothing about the format
+            entries = [c for c in p.iterdir() if c.name != ".featgraph-manifest.json"]
+            names = sorted(c.name + ("/" if c.is_dir() else "") for c in entries)
             found = ", ".join(names[:12]) + (f", ... ({len(names)} entries)" if len(names) > 12 else "")
         else:
             found = f"a file named {p.name!r}"

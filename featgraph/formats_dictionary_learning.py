@@ -41,7 +41,7 @@ from featgraph.formats_common import (
     torch_load_state_dict,
     write_json_into,
 )
-from featgraph.io_utils import atomic_dir
+from featgraph.output_dir import atomic_dir
 from featgraph.sae import Sae, SaeConfig
 
 WEIGHTS_NAME = "ae.pt"

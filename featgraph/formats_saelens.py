@@ -37,7 +37,7 @@ from featgraph.formats_common import (
     shape_from_cfg,
     write_json_into,
 )
-from featgraph.io_utils import atomic_dir
+from featgraph.output_dir import atomic_dir
 from featgraph.sae import Sae, SaeConfig
 
 CFG_NAME = "cfg.json"

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from featgraph.errors import ConfigError, SaeFormatError, ShapeMismatchError, StaleIndexError
-from featgraph.io_utils import atomic_dir, read_json, write_json
+from featgraph.io_utils import read_json, write_json
 from featgraph.ladder import Ladder, LadderEntry
 from featgraph.matching import normalize_rows
+from featgraph.output_dir import atomic_dir, check_output, open_output
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class SimilarityIndex:
         import faiss
 
         folder = Path(folder)
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, command="index-sae") as tmp:
             faiss.write_index(self._cpu_index, str(tmp / INDEX_FILE))
             np.save(tmp / NORMS_FILE, self.norms, allow_pickle=False)
             (tmp / META_FILE).write_text(json.dumps(self.meta(), indent=2, sort_keys=True) + "\n")
@@ -223,28 +224,39 @@ def folder_names(names: Sequence[str]) -> list[str]:
 
 
 def build_ladder_index(
-    ladder: Ladder, out_dir: str | os.PathLike[str], device: str = "auto", progress: bool = True
+    ladder: Ladder,
+    out_dir: str | os.PathLike[str],
+    device: str = "auto",
+    progress: bool = True,
+    *,
+    config: dict[str, Any] | None = None,
 ) -> list[SimilarityIndex]:
-    """Index every SAE of the ladder into ``out_dir/<name>/`` and write ``out_dir/manifest.json`` last.
+    """Index every SAE of the ladder into ``out_dir/<name>/``, with ``out_dir/manifest.json`` (and
+    ``config.json`` when ``config`` is given).
 
-    Each subfolder and the manifest are written atomically, so a killed run leaves no manifest and nothing
-    that :func:`load_ladder_index` would accept.
+    ``out_dir`` is checked first (never an SAE's folder, file or ladder folder; never a foreign folder) and
+    written as a whole (:func:`featgraph.output_dir.open_output`): a failed or killed run leaves the earlier
+    index, if any, as it was.
     """
     from tqdm.auto import tqdm
 
-    out = Path(out_dir)
+    inputs = [e.path for e in ladder]
+    check_output(out_dir, command="index", inputs=inputs)
     dev = resolve_index_device(device)
     folders = folder_names(ladder.names)
     indices, rows = [], []
-    for entry, folder in zip(
-        tqdm(ladder.entries, desc="index", unit="sae", disable=not progress), folders, strict=True
-    ):
-        ix = SimilarityIndex.build(entry, device=dev)
-        ix.save(out / folder)
-        indices.append(ix)
-        rows.append({**ix.meta(), "folder": folder})
-    write_json(out / MANIFEST_FILE, {"format": INDEX_FORMAT, "saes": rows})
-    log.info("indexed %d SAEs into %s", len(indices), out)
+    with open_output(out_dir, command="index", inputs=inputs) as out:
+        for entry, folder in zip(
+            tqdm(ladder.entries, desc="index", unit="sae", disable=not progress), folders, strict=True
+        ):
+            ix = SimilarityIndex.build(entry, device=dev)
+            ix.save(out / folder)
+            indices.append(ix)
+            rows.append({**ix.meta(), "folder": folder})
+        write_json(out / MANIFEST_FILE, {"format": INDEX_FORMAT, "saes": rows})
+        if config is not None:
+            write_json(out / "config.json", config)
+    log.info("indexed %d SAEs into %s", len(indices), out_dir)
     return indices
 
 

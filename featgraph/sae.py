@@ -25,7 +25,8 @@ import torch
 from safetensors.torch import save_file
 
 from featgraph.errors import BadWeightsError, ConfigError, SaeFormatError, ShapeMismatchError
-from featgraph.io_utils import atomic_dir, read_json
+from featgraph.io_utils import read_json
+from featgraph.output_dir import atomic_dir
 
 ARCHITECTURES = ("relu", "jumprelu", "topk")
 CFG_NAME = "cfg.json"

@@ -27,6 +27,8 @@ def test_families_on_a_folder_of_saes_writes_everything_and_prints_the_counts(tm
     result = invoke("families", root, "--out", out, "--plots", "--quiet")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
+        ".featgraph-manifest.json",
+        "config.json",
         "edges.parquet",
         "families.parquet",
         "features.parquet",

@@ -27,6 +27,7 @@ def test_index_writes_one_folder_per_sae_manifest_and_config(tmp_path):
     result = invoke("index", root, "--out", out, "--device", "cpu", "--quiet")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
+        ".featgraph-manifest.json",
         "config.json",
         "manifest.json",
         "sae128",
@@ -57,7 +58,8 @@ def test_index_with_names_and_auto_device(tmp_path):
     result = invoke("index", root / "sae16", root / "sae32", "--name", "a", "--name", "b", "--out", out, "-q")
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["device"] in ("cpu", "cuda")
-    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "config.json", "manifest.json"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [".featgraph-manifest.json", "a", "b", "config.json", "manifest.json"]
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,10 @@ def read_outputs(out: Path):
 def test_outputs_equal_the_float64_brute_force(tmp_path, planted, method):
     res = run_families(make_ladder(planted), tmp_path / "out", tau=TAU, method=method, progress=False)
     features, edges, families, summary = read_outputs(tmp_path / "out")
-    assert sorted(res.files) == sorted(p.name for p in (tmp_path / "out").iterdir())
+    # every file written is listed, and featgraph's manifest (featgraph.output_dir) says so too
+    manifest = ".featgraph-manifest.json"
+    assert sorted([*res.files, manifest]) == sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert json.loads((tmp_path / "out" / manifest).read_text())["files"] == sorted(res.files)
     names = ["sae48", "sae96", "sae192"]
     near_tau_checked = 0
     for k, (small, large) in enumerate(zip(names[:-1], names[1:], strict=True)):
@@ -132,6 +135,8 @@ def test_two_runs_are_byte_identical(tmp_path, planted):
         run_families(make_ladder([W.copy() for W in planted]), tmp_path / name, plots=True, progress=False)
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == [
+        ".featgraph-manifest.json",
+        "config.json",
         "edges.parquet",
         "families.parquet",
         "features.parquet",
@@ -171,7 +176,7 @@ def test_out_dir_must_be_new_empty_or_a_previous_run(tmp_path, planted):
     keep.mkdir()
     (keep / "notes.txt").write_text("precious")
     with pytest.raises(
-        ConfigError, match="mine: exists, is not empty and is not a featgraph families output"
+        ConfigError, match=r"mine: exists, is not empty \(e.g. notes.txt\) and was not written by featgraph"
     ):
         run_families(make_ladder(planted), keep, progress=False)
     assert (keep / "notes.txt").read_text() == "precious"

@@ -60,7 +60,8 @@ def test_save_load_round_trip_and_stale_fingerprint(tmp_path):
     entry = make_ladder()[2]
     ix = SimilarityIndex.build(entry, device="cpu")
     ix.save(tmp_path / "a")
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["index.faiss", "meta.json", "norms.npy"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        ".featgraph-manifest.json", "index.faiss", "meta.json", "norms.npy"]
     back = SimilarityIndex.load(tmp_path / "a", expected_fingerprint=entry.fingerprint())
     np.testing.assert_array_equal(back.unit, ix.unit)
     np.testing.assert_array_equal(back.norms, ix.norms)

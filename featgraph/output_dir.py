@@ -1,0 +1,347 @@
+"""Output folders: the one way every command and every folder writer puts results on disk.
+
+The rules (GUIDE.md, "House rules"), and how this module keeps them:
+
+- **An output never touches an input.** :func:`check_output` resolves ``--out`` and every input with
+  ``os.path.realpath`` (symlinks, ``..``, trailing slashes) and also compares ``(st_dev, st_ino)`` of the
+  existing folders along both paths (bind mounts), and refuses ``--out`` being, containing or lying inside an
+  input (SAE folders and files, ladder folders, activation stores, index folders, text files).
+- **Replacing an earlier result removes only featgraph's files.** Every folder written here holds
+  ``.featgraph-manifest.json`` (command, version, the files written). An existing, non-empty ``--out`` is
+  replaced only when its manifest names the same command and lists every file in it; a user's file added to an
+  old result makes the run refuse, naming that file.
+- **Writability is proven before the work**: :func:`check_output` creates (and removes) a temporary folder where
+  the result will go, so a read-only place fails in a second, not after an hour of matching.
+- **Atomic, and killed runs leave nothing that lasts.** Results go into ``.<out>.featgraph-<pid>-<hex>.tmp/``
+  beside ``--out``. Its owner keeps an ``fcntl.flock`` on the folder for its whole life; a temporary is *stale*
+  only when that lock is free *and* its pid is dead (the pid covers the instant between creating the folder and
+  locking it). Each run removes the stale temporaries of its own ``--out`` first. On success the folder replaces
+  ``--out`` under a lock on the parent folder (so two concurrent runs swap one after the other and one complete
+  result is left); the earlier result is renamed ``.<out>.featgraph-<pid>-<hex>.old`` and its manifest's files
+  are removed.
+
+A SIGKILL can therefore leave: nothing (killed before the swap; the earlier result, if any, intact), or, in the
+few microseconds between the two renames of a swap, ``--out`` absent with the earlier result under a stale
+``.old`` name; the next run removes every stale name of its ``--out``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from featgraph.errors import ConfigError
+from featgraph.io_utils import featgraph_temp_name, is_stale_temp, parse_temp_name, public_mode
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FILE = ".featgraph-manifest.json"
+
+PathLike = str | os.PathLike[str]
+
+
+# -- checks -----------------------------------------------------------------------------------------------------
+def _ids_up(path: str) -> dict[tuple[int, int], str]:
+    """``(st_dev, st_ino) -> path`` for ``path`` (if it exists) and every existing ancestor: equal ids are the
+    same folder even when reached through a bind mount."""
+    ids: dict[tuple[int, int], str] = {}
+    p = path
+    while True:
+        with contextlib.suppress(OSError):
+            st = os.stat(p)
+            ids.setdefault((st.st_dev, st.st_ino), p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            return ids
+        p = parent
+
+
+def _inside(child: str, parent: str) -> bool:
+    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def check_no_overlap(out: PathLike, inputs: Iterable[PathLike | None], *, out_label: str = "--out") -> str:
+    """Refuse ``out`` being, containing or lying inside any input; returns ``out``'s real path."""
+    real_out = os.path.realpath(out)
+    out_ids = _ids_up(real_out)
+    out_id = next(iter(out_ids), None) if os.path.lexists(real_out) else None
+    for given in inputs:
+        if given is None:
+            continue
+        real_in = os.path.realpath(given)
+        in_ids = _ids_up(real_in)
+        in_id = next(iter(in_ids), None) if os.path.lexists(real_in) else None
+        if _inside(real_out, real_in) or (in_id is not None and in_id in out_ids):
+            how = "is" if real_out == real_in or out_id == in_id else "lies inside"
+        elif _inside(real_in, real_out) or (out_id is not None and out_id in in_ids):
+            how = "contains"
+        else:
+            continue
+        raise ConfigError(
+            f"{out_label} {out} {how} the input {given} ({real_out} vs {real_in}); choose an output folder "
+            "outside every input"
+        )
+    return real_out
+
+
+def read_manifest(folder: PathLike) -> dict[str, Any] | None:
+    """The manifest of a folder featgraph wrote, or None (absent, unreadable or not a manifest)."""
+    try:
+        obj = json.loads((Path(folder) / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    files = obj.get("files") if isinstance(obj, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    return obj
+
+
+def _foreign_entry(folder: Path, listed: set[str]) -> str | None:
+    """The first entry under ``folder`` (relative path) that the manifest does not account for, else None."""
+    needed_dirs = {str(Path(f).parent) for f in listed} | {"."}
+    needed_dirs |= {str(p) for f in listed for p in Path(f).parents}
+    for root, dirs, files in os.walk(folder):
+        rel_root = os.path.relpath(root, folder)
+        for d in sorted(dirs):
+            rel = os.path.normpath(os.path.join(rel_root, d))
+            if os.path.islink(os.path.join(root, d)) or rel not in needed_dirs:
+                return rel
+        for f in sorted(files):
+            rel = os.path.normpath(os.path.join(rel_root, f))
+            if rel not in listed and rel != MANIFEST_FILE:
+                return rel
+    return None
+
+
+def check_replaceable(out: Path, command: str, *, label: str = "--out") -> None:
+    """Refuse an existing ``out`` that is a file, or a non-empty folder holding anything but an earlier
+    ``command`` result's own files."""
+    if not os.path.lexists(out):
+        return
+    if not out.is_dir():
+        raise ConfigError(f"{label} {out}: exists and is not a folder")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise ConfigError(
+            f"{label} {out}: exists, is not empty (e.g. {entries[0]}) and was not written by featgraph (no "
+            f"{MANIFEST_FILE}); refusing to replace it (choose a new or empty folder)"
+        )
+    if manifest.get("command") != command:
+        raise ConfigError(
+            f"{label} {out}: holds a featgraph {manifest.get('command')!r} result, not a {command!r} one; "
+            "refusing to replace it (choose a new or empty folder)"
+        )
+    foreign = _foreign_entry(out, set(manifest["files"]))
+    if foreign is not None:
+        raise ConfigError(
+            f"{label} {out}: holds {out / foreign}, which featgraph did not write (not in {MANIFEST_FILE}); "
+            "refusing to replace it (move that file away or choose another folder)"
+        )
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not os.path.lexists(p) and p.parent != p:
+        p = p.parent
+    return p
+
+
+def _probe_writable(out: Path, label: str) -> None:
+    """Create and remove a featgraph temporary where ``out``'s temporary will go (the nearest existing
+    ancestor when the parents are still to be made): proof, even for root, that the place is writable."""
+    base = _nearest_existing(out.parent)
+    if not base.is_dir():
+        raise ConfigError(f"{label} {out}: {base} is not a folder, so nothing can be written there")
+    probe = base / featgraph_temp_name(out.name, "tmp")
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as e:
+        raise ConfigError(f"{label} {out}: cannot write in {base} ({e.strerror or e})") from e
+
+
+def check_output(
+    out: PathLike, *, command: str, inputs: Iterable[PathLike | None] = (), label: str = "--out"
+) -> Path:
+    """Every check on an output folder, cheap and without side effects: run it before any heavy work.
+
+    Refuses (:class:`ConfigError`, one line naming both paths) ``out`` overlapping an input, an existing file,
+    a non-empty folder featgraph did not write for ``command`` (naming a foreign file) and an unwritable place.
+    Returns ``out``'s resolved path.
+    """
+    real = Path(check_no_overlap(out, inputs, out_label=label))
+    check_replaceable(real, command, label=label)
+    _probe_writable(real, label)
+    return real
+
+
+# -- stale temporaries -------------------------------------------------------------------------------------------
+def remove_stale(out: PathLike) -> list[str]:
+    """Remove the stale temporaries (``.tmp``) and earlier results awaiting removal (``.old``) of ``out``: only
+    featgraph's names for this very ``out``, only those whose owner is dead. Returns the names removed."""
+    out = Path(out)
+    removed: list[str] = []
+    if not out.parent.is_dir():
+        return removed
+    for p in out.parent.iterdir():
+        parsed = parse_temp_name(p.name)
+        if parsed is None or parsed[0] != out.name or not is_stale_temp(p):
+            continue
+        try:
+            if p.is_dir() and not p.is_symlink():
+                if parsed[2] == "old":
+                    _remove_manifest_files(p, keep_rest=False)
+                else:
+                    shutil.rmtree(p)
+            else:
+                p.unlink()
+        except OSError as e:  # another cleaner got there first, or a permission problem: never fatal
+            log.debug("could not remove stale %s: %s", p, e)
+            continue
+        removed.append(p.name)
+        log.info("removed stale temporary %s", p)
+    return removed
+
+
+def _remove_manifest_files(folder: Path, *, keep_rest: bool = True) -> None:
+    """Remove what ``folder``'s manifest lists, the manifest, then its empty folders; anything else stays (and
+    keeps ``folder``) unless ``keep_rest`` is False and there is no manifest (then it was a featgraph temp)."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        if not keep_rest:
+            shutil.rmtree(folder)
+        return
+    for rel in manifest["files"]:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            (folder / rel).unlink()
+    with contextlib.suppress(FileNotFoundError):
+        (folder / MANIFEST_FILE).unlink()
+    for root, _dirs, _files in sorted(os.walk(folder, topdown=False), key=lambda t: -len(t[0])):
+        with contextlib.suppress(OSError):  # not empty: something featgraph did not write, which stays
+            os.rmdir(root)
+    if folder.exists():
+        log.warning("%s: kept files featgraph did not write", folder)
+
+
+# -- writing -----------------------------------------------------------------------------------------------------
+def _list_files(folder: Path) -> list[str]:
+    return sorted(
+        os.path.relpath(os.path.join(root, f), folder)
+        for root, _dirs, files in os.walk(folder)
+        for f in files
+        if not (root == str(folder) and f == MANIFEST_FILE)
+    )
+
+
+def write_manifest(folder: Path, command: str, extra: dict[str, Any] | None = None) -> None:
+    """List every file under ``folder`` in its manifest (deterministic: no time, no pid)."""
+    from featgraph import __version__
+
+    obj = {"command": command, "featgraph_version": __version__, "files": _list_files(folder), **(extra or {})}
+    (folder / MANIFEST_FILE).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+_held: set[str] = set()  # folders this process holds flocked: a second flock on them here would deadlock
+
+
+def _lock_fd(path: Path) -> int | None:
+    """An exclusive ``flock`` on a folder (released when the fd closes or the process dies); None when this
+    process already holds it (a nested write into our own temporary: nobody else writes there)."""
+    key = os.path.realpath(path)
+    if key in _held:
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _held.add(key)
+    return fd
+
+
+def _unlock_fd(path: Path, fd: int | None) -> None:
+    if fd is not None:
+        _held.discard(os.path.realpath(path))
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def open_output(
+    out: PathLike, *, command: str, inputs: Iterable[PathLike | None] = (), label: str = "--out"
+) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``out``; if the block succeeds it replaces ``out`` atomically.
+
+    Checks as :func:`check_output` (again: something may have changed since the command started), removes
+    stale temporaries of ``out``, and on success writes the manifest and swaps. On any failure the temporary
+    and any parent folders made for it are removed; ``out`` is left as it was.
+    """
+    inputs = list(inputs)
+    target = Path(check_no_overlap(out, inputs, out_label=label))
+    check_replaceable(target, command, label=label)
+    made: list[Path] = []
+    p = target.parent
+    while not p.exists():
+        made.append(p)
+        p = p.parent
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(target)
+        tmp = target.parent / featgraph_temp_name(target.name, "tmp")
+        tmp.mkdir()
+    except OSError as e:
+        _remove_empty(made)
+        raise ConfigError(f"{label} {out}: cannot write in {target.parent} ({e.strerror or e})") from e
+    tmp_fd = _lock_fd(tmp)  # held until the end: the temporary is in use while this process lives
+    tmp_key = os.path.realpath(tmp)
+    try:
+        yield tmp
+        write_manifest(tmp, command)
+        public_mode(tmp, is_dir=True)
+        _swap(tmp, target, command, label)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
+        raise
+    finally:
+        if tmp_fd is not None:
+            _held.discard(tmp_key)
+            os.close(tmp_fd)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for f in folders:  # deepest first
+        with contextlib.suppress(OSError):
+            f.rmdir()
+
+
+def _swap(tmp: Path, target: Path, command: str, label: str) -> None:
+    """Replace ``target`` by ``tmp`` under a lock on the parent folder (concurrent runs swap in turn)."""
+    parent_fd = _lock_fd(target.parent)
+    try:
+        check_replaceable(target, command, label=label)  # a user may have put files there during the run
+        if os.path.lexists(target) and any(target.iterdir()):
+            old = target.parent / featgraph_temp_name(target.name, "old")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            _remove_manifest_files(old)
+        else:
+            os.replace(tmp, target)  # rename(2) replaces an empty folder
+    finally:
+        _unlock_fd(target.parent, parent_fd)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: PathLike, *, command: str = "sae") -> Iterator[Path]:
+    """A folder written as a whole (an SAE, an index): :func:`open_output` with no inputs to compare against.
+
+    Replaces an earlier folder of the same kind; refuses one holding files featgraph did not write.
+    """
+    with open_output(target, command=command, label="output folder") as tmp:
+        yield tmp
