@@ -9,12 +9,18 @@ Layout of a store folder::
 Each shard and every update of ``meta.json`` is written atomically, and ``meta.json`` records which contexts
 are done, so a killed collection resumes where it stopped
 (see :func:`featgraph.activations.collect_activations`).
+
+A store is a user's folder and is checked on opening, before any work: ``meta.json`` through the checked JSON
+reader, with the required keys and types (extra keys, such as corpus provenance, are kept as they are); each
+shard path must stay inside the store (no absolute path, no ``..``, no symlink leading out); every shard's and
+``tokens.npy``'s .npy header must match the shape and dtype ``meta.json`` gives and the file's size (a truncated
+shard is refused naming it). Reading refuses NaN/inf rows, naming the shard and the row.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +30,27 @@ import torch
 
 from featgraph.errors import ConfigError, SaeFormatError, ShapeMismatchError
 from featgraph.io_utils import atomic_write, write_json
+from featgraph.readers import read_json, read_npy
 
 META_NAME = "meta.json"
 TOKENS_NAME = "tokens.npy"
 DTYPES = ("float16", "float32")
+# key -> (accepted types, what the message says); the keys this module and collect_activations read
+_INT = (int,)
+REQUIRED_META = {
+    "model": ((str,), "a string"),
+    "hook_name": ((str,), "a string"),
+    "d_in": (_INT, "an integer >= 1"),
+    "dtype": ((str,), f"one of {DTYPES}"),
+    "context_size": (_INT, "an integer >= 1"),
+    "n_contexts": (_INT, "an integer >= 0"),
+    "exclude_bos": ((bool,), "true or false"),
+    "tokens_sha256": ((str,), "a string"),
+    "contexts_done": (_INT, "an integer >= 0"),
+    "n_tokens": (_INT, "an integer >= 0"),
+    "shards": ((list,), "a list"),
+    "complete": ((bool,), "true or false"),
+}
 
 
 def tokens_fingerprint(tokens: np.ndarray) -> str:
@@ -40,12 +63,35 @@ class ActivationStore:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         path = self.folder / META_NAME
-        try:
-            self.meta: dict[str, Any] = json.loads(path.read_text())
-        except FileNotFoundError as e:
-            raise SaeFormatError(f"{path}: not an activation store (meta.json not found)") from e
-        except json.JSONDecodeError as e:
-            raise SaeFormatError(f"{path}: not valid JSON ({e})") from e
+        if not os.path.lexists(path):
+            raise SaeFormatError(f"{path}: not an activation store (meta.json not found)")
+        self.meta: dict[str, Any] = read_json(path)
+        check_meta(self.meta, path)
+        self._shard_paths = [self._inside(s["file"]) for s in self.meta["shards"]]
+        for i, shard in enumerate(self.meta["shards"]):
+            self._check_shard(i, shard["n_tokens"])
+        read_npy(self.folder / TOKENS_NAME, shape=(self.meta["n_contexts"], self.meta["context_size"]),
+                 dtype=np.int32, mmap=True)
+
+    def _inside(self, name: str) -> Path:
+        """``folder/name`` if it stays inside the store once links are resolved; else a one-line error."""
+        where = self.folder / META_NAME
+        rel = Path(name)
+        if not name or "\x00" in name or rel.is_absolute() or ".." in rel.parts:
+            raise SaeFormatError(f"{where}: shard path {name[:120]!r} must be a file name inside the store")
+        path = self.folder / rel
+        root = os.path.realpath(self.folder)
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
+            raise SaeFormatError(
+                f"{where}: shard {name[:120]!r} resolves to {os.path.realpath(path)}, outside the store {root}"
+            )
+        return path
+
+    def _check_shard(self, i: int, n_rows: int) -> None:
+        path = self._shard_paths[i]
+        if not os.path.lexists(path):
+            raise SaeFormatError(f"{path}: shard listed in meta.json is missing")
+        read_npy(path, shape=(n_rows, self.d_in), dtype=self.meta["dtype"], mmap=True)
 
     @classmethod
     def create(cls, folder: str | Path, *, model: str, hook_name: str, d_in: int,
@@ -85,7 +131,9 @@ class ActivationStore:
 
     def tokens(self) -> torch.Tensor:
         """The contexts ``[n_contexts, context_size]`` (int64) whose activations the store holds."""
-        return torch.from_numpy(np.load(self.folder / TOKENS_NAME).astype(np.int64))
+        arr = read_npy(self.folder / TOKENS_NAME, shape=(self.meta["n_contexts"], self.meta["context_size"]),
+                       dtype=np.int32)
+        return torch.from_numpy(arr.astype(np.int64))
 
     def __repr__(self) -> str:
         return f"ActivationStore({str(self.folder)!r}, hook={self.hook_name!r}, n_tokens={self.n_tokens})"
@@ -100,6 +148,7 @@ class ActivationStore:
         arr = np.ascontiguousarray(arr, dtype=self.meta["dtype"])
         name = f"acts_{len(self.meta['shards']):05d}.npy"
         atomic_write(self.folder / name, lambda p: np.save(open(p, "wb"), arr))
+        self._shard_paths.append(self.folder / name)
         self.meta["shards"].append({"file": name, "n_tokens": int(arr.shape[0])})
         self.meta["n_tokens"] += int(arr.shape[0])
         if contexts_done is not None:
@@ -112,11 +161,21 @@ class ActivationStore:
 
     # -- reading -------------------------------------------------------------------------------------------
     def _shard(self, i: int) -> np.ndarray:
-        path = self.folder / self.meta["shards"][i]["file"]
-        try:
-            return np.load(path, mmap_mode="r")
-        except FileNotFoundError as e:
-            raise SaeFormatError(f"{path}: shard listed in meta.json is missing") from e
+        """Shard ``i`` memory-mapped, its header checked again (it may have changed since the store opened)."""
+        self._check_shard(i, self.meta["shards"][i]["n_tokens"])
+        return read_npy(self._shard_paths[i], mmap=True)
+
+    def _rows(self, i: int, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo:hi`` of shard ``i`` as float32; NaN/inf refused naming the shard and the row: every
+        statistic computed from such a store would be NaN without saying why."""
+        rows = np.asarray(self._shard(i)[lo:hi], dtype=np.float32)
+        finite = np.isfinite(rows).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise SaeFormatError(
+                f"{self._shard_paths[i]}: {bad.size} rows with NaN/inf activations (first: row {lo + int(bad[0])})"
+            )
+        return rows
 
     def read(self, n_tokens: int | None = None, offset: int = 0) -> torch.Tensor:
         """Rows ``offset .. offset + n_tokens`` (all remaining when None) as a float32 tensor."""
@@ -128,7 +187,7 @@ class ActivationStore:
             stop = start + shard["n_tokens"]
             lo, hi = max(offset, start), min(end, stop)
             if lo < hi:
-                parts.append(np.asarray(self._shard(i)[lo - start:hi - start], dtype=np.float32))
+                parts.append(self._rows(i, lo - start, hi - start))
             start = stop
         if not parts:
             return torch.zeros(0, self.d_in)
@@ -160,7 +219,7 @@ class ActivationStore:
         pending: list[np.ndarray] = []
         pending_rows = 0
         for n_span, (i, take) in enumerate(spans):
-            pending.append(np.asarray(self._shard(i)[:take], dtype=np.float32))
+            pending.append(self._rows(i, 0, take))
             pending_rows += take
             if pending_rows < buffer_tokens and n_span + 1 < len(spans):
                 continue
@@ -174,3 +233,34 @@ class ActivationStore:
             carry = buf[n_full:]
         if len(carry) and not drop_last:
             yield torch.from_numpy(carry)
+
+
+def check_meta(meta: dict[str, Any], where: Path | str) -> None:
+    """Required keys of a store's ``meta.json`` with their types and ranges; extra keys are allowed."""
+    for key, (types, want) in REQUIRED_META.items():
+        if key not in meta:
+            raise SaeFormatError(f"{where}: missing key {key!r} (an activation store's meta.json has "
+                                 f"{', '.join(REQUIRED_META)})")
+        v = meta[key]
+        if not isinstance(v, types) or (bool not in types and isinstance(v, bool)):
+            raise SaeFormatError(f"{where}: {key}={str(v)[:80]!r} should be {want}")
+    for key in ("d_in", "context_size"):
+        if meta[key] < 1:
+            raise SaeFormatError(f"{where}: {key}={meta[key]} should be an integer >= 1")
+    for key in ("n_contexts", "contexts_done", "n_tokens"):
+        if meta[key] < 0:
+            raise SaeFormatError(f"{where}: {key}={meta[key]} should be an integer >= 0")
+    if meta["dtype"] not in DTYPES:
+        raise SaeFormatError(f"{where}: dtype={meta['dtype'][:40]!r} should be one of {DTYPES}")
+    if meta["contexts_done"] > meta["n_contexts"]:
+        raise SaeFormatError(f"{where}: contexts_done={meta['contexts_done']} exceeds n_contexts={meta['n_contexts']}")
+    total = 0
+    for i, shard in enumerate(meta["shards"]):
+        if not (isinstance(shard, dict) and isinstance(shard.get("file"), str)
+                and isinstance(shard.get("n_tokens"), int) and not isinstance(shard["n_tokens"], bool)
+                and shard["n_tokens"] >= 0):
+            raise SaeFormatError(f"{where}: shards[{i}] = {str(shard)[:80]} should be "
+                                 '{"file": <name>, "n_tokens": <integer >= 0>}')
+        total += shard["n_tokens"]
+    if total != meta["n_tokens"]:
+        raise SaeFormatError(f"{where}: n_tokens={meta['n_tokens']} but the shards hold {total} rows")

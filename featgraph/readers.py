@@ -335,7 +335,7 @@ def read_npz(path: str | os.PathLike[str], names: Iterable[str]) -> dict[str, np
         members = {i.filename.removesuffix(".npy"): i for i in zf.infolist() if i.filename.endswith(".npy")}
         missing = [n for n in names if n not in members]
         if missing:
-            raise SaeFormatError(f"{path}: array(s) {missing} missing (have {sorted(members)})")
+            raise SaeFormatError(f"{path}: tensor(s) {missing} missing (have {sorted(members)})")
         return {n: _read_member(zf, members[n], f"{path}[{n}]") for n in names}
 
 
