@@ -98,3 +98,6 @@ def eval_cmd(
         },
     )
     click.echo(md, nl=False)
+    for row in table.iter_rows(named=True):  # thresholds are named in the reason (featgraph.health)
+        if row["undertrained"]:
+            click.echo(f"warning: {row['name']} looks under-trained: {row['undertrained']}", err=True)

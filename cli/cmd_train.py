@@ -28,7 +28,7 @@ from featgraph.cli.common import model_option, out_option, quiet_option, text_op
 @click.option("--k", type=int, default=None, help="Active features per token (topk).")
 @click.option("--l1", "l1_coefficient", default=2.0, show_default=True, help="L1 coefficient (relu).")
 @click.option("--lr", default=1e-3, show_default=True)
-@click.option("--batch-size", default=1024, show_default=True)
+@click.option("--batch-size", default=256, show_default=True, help="Small batches: steps, not tokens, converge SAEs.")
 @click.option("--epochs", default=1.0, show_default=True, help="Passes over the store.")
 @click.option("--train-tokens", type=int, default=None, help="Training tokens (overrides --epochs).")
 @click.option("--seed", default=0, show_default=True)
@@ -40,6 +40,13 @@ from featgraph.cli.common import model_option, out_option, quiet_option, text_op
     type=click.Path(file_okay=False),
     default=None,
     help="Also write SAELens-format copies under this folder.",
+)
+@click.option(
+    "--eval-acts",
+    "eval_acts_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Held-out activation store for the health.json written beside each SAE (default: the training store).",
 )
 @out_option
 @quiet_option
@@ -62,6 +69,7 @@ def train(
     name_prefix: str,
     fp16: bool,
     saelens_dir: str | None,
+    eval_acts_dir: str | None,
     out: str,
     quiet: bool,
 ) -> None:
@@ -104,6 +112,10 @@ def train(
         save_dtype=torch.float16 if fp16 else None,
         saelens_dir=saelens_dir,
         progress=not quiet,
+        # without a held-out store: the first 65,536 training tokens (seen in training; said in health.json)
+        health_acts=ActivationStore(eval_acts_dir) if eval_acts_dir else store.read(65_536),
+        health_note=(f"held-out store {eval_acts_dir}" if eval_acts_dir
+                     else f"first 65,536 tokens of the training store {store_path} (seen in training)"),
     )
     write_json(
         Path(out) / "train_config.json",

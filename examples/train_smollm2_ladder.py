@@ -31,22 +31,30 @@ import torch
 from featgraph.activations import (
     ActivationStore,
     collect_activations,
-    corpus_contexts,
     load_model,
 )
+from featgraph.text_sources import check_provenance, corpus_contexts_with_provenance
 
 HOOK = "blocks.3.hook_resid_pre"
 
 
-def build_stores(model, work: Path, *, context_size: int, n_train: int, n_heldout: int, seed: int,
-                 quiet: bool) -> tuple[ActivationStore, ActivationStore]:
+def build_stores(model, work: Path, *, context_size: int, n_train: int | None, n_heldout: int | None, seed: int,
+                 quiet: bool, expected: dict | None = None) -> tuple[ActivationStore, ActivationStore]:
+    """The train and held-out stores; with ``expected`` (a ladder's train_config.json) the token ids must match."""
     stores = []
     for split, n in (("train", n_train), ("heldout", n_heldout)):
-        # seeded order mixes the sources inside every shard; a prefix of it is what the budget allows
-        tokens = corpus_contexts(model, split=split, context_size=context_size, n_contexts=n, seed=seed)
-        logging.info("%s: %d contexts of %d tokens", split, len(tokens), context_size)
+        # seeded order mixes the documents inside every shard; a prefix of it is what the budget allows
+        tokens, prov = corpus_contexts_with_provenance(model, split=split, context_size=context_size,
+                                                       n_contexts=n, seed=seed)
+        logging.info("%s: %d contexts of %d tokens from %d documents (token ids sha256 %s)", split, len(tokens),
+                     context_size, prov["n_documents"], prov["token_ids_sha256"][:16])
+        recorded = ((expected or {}).get(f"{split}_store") or {}).get("extra", {}).get("provenance")
+        if expected is not None:
+            # reproducing a bundled ladder: other text must stop the run, not train on it
+            check_provenance(recorded or {}, prov, where=f"{split} store of the ladder being reproduced")
         stores.append(collect_activations(model, tokens, HOOK, work / split, progress=not quiet,
-                                          extra={"split": split, "corpus": "default", "seed": seed}))
+                                          extra={"split": split, "corpus": "default", "seed": seed,
+                                                 "provenance": prov}))
     return stores[0], stores[1]
 
 
@@ -56,8 +64,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("ladders/smollm2-135m"))
     p.add_argument("--widths", default="576,1152,2304,4608")
     p.add_argument("--context-size", type=int, default=128)
-    p.add_argument("--train-contexts", type=int, default=7800)
-    p.add_argument("--heldout-contexts", type=int, default=800)
+    p.add_argument("--train-contexts", type=int, default=None, help="default: every training context")
+    p.add_argument("--heldout-contexts", type=int, default=None, help="default: every held-out context")
     p.add_argument("--ce-contexts", type=int, default=64, help="held-out contexts for the CE metrics")
     p.add_argument("--l1", type=float, default=2.0)
     p.add_argument("--lr", type=float, default=1e-3)

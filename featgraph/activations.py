@@ -33,6 +33,7 @@ from featgraph.model_source import (
 from featgraph.text_sources import (
     Document,
     corpus_contexts,
+    corpus_contexts_with_provenance,
     default_corpus,
     split_documents,
     text_source,
@@ -138,7 +139,11 @@ def collect_corpus(store_dir: str | Path, *, model_name_or_path: str | None = No
         raise ConfigError(f"n_tokens must be >= 1 and context_size >= 2, got {n_tokens} and {context_size}")
     model = load_model(model_name_or_path)
     paths = list(text_paths or []) or None
-    tokens = corpus_contexts(model, paths, split=split, context_size=context_size,
-                             n_contexts=-(-n_tokens // (context_size - 1)), seed=seed)
+    tokens, provenance = corpus_contexts_with_provenance(
+        model, paths, split=split, context_size=context_size, n_contexts=-(-n_tokens // (context_size - 1)),
+        seed=seed)
+    # provenance (document names, Python version, sha256 of the token ids) lets a re-collection prove it read
+    # the same text, or fail naming what differs (text_sources.check_provenance)
     return collect_activations(model, tokens, hook_name, store_dir, progress=progress,
-                               extra={"split": split, "text": paths or "default", "seed": seed})
+                               extra={"split": split, "text": paths or "default", "seed": seed,
+                                      "provenance": provenance})

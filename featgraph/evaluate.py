@@ -45,7 +45,16 @@ TABLE_COLUMNS = (
     "ce_recovered_mean",
     "n_tokens",
     "n_tokens_ce",
+    # training health (featgraph.health): shares of features, NaN where not computed or unknown
+    "dead_share",
+    "rare_share",
+    "dense_share",
+    "moved_share",
+    "useless_share",
+    "random_like_share",
+    "undertrained",
 )
+HEALTH_COLUMNS = ("dead_share", "rare_share", "dense_share", "moved_share", "useless_share")
 
 
 def _as_batches(acts: Any, batch_size: int) -> Iterable[torch.Tensor]:
@@ -239,8 +248,14 @@ def evaluate_sae(
     batch_size: int = 4096,
     model_batch_size: int = 8,
     baselines: dict[str, Any] | None = None,
+    health: bool = True,
 ) -> dict[str, Any]:
-    """Reconstruction metrics, plus CE metrics when ``model`` and ``tokens`` are given (else NaN)."""
+    """Reconstruction metrics, plus CE metrics when ``model`` and ``tokens`` are given (else NaN).
+
+    With ``health`` the training-health shares of :func:`featgraph.health.sae_health` on ``acts`` are added
+    (``moved_share`` is NaN for SAEs without a recorded init) and ``undertrained`` says why the SAE looks
+    under-trained ("" when it does not).
+    """
     row: dict[str, Any] = {
         "name": name or "sae",
         "hook_name": hook_name or sae.cfg.hook_name or "",
@@ -262,7 +277,25 @@ def evaluate_sae(
             k: float("nan")
             for k in ("ce_clean", "ce_sae", "ce_zero", "ce_mean", "ce_recovered_zero", "ce_recovered_mean")
         } | {"n_tokens_ce": 0}
+    row |= {c: float("nan") for c in (*HEALTH_COLUMNS, "random_like_share")} | {"undertrained": ""}
+    if health:
+        from featgraph.health import sae_health
+
+        h = sae_health(sae, _health_acts(acts), batch_size=batch_size)
+        row |= {c: float("nan") if h[c] is None else float(h[c]) for c in HEALTH_COLUMNS}
+        row["undertrained"] = "; ".join(h["undertrained"])
     return row
+
+
+def _health_acts(acts: Any) -> Any:
+    """``acts`` in a form :func:`featgraph.delta_mse.iter_acts` reads (a store folder is opened)."""
+    from featgraph.activation_store import ActivationStore
+
+    if isinstance(acts, (str, Path)):
+        return ActivationStore(acts)
+    if isinstance(acts, torch.Tensor):
+        return acts.reshape(-1, acts.shape[-1])
+    return acts
 
 
 def evaluate_ladder(
@@ -275,10 +308,14 @@ def evaluate_ladder(
     names: Sequence[str] | None = None,
     model_batch_size: int = 8,
     progress: bool = True,
+    health: bool = True,
 ) -> Any:
     """A polars table (columns :data:`TABLE_COLUMNS`), one row per SAE, sorted by width then name.
 
     CE baselines (clean, zero, mean) are computed once and shared: they depend only on the model and tokens.
+    ``random_like_share`` compares each SAE with the widest SAE of a strictly smaller width (NaN for the
+    narrowest): the share of its features whose max decoder cos to that SAE stays below the 99th percentile
+    that random unit vectors reach.
     """
     import polars as pl
 
@@ -310,26 +347,48 @@ def evaluate_ladder(
                 name=name,
                 model_batch_size=model_batch_size,
                 baselines=baselines,
+                health=health,
             )
         )
+    if health:
+        from featgraph.health import random_like_share
+
+        for sae, row in zip(loaded, rows, strict=True):
+            smaller = [s for s in loaded if s.n_features < sae.n_features and s.d_in == sae.d_in]
+            if smaller:
+                ref = max(smaller, key=lambda s: s.n_features)  # first one of that width, in input order
+                row["random_like_share"] = random_like_share(sae, ref)["random_like_share"]
     table = pl.DataFrame([{c: r[c] for c in TABLE_COLUMNS} for r in rows])
     return table.sort(["width", "name"])
+
+
+def _share(v: Any) -> str:
+    return "n/a" if v is None or v != v else f"{100 * v:.1f}%"
 
 
 def metrics_markdown(table: Any, *, note: str = "") -> str:
     """The post's table (name, model site, width, L0, MSE, CE recovered from zero / mean ablation)."""
     head = (
         "| name | model site | width | L0 | MSE | expl. var. | dead | CE clean | CE with SAE | "
-        "CE rec. (zero abl.) | CE rec. (mean abl.) |"
+        "CE rec. (zero abl.) | CE rec. (mean abl.) | rare | dense | moved | useless | random-like |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in table.iter_rows(named=True):
         lines.append(
             f"| {r['name']} | {r['hook_name']} | {r['width']} | {r['l0']:.1f} | {r['mse']:.2f} | "
             f"{r['explained_variance']:.3f} | {r['dead_features']} | {r['ce_clean']:.4f} | "
-            f"{r['ce_sae']:.4f} | {r['ce_recovered_zero']:.4f} | {r['ce_recovered_mean']:.4f} |"
+            f"{r['ce_sae']:.4f} | {r['ce_recovered_zero']:.4f} | {r['ce_recovered_mean']:.4f} | "
+            + " | ".join(_share(r.get(c)) for c in ("rare_share", "dense_share", "moved_share", "useless_share",
+                                                   "random_like_share"))
+            + " |"
         )
     text = "\n".join(lines) + "\n"
+    text += (
+        "\nHealth (featgraph.health, on the same tokens): rare = active on < 0.01% of tokens (dead included), dense ="
+        " active on > 10%; moved = decoder row at cos < 0.9 to its own initial row (n/a: init not recorded);"
+        " useless = removal lowers MSE or raises it by < 0.01%; random-like = max cos to the next narrower SAE below"
+        " the 99th percentile of random unit vectors.\n"
+    )
     if note:
         text += f"\n{note}\n"
     return text

@@ -17,8 +17,23 @@ decoder row becomes the normalised residual of a poorly reconstructed input of t
 column that direction times 0.2 x the mean alive encoder norm, its bias 0, and its Adam moments are reset.
 Resampling runs every ``resample_every`` steps during the first ``resample_until`` fraction of training.
 
-Schedules: the L1 coefficient ramps linearly from 0 over the first 5% of steps; the learning rate decays
-linearly to 0 over the last 20%. Everything is seeded: the same store, config and seed give the same weights.
+Initialisation: decoder rows are seeded random unit vectors, the encoder is the decoder's transpose (every feature
+starts as a matched detector of its own direction, so it fires and gets gradient from the first step), and
+``b_dec`` is the geometric median of the first batches (robust to the few huge-norm tokens that pull the mean).
+The initial decoder is recorded as a recipe (``cfg.extra['init']``: generator and seed), so
+:func:`initial_decoder` regenerates it exactly and the health diagnostics can tell moved rows from untouched ones.
+
+Schedules: the learning rate warms up linearly over the first ``lr_warmup_fraction`` of steps (Adam's first steps
+are otherwise full-size on unit rows) and decays linearly to 0 over the last ``lr_decay_fraction``; the L1
+coefficient ramps linearly from 0 over the first ``l1_warmup_fraction``, so features settle on directions before
+sparsity prunes them. Why small batches: on a store of half a million tokens the budget is steps, not tokens
+(batch 256 for many epochs moves nearly every decoder row where batch 1024 for 1.5 epochs left most wide-SAE rows
+at their random start).
+
+Resumable: with ``checkpoint_dir`` the whole training state (weights, Adam moments, dead-feature counters,
+resampling generators, step) is saved atomically every ``checkpoint_every`` steps, and a restarted run with the same
+store, widths and config continues from the last checkpoint and ends with the same weights as an unbroken run.
+Everything is seeded: the same store, config and seed give the same weights.
 """
 
 from __future__ import annotations
@@ -48,12 +63,15 @@ class TrainConfig:
     k: int | None = None  #: active features per token for topk
     l1_coefficient: float = 5.0
     lr: float = 4e-4
-    batch_size: int = 1024
+    batch_size: int = 256
     epochs: float = 1.0  #: passes over the store (fractions allowed)
     n_tokens: int | None = None  #: training tokens; overrides epochs when set
     seed: int = 0
     l1_warmup_fraction: float = 0.05
+    lr_warmup_fraction: float = 0.01
     lr_decay_fraction: float = 0.2
+    b_dec_init: str = "geometric_median"  #: geometric_median or mean of the first batches
+    checkpoint_every: int = 1000  #: steps between checkpoints when train_ladder gets a checkpoint_dir
     dead_window: int = 100_000  #: tokens without firing before a feature counts as dead
     resample_every: int = 500  #: steps between resampling rounds (0 = never)
     resample_until: float = 0.5  #: no resampling after this fraction of the steps
@@ -65,6 +83,8 @@ class TrainConfig:
             raise ConfigError(f"architecture must be 'relu' or 'topk', got {self.architecture!r}")
         if self.architecture == "topk" and (self.k is None or self.k < 1):
             raise ConfigError(f"a topk SAE needs k >= 1, got k={self.k!r}")
+        if self.b_dec_init not in ("geometric_median", "mean"):
+            raise ConfigError(f"b_dec_init must be 'geometric_median' or 'mean', got {self.b_dec_init!r}")
         if self.lr <= 0 or self.batch_size < 1 or self.l1_coefficient < 0:
             raise ConfigError(
                 f"need lr > 0, batch_size >= 1, l1 >= 0; got {self.lr}, {self.batch_size}, "
@@ -72,14 +92,44 @@ class TrainConfig:
             )
 
 
+INIT_RECIPE = "W_dec = torch.randn(width, d_in, generator=torch.Generator().manual_seed(init_seed)), rows / norm"
+
+
+def init_seed(seed: int, width: int) -> int:
+    """The generator seed of the initial decoder of a ``width``-wide SAE trained with ``seed``."""
+    return seed * 1_000_003 + width
+
+
+def initial_decoder(width: int, d_in: int, seed: int) -> torch.Tensor:
+    """The initial unit decoder rows ``[width, d_in]`` for generator seed ``seed`` (see :data:`INIT_RECIPE`)."""
+    g = torch.Generator().manual_seed(int(seed))
+    W_dec = torch.randn(width, d_in, generator=g)
+    return W_dec / W_dec.norm(dim=1, keepdim=True)
+
+
+def geometric_median(x: torch.Tensor, n_iter: int = 50, eps: float = 1e-6) -> torch.Tensor:
+    """Weiszfeld's iteration for the point minimising the summed Euclidean distance to the rows of ``x``."""
+    x = x.double()
+    m = x.mean(0)
+    for _ in range(n_iter):
+        w = 1.0 / (x - m).norm(dim=1).clamp_min(eps)
+        new = (w[:, None] * x).sum(0) / w.sum()
+        if float((new - m).norm()) <= eps * float(m.norm().clamp_min(1.0)):
+            m = new
+            break
+        m = new
+    return m.float()
+
+
 class _Trainer:
     """One SAE being trained on scaled inputs: parameters, optimiser, dead-feature counters."""
 
     def __init__(self, width: int, d_in: int, cfg: TrainConfig, b_dec: torch.Tensor, seed: int):
         self.cfg = cfg
-        g = torch.Generator().manual_seed(seed)
-        W_dec = torch.randn(width, d_in, generator=g)
-        W_dec /= W_dec.norm(dim=1, keepdim=True)
+        self.init_seed = int(seed)
+        W_dec = initial_decoder(width, d_in, seed)
+        # its own resampling generator: an SAE's result does not depend on which others train beside it
+        self.gen = torch.Generator().manual_seed(int(seed) + 7)
         self.sae = Sae(SaeConfig(d_in=d_in, n_features=width, architecture=cfg.architecture, k=cfg.k))
         with torch.no_grad():
             self.sae.W_dec.copy_(W_dec)
@@ -111,6 +161,18 @@ class _Trainer:
             self.since_fired[fired] = 0
         self.last = {"loss": loss.item(), "mse": mse.item(), "l0": (f > 0).float().sum(-1).mean().item()}
         return err.detach()
+
+    def state(self) -> dict[str, Any]:
+        return {"sae": {k: v.detach().clone() for k, v in self.sae.state_dict().items()},
+                "opt": self.opt.state_dict(), "since_fired": self.since_fired.clone(),
+                "n_resampled": self.n_resampled, "gen": self.gen.get_state()}
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        self.sae.load_state_dict(st["sae"])
+        self.opt.load_state_dict(st["opt"])
+        self.since_fired = st["since_fired"].clone()
+        self.n_resampled = int(st["n_resampled"])
+        self.gen.set_state(st["gen"])
 
     @torch.no_grad()
     def resample(self, x: torch.Tensor, err: torch.Tensor, gen: torch.Generator) -> int:
@@ -156,7 +218,10 @@ def _scaled_batches(store: ActivationStore, cfg: TrainConfig, n_tokens: int) -> 
 
 
 def input_statistics(store: ActivationStore, cfg: TrainConfig) -> tuple[float, torch.Tensor]:
-    """(scale c with E||c x|| = sqrt(d), mean of c x) from the first ``scale_batches`` shuffled batches."""
+    """(scale c with E||c x|| = sqrt(d), b_dec init of c x) from the first ``scale_batches`` shuffled batches.
+
+    The b_dec init is the geometric median (``cfg.b_dec_init``, the default) or the mean of the scaled batches.
+    """
     xs = []
     for i, b in enumerate(store.iter_batches(cfg.batch_size, shuffle=True, seed=cfg.seed + 10_000)):
         xs.append(b)
@@ -164,7 +229,8 @@ def input_statistics(store: ActivationStore, cfg: TrainConfig) -> tuple[float, t
             break
     x = torch.cat(xs)
     scale = math.sqrt(store.d_in) / float(x.norm(dim=1).mean())
-    return scale, (x * scale).mean(0)
+    xs = x * scale
+    return scale, (geometric_median(xs) if cfg.b_dec_init == "geometric_median" else xs.mean(0))
 
 
 def train_ladder(
@@ -177,8 +243,19 @@ def train_ladder(
     save_dtype: torch.dtype | None = None,
     saelens_dir: str | Path | None = None,
     progress: bool = True,
+    controls: Sequence[tuple[int, int]] = (),
+    checkpoint_dir: str | Path | None = None,
+    health_acts: Any = None,
+    health_note: str = "",
 ) -> list[Any]:
     """Train one SAE per width on the same batches in one pass over ``store``.
+
+    ``controls``: extra ``(width, seed)`` SAEs trained in the same pass on the same batches with another init
+    seed (a same-width seed control), saved as ``<prefix>-<width>-seed<seed>`` after the ladder.
+    ``checkpoint_dir``: where the resumable training state goes (see the module docstring).
+    ``health_acts``: activations (a store or tensor; held-out ones where there are some) on which the training-health
+    diagnostics of :mod:`featgraph.health` are computed and written beside every saved SAE as ``health.json``
+    (``health_note`` says what the activations are); None skips them.
 
     Returns the saved folders when ``out_dir`` is given (``out_dir/<prefix>-<width>``, featgraph format, and a
     SAELens copy under ``saelens_dir`` when given), else the trained :class:`Sae` objects.
@@ -195,12 +272,21 @@ def train_ladder(
         raise ConfigError(
             f"{store.folder}: {store.n_tokens} tokens, fewer than one batch of {cfg.batch_size}"
         )
+    for w, s in controls:
+        if int(w) < 1 or int(s) == cfg.seed:
+            raise ConfigError(f"a seed control needs a positive width and a seed other than {cfg.seed}, got {(w, s)}")
     torch.manual_seed(cfg.seed)
     scale, mean = input_statistics(store, cfg)
-    trainers = [_Trainer(int(w), store.d_in, cfg, mean, seed=cfg.seed * 1_000_003 + int(w)) for w in widths]
-    gen = torch.Generator().manual_seed(cfg.seed)
-    bar = tqdm(total=n_steps, unit="step", disable=not progress, desc=f"train {list(widths)}")
-    for step, batch in enumerate(_scaled_batches(store, cfg, n_steps * cfg.batch_size)):
+    specs = [(int(w), init_seed(cfg.seed, int(w)), None) for w in widths]
+    specs += [(int(w), init_seed(int(s), int(w)), int(s)) for w, s in controls]
+    trainers = [_Trainer(w, store.d_in, cfg, mean, seed=seed) for w, seed, _ in specs]
+    ckpt = _Checkpoint(checkpoint_dir, cfg, store, specs) if checkpoint_dir is not None else None
+    start = ckpt.load(trainers) if ckpt is not None else 0
+    bar = tqdm(total=n_steps, initial=start, unit="step", disable=not progress, desc=f"train {list(widths)}")
+    batches = _scaled_batches(store, cfg, n_steps * cfg.batch_size)
+    for step, batch in enumerate(batches):
+        if step < start:  # resuming: the batch order is seeded, so skipping replays it exactly
+            continue
         frac = step / n_steps
         l1 = (
             cfg.l1_coefficient * min(1.0, frac / cfg.l1_warmup_fraction)
@@ -208,6 +294,8 @@ def train_ladder(
             else cfg.l1_coefficient
         )
         lr = cfg.lr * min(1.0, (1.0 - frac) / cfg.lr_decay_fraction) if cfg.lr_decay_fraction else cfg.lr
+        if cfg.lr_warmup_fraction:
+            lr *= min(1.0, (step + 1) / (cfg.lr_warmup_fraction * n_steps))
         x = batch * scale
         resample = (
             cfg.resample_every and step > 0 and step % cfg.resample_every == 0 and frac < cfg.resample_until
@@ -215,13 +303,18 @@ def train_ladder(
         for t in trainers:
             err = t.step(x, l1, lr)
             if resample:
-                n = t.resample(x, err, gen)
+                n = t.resample(x, err, t.gen)
                 if n:
                     log.info("step %d: resampled %d dead features of width %d", step, n, t.sae.n_features)
         if step % 50 == 0:
             bar.set_postfix({f"l0_{t.sae.n_features}": round(t.last["l0"], 1) for t in trainers})
             log.debug("step %d %s", step, [t.last for t in trainers])
+        if step % 500 == 0:
+            log.info("step %d/%d lr %.2e l1 %.3g: %s", step, n_steps, lr, l1,
+                     " ".join(f"{t.sae.n_features}:mse={t.last['mse']:.1f},l0={t.last['l0']:.1f}" for t in trainers))
         bar.update(1)
+        if ckpt is not None and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < n_steps:
+            ckpt.save(step + 1, trainers)
     bar.close()
     extra = {
         "train": dataclasses.asdict(cfg)
@@ -239,18 +332,58 @@ def train_ladder(
             )
         },
     }
-    saes = [_fold_scale(t, scale, store, extra) for t in trainers]
+    saes = [
+        _fold_scale(t, scale, store, extra | {"init": {"recipe": INIT_RECIPE, "init_seed": t.init_seed,
+                                                       "encoder": "W_enc = W_dec.T"}})
+        for t in trainers
+    ]
+    if ckpt is not None:
+        ckpt.save(n_steps, trainers)
     if out_dir is None:
         return saes
     folders = []
-    for sae in saes:
-        name = f"{name_prefix}-{sae.n_features}"
+    for sae, (_, _, control_seed) in zip(saes, specs, strict=True):
+        name = f"{name_prefix}-{sae.n_features}" + (f"-seed{control_seed}" if control_seed is not None else "")
         folders.append(sae.save(Path(out_dir) / name, dtype=save_dtype))
         if saelens_dir is not None:
             from featgraph.formats import save_saelens
 
             save_saelens(sae, Path(saelens_dir) / name)
+    if health_acts is not None:
+        from featgraph.health import write_health
+
+        for sae, folder in zip(saes, folders, strict=True):
+            write_health(sae, health_acts, Path(folder) / "health.json", note=health_note)
     return folders
+
+
+class _Checkpoint:
+    """The resumable state of one :func:`train_ladder` run in ``folder/train_state.pt`` (written atomically)."""
+
+    def __init__(self, folder: str | Path, cfg: TrainConfig, store: ActivationStore, specs: list[tuple]):
+        self.path = Path(folder) / "train_state.pt"
+        # what must match for a checkpoint to be resumed: the same run, not merely the same widths
+        self.key = {"cfg": dataclasses.asdict(cfg), "specs": [list(s) for s in specs],
+                    "store": [store.meta.get("tokens_sha256"), store.n_tokens, store.d_in]}
+
+    def load(self, trainers: list[_Trainer]) -> int:
+        if not self.path.exists():
+            return 0
+        st = torch.load(self.path, weights_only=True)
+        if st.get("key") != self.key:
+            raise ConfigError(f"{self.path}: checkpoint of another run (config, widths or store differ); "
+                              "remove it or choose another checkpoint folder")
+        for t, ts in zip(trainers, st["trainers"], strict=True):
+            t.load_state(ts)
+        log.info("resuming from %s at step %d", self.path, st["step"])
+        return int(st["step"])
+
+    def save(self, step: int, trainers: list[_Trainer]) -> None:
+        from featgraph.io_utils import atomic_write
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        state = {"key": self.key, "step": step, "trainers": [t.state() for t in trainers]}
+        atomic_write(self.path, lambda p: torch.save(state, p))
 
 
 def _fold_scale(t: _Trainer, scale: float, store: ActivationStore, extra: dict[str, Any]) -> Sae:

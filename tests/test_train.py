@@ -96,7 +96,10 @@ def test_training_is_deterministic_and_ladder_differs_only_in_width(planted_stor
     for fa, fb in zip(a, b, strict=True):
         assert (fa / "sae.safetensors").read_bytes() == (fb / "sae.safetensors").read_bytes()
     cfgs = [json.loads((f / "cfg.json").read_text()) for f in a]
-    assert cfgs[0]["extra"] == cfgs[1]["extra"]  # same settings, data, scale: only the width differs
+    # same settings, data, scale: only the width and the init seed derived from it differ
+    inits = [c["extra"].pop("init") for c in cfgs]
+    assert cfgs[0]["extra"] == cfgs[1]["extra"]
+    assert [i["init_seed"] for i in inits] == [32, 64]  # seed 0: init_seed = width
     assert cfgs[0]["extra"]["train"]["l1_coefficient"] == 2.0 and cfgs[0]["hook_name"] == "planted.hook"
     assert cfgs[0]["extra"]["train"]["n_tokens_trained"] == 19_968  # 39 steps of 512
     # decoder rows stay unit-norm (the scale is folded into the biases)
