@@ -95,8 +95,11 @@ def frankenstein(
     before retraining, origin.parquet, comparison.parquet (every stage before/after retraining and the
     ladder's SAEs on MSE, L0 and CE recovered), frankenstein.png, metrics.json and config.json into --out.
     """
+    from featgraph.output_dir import check_output
     from featgraph.stitch import analyze_frankenstein, write_frankenstein
 
+    inputs = [*saes, acts_dir, train_dir]
+    check_output(out, command="frankenstein", inputs=inputs)  # before loading anything
     loaded, found_names = load_saes(saes, names)
     acts, store, train, split_note = split_acts(acts_dir, n_tokens, train_dir)
     ev = make_evaluator(acts, store, ce_contexts, model_name, loaded[0].cfg.hook_name)
@@ -127,7 +130,7 @@ def frankenstein(
         "retrain_batch_size": retrain_batch_size,
         "seed": seed,
     }
-    write_frankenstein(a, out, config)
+    write_frankenstein(a, out, config, inputs=inputs)
     cols = ["kind", "name", "width", "l0", "mse", "ce_recovered_zero"]
     for r in a.table.select(cols).iter_rows(named=True):
         click.echo(

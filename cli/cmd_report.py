@@ -59,10 +59,28 @@ def report(
     Each pair's files go to --out/pairs/SMALL__LARGE/, Frankenstein's to --out/frankenstein/, and the page,
     readable offline (figures embedded), to --out/report.html.
     """
+    from featgraph.output_dir import check_output
+
+    inputs = [*saes, acts_dir, train_dir]
+    check_output(out, command="report", inputs=inputs)  # before loading anything
+    _report(out, inputs, saes, acts_dir, n_tokens, train_dir, tau, ce_contexts, model_name, retrain_tokens, lr,
+            retrain_batch_size, seed, no_frankenstein, ce_points, title, names, quiet)
+
+
+def _report(out, inputs, saes, acts_dir, n_tokens, train_dir, tau, ce_contexts, model_name, retrain_tokens, lr,
+            retrain_batch_size, seed, no_frankenstein, ce_points, title, names, quiet) -> None:
     import polars as pl
 
+    from featgraph.io_utils import write_json
+    from featgraph.output_dir import open_output
     from featgraph.report import render_html, write_html
-    from featgraph.stitch import POINT_COLUMNS, analyze_frankenstein, analyze_pair, write_frankenstein, write_pair
+    from featgraph.stitch import (
+        POINT_COLUMNS,
+        analyze_frankenstein,
+        analyze_pair,
+        write_frankenstein_files,
+        write_pair_files,
+    )
 
     loaded, found = load_saes(saes, names)
     order = sorted(range(len(loaded)), key=lambda i: (loaded[i].n_features, found[i]))
@@ -75,7 +93,6 @@ def report(
     else:
         acts, store, train, _ = split_acts(acts_dir, n_tokens, train_dir)
     ev = make_evaluator(acts, store, ce_contexts, model_name, loaded[0].cfg.hook_name)
-    out_dir = Path(out)
     config = {
         "command": "report",
         "saes": [str(Path(s).resolve()) for s in saes],
@@ -92,44 +109,47 @@ def report(
         "retrain_batch_size": retrain_batch_size,
         "seed": seed,
     }
-    pairs = []
-    for (s, sn), (lg, ln) in zip(
-        zip(loaded[:-1], found[:-1], strict=False), zip(loaded[1:], found[1:], strict=False), strict=False
-    ):
-        a = analyze_pair(
-            s,
-            lg,
-            acts,
-            small_name=sn,
-            large_name=ln,
-            tau=tau,
-            evaluator=ev,
-            ce_points=ce_points,
-            ladder=list(zip(loaded, found, strict=True)),
-            progress=not quiet,
-        )
-        write_pair(a, out_dir / "pairs" / f"{sn}__{ln}", config)
-        pairs.append(a)
-    frank = None
-    if not no_frankenstein:
-        frank = analyze_frankenstein(
-            loaded,
-            found,
-            train_acts=train,
-            evaluator=ev,
-            tau=tau,
-            n_tokens=retrain_tokens,
-            lr=lr,
-            batch_size=retrain_batch_size,
-            seed=seed,
-            progress=not quiet,
-        )
-        write_frankenstein(frank, out_dir / "frankenstein", config)
-        ladder_table = frank.table.filter(pl.col("kind") == "ladder").drop("kind")
-    else:
-        ladder_table = pl.DataFrame(
-            [{c: r[c] for c in POINT_COLUMNS} for r in (ev.row(sae, n) for sae, n in zip(loaded, found, strict=False))]
-        )
-    page = render_html(title or f"featgraph stitching report: {', '.join(found)}", pairs, frank, ladder_table, config)
-    write_html(page, out_dir / "report.html")
-    click.echo(f"wrote {out_dir / 'report.html'} ({len(pairs)} pairs{', Frankenstein' if frank is not None else ''})")
+    # one folder for the whole report (pairs, Frankenstein, page): replaced only when all of it succeeded
+    with open_output(out, command="report", inputs=inputs) as out_dir:
+        write_json(out_dir / "config.json", config)
+        pairs = []
+        for (s, sn), (lg, ln) in zip(
+            zip(loaded[:-1], found[:-1], strict=False), zip(loaded[1:], found[1:], strict=False), strict=False
+        ):
+            a = analyze_pair(
+                s,
+                lg,
+                acts,
+                small_name=sn,
+                large_name=ln,
+                tau=tau,
+                evaluator=ev,
+                ce_points=ce_points,
+                ladder=list(zip(loaded, found, strict=True)),
+                progress=not quiet,
+            )
+            write_pair_files(a, out_dir / "pairs" / f"{sn}__{ln}", config)
+            pairs.append(a)
+        frank = None
+        if not no_frankenstein:
+            frank = analyze_frankenstein(
+                loaded,
+                found,
+                train_acts=train,
+                evaluator=ev,
+                tau=tau,
+                n_tokens=retrain_tokens,
+                lr=lr,
+                batch_size=retrain_batch_size,
+                seed=seed,
+                progress=not quiet,
+            )
+            write_frankenstein_files(frank, out_dir / "frankenstein", config)
+            ladder_table = frank.table.filter(pl.col("kind") == "ladder").drop("kind")
+        else:
+            rows = (ev.row(sae, n) for sae, n in zip(loaded, found, strict=False))
+            ladder_table = pl.DataFrame([{c: r[c] for c in POINT_COLUMNS} for r in rows])
+        heading = title or f"featgraph stitching report: {', '.join(found)}"
+        page = render_html(heading, pairs, frank, ladder_table, config)
+        write_html(page, out_dir / "report.html")
+    click.echo(f"wrote {Path(out) / 'report.html'} ({len(pairs)} pairs{', Frankenstein' if frank is not None else ''})")

@@ -16,16 +16,10 @@ from .common import out_option, quiet_option
 
 def load_saes(paths: tuple[str, ...] | list[str], names: tuple[str, ...] | list[str] = ()) -> tuple[list, list[str]]:
     """SAEs (any format featgraph reads; a folder of SAE folders expands) and their names (default: folder
-    names)."""
-    from featgraph.errors import ConfigError
-    from featgraph.formats import load_sae
-    from featgraph.ladder import expand_sae_paths
+    names); the checks (same SAE twice, equal widths, d_in) live in :func:`featgraph.ladder.load_saes`."""
+    from featgraph.ladder import load_saes as load
 
-    found = expand_sae_paths(list(paths))
-    if names and len(names) != len(found):
-        raise ConfigError(f"got {len(names)} --name values for {len(found)} SAEs ({[str(p) for p in found]})")
-    saes = [load_sae(p) for p in found]
-    return saes, list(names) or [p.stem if p.is_file() else p.name for p in found]
+    return load(list(paths), list(names))
 
 
 def open_acts(store_dir: str, n_tokens: int | None, offset: int = 0) -> tuple[Any, Any]:
@@ -120,9 +114,14 @@ def stitch(
     Writes dmse.parquet (one row per LARGE feature), families.parquet, interpolation.parquet, points.parquet,
     cumulative_mse.parquet, summary.json (with the 2x2 table), config.json and the PNG figures into --out.
     """
+    from featgraph.output_dir import check_output
     from featgraph.stitch import analyze_pair, write_pair
 
-    saes, names = load_saes([small, large])
+    inputs = [small, large, acts_dir]
+    check_output(out, command="stitch", inputs=inputs)  # before loading anything (the model, with --ce-contexts)
+    from featgraph.ladder import load_stitch_pair
+
+    saes, names = load_stitch_pair(small, large)  # exactly one SAE each, different, SMALL narrower than LARGE
     acts, store = open_acts(acts_dir, n_tokens)
     ev = make_evaluator(acts, store, ce_contexts, model_name, saes[0].cfg.hook_name)
     a = analyze_pair(
@@ -149,7 +148,7 @@ def stitch(
         "ce_points": ce_points,
         "batch_size": batch_size,
     }
-    write_pair(a, out, config)
+    write_pair(a, out, config, inputs=inputs)
     s = a.summary
     t = s["two_by_two"]
     click.echo(f"{names[0]} -> {names[1]} on {s['n_tokens']} tokens, tau = {tau:g}")

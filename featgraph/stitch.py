@@ -336,8 +336,24 @@ def analyze_pair(
     )
 
 
-def write_pair(a: PairAnalysis, out: str | Path, config: dict[str, Any] | None = None) -> Path:
-    """Write a pair analysis into ``out`` (each file atomically) and return the folder."""
+def write_pair(
+    a: PairAnalysis,
+    out: str | Path,
+    config: dict[str, Any] | None = None,
+    *,
+    inputs: Sequence[str | Path | None] = (),
+) -> Path:
+    """Write a pair analysis into ``out`` as a whole (:func:`featgraph.output_dir.open_output`: never over an
+    input, never over a foreign folder, a killed run leaves the earlier result) and return the folder."""
+    from featgraph.output_dir import open_output
+
+    with open_output(out, command="stitch", inputs=inputs) as tmp:
+        write_pair_files(a, tmp, config)
+    return Path(out)
+
+
+def write_pair_files(a: PairAnalysis, out: Path, config: dict[str, Any] | None = None) -> Path:
+    """The files of a pair analysis, into a folder the caller owns (a temporary of :mod:`featgraph.output_dir`)."""
     from featgraph.tables import write_parquet
 
     out = Path(out)
@@ -430,9 +446,24 @@ def analyze_frankenstein(
     return FrankensteinAnalysis(asm, retrained, table, losses)
 
 
-def write_frankenstein(a: FrankensteinAnalysis, out: str | Path, config: dict[str, Any] | None = None) -> Path:
+def write_frankenstein(
+    a: FrankensteinAnalysis,
+    out: str | Path,
+    config: dict[str, Any] | None = None,
+    *,
+    inputs: Sequence[str | Path | None] = (),
+) -> Path:
+    """Write a Frankenstein analysis into ``out`` as a whole (see :func:`write_pair`) and return the folder."""
+    from featgraph.output_dir import open_output
+
+    with open_output(out, command="frankenstein", inputs=inputs) as tmp:
+        write_frankenstein_files(a, tmp, config)
+    return Path(out)
+
+
+def write_frankenstein_files(a: FrankensteinAnalysis, out: Path, config: dict[str, Any] | None = None) -> Path:
     """The final retrained SAE (featgraph and SAELens formats), per-stage origin, comparison table and
-    figure."""
+    figure, into a folder the caller owns."""
     from featgraph.formats import save_saelens
     from featgraph.tables import write_parquet
 
