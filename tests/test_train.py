@@ -186,3 +186,56 @@ def test_cli_train_bad_widths_is_one_line(planted_store, tmp_path):
     store, _ = planted_store
     code, _, err = run_main("train", "--widths", "16,abc", "--acts", store.folder, "--out", tmp_path / "o")
     assert code == 1 and "16,abc" in err and "Traceback" not in err
+
+
+def test_killed_run_resumes_from_its_checkpoint_to_the_same_weights(planted_store, tmp_path, monkeypatch):
+    from featgraph import train as train_mod
+
+    store, _ = planted_store
+    cfg = TrainConfig(batch_size=256, n_tokens=256 * 60, checkpoint_every=20, resample_every=25, dead_window=2000)
+    whole = train_ladder(store, [16, 32], cfg, progress=False)
+    real_step, calls = train_mod._Trainer.step, {"n": 0}
+
+    def dying_step(self, *a, **kw):  # the process is "killed" during step 50 (after the checkpoint at 40)
+        calls["n"] += 1
+        if calls["n"] > 2 * 50:
+            raise KeyboardInterrupt
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(train_mod._Trainer, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_ladder(store, [16, 32], cfg, progress=False, checkpoint_dir=tmp_path / "ckpt")
+    assert torch.load(tmp_path / "ckpt" / "train_state.pt", weights_only=True)["step"] == 40
+    monkeypatch.setattr(train_mod._Trainer, "step", real_step)
+    resumed = train_ladder(store, [16, 32], cfg, progress=False, checkpoint_dir=tmp_path / "ckpt")
+    for a, b in zip(whole, resumed, strict=True):
+        for name, t in a.tensors().items():
+            assert torch.equal(b.tensors()[name], t), name
+    # a checkpoint of another run is refused, naming the file
+    with pytest.raises(ConfigError, match="train_state.pt"):
+        train_ladder(store, [16, 64], cfg, progress=False, checkpoint_dir=tmp_path / "ckpt")
+
+
+def test_seed_control_trains_beside_the_ladder_without_changing_it(planted_store, tmp_path):
+    store, _ = planted_store
+    cfg = TrainConfig(batch_size=256, n_tokens=256 * 30, resample_every=10, dead_window=1000)
+    alone = train_ladder(store, [16, 32], cfg, tmp_path / "a", name_prefix="p", progress=False)
+    both = train_ladder(store, [16, 32], cfg, tmp_path / "b", name_prefix="p", progress=False, controls=[(32, 1)])
+    assert [f.name for f in both] == ["p-16", "p-32", "p-32-seed1"]
+    for fa, fb in zip(alone, both, strict=False):
+        assert (fa / "sae.safetensors").read_bytes() == (fb / "sae.safetensors").read_bytes()
+    ctrl, main = Sae.load(both[2]), Sae.load(both[1])
+    assert ctrl.cfg.extra["init"]["init_seed"] != main.cfg.extra["init"]["init_seed"]
+    assert not torch.equal(ctrl.W_dec, main.W_dec)
+    with pytest.raises(ConfigError, match="seed other than 0"):
+        train_ladder(store, [16], cfg, progress=False, controls=[(16, 0)])
+
+
+def test_geometric_median_resists_outliers():
+    from featgraph.train import geometric_median
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(999, 4, generator=g) * 0.1 + 1.0
+    x = torch.cat([x, torch.full((1, 4), 1e4)])  # one huge-norm token (an attention sink) pulls the mean away
+    assert float((x.mean(0) - 1).abs().max()) > 5
+    assert float((geometric_median(x) - 1).abs().max()) < 0.05
