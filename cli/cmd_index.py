@@ -35,7 +35,7 @@ def index(
 
     check_output(out, command="index", inputs=saes)  # before loading any SAE
     resolved = resolve_index_device(device)
-    ladder = load_ladder(list(saes), list(names) or None, format=fmt)
+    ladder = load_ladder(list(saes), list(names) or None, format=fmt, distinct_widths=False)  # each SAE alone
     config = {
         "command": "index",
         "featgraph_version": featgraph.__version__,

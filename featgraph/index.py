@@ -27,6 +27,7 @@ from featgraph.io_utils import read_json, write_json
 from featgraph.ladder import Ladder, LadderEntry
 from featgraph.matching import normalize_rows
 from featgraph.output_dir import atomic_dir, check_output, open_output
+from featgraph.readers import check_flat_ip_file, read_npy
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +168,7 @@ class SimilarityIndex:
 
         folder = Path(folder)
         meta = read_json(folder / META_FILE)
-        for key in ("name", "width", "d_in", "fingerprint"):
-            if key not in meta:
-                raise SaeFormatError(f"{folder / META_FILE}: missing key {key!r}")
+        check_index_meta(meta, folder / META_FILE)
         if expected_fingerprint is not None and meta["fingerprint"] != expected_fingerprint:
             raise StaleIndexError(
                 f"{folder}: the index of SAE {meta['name']!r} (built from {meta.get('source_path', '?')}) "
@@ -177,8 +176,8 @@ class SimilarityIndex:
                 f"index, {expected_fingerprint[:12]}... now); rebuild it with `featgraph index`"
             )
         path = folder / INDEX_FILE
-        if not path.is_file():
-            raise SaeFormatError(f"{path}: file not found")
+        # header and size first: faiss allocates what a corrupt file claims, or aborts the process
+        check_flat_ip_file(path, d=meta["d_in"], ntotal=meta["width"])
         try:
             index = faiss.read_index(str(path))
         except Exception as e:  # faiss raises RuntimeError with its own message for corrupt files
@@ -193,10 +192,7 @@ class SimilarityIndex:
                 f"(from {META_FILE}), "
                 f"found {type(index).__name__} with {index.ntotal} x {index.d}"
             )
-        try:
-            norms = np.load(folder / NORMS_FILE, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise SaeFormatError(f"{folder / NORMS_FILE}: not a readable .npy file ({e})") from e
+        norms = read_npy(folder / NORMS_FILE, shape=(meta["width"],), dtype=np.float32)
         unit = index.reconstruct_n(0, index.ntotal)
         return cls(
             unit,
@@ -208,6 +204,19 @@ class SimilarityIndex:
             device=device,
             faiss_index=index,
         )
+
+
+def check_index_meta(meta: dict[str, Any], where: Path) -> None:
+    """The keys :meth:`SimilarityIndex.load` needs, with their types: a hand-edited meta.json fails here, in
+    one line, not inside faiss or numpy."""
+    want = {"name": str, "width": int, "d_in": int, "fingerprint": str}
+    for key, typ in want.items():
+        if key not in meta:
+            raise SaeFormatError(f"{where}: missing key {key!r}")
+        v = meta[key]
+        if not isinstance(v, typ) or isinstance(v, bool) or (typ is int and v < (1 if key == "d_in" else 0)):
+            what = "a string" if typ is str else f"an integer >= {1 if key == 'd_in' else 0}"
+            raise SaeFormatError(f"{where}: {key}={str(v)[:80]!r} should be {what}")
 
 
 def folder_names(names: Sequence[str]) -> list[str]:
@@ -265,7 +274,7 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     manifest = read_json(path)
     saes = manifest.get("saes")
     if not isinstance(saes, list) or not all(
-        isinstance(s, dict) and "name" in s and "folder" in s for s in saes
+        isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("folder"), str) for s in saes
     ):
         raise SaeFormatError(f"{path}: expected {{'saes': [{{'name': ..., 'folder': ...}}, ...]}}")
     return saes
