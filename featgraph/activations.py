@@ -137,6 +137,8 @@ def collect_corpus(store_dir: str | Path, *, model_name_or_path: str | None = No
     """
     if n_tokens < 1 or context_size < 2:
         raise ConfigError(f"n_tokens must be >= 1 and context_size >= 2, got {n_tokens} and {context_size}")
+    if (Path(store_dir) / "meta.json").exists():
+        ActivationStore(store_dir)  # a corrupt store to resume fails in one line, before the model loads
     model = load_model(model_name_or_path)
     paths = list(text_paths or []) or None
     tokens, provenance = corpus_contexts_with_provenance(
