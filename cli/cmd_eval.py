@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from featgraph.cli.common import model_option, out_option, quiet_option, text_option
 
@@ -40,13 +38,18 @@ def eval_cmd(
     quiet: bool,
 ) -> None:
     """Evaluate SAES (SAE folders/files or ladder folders); write OUT/metrics.parquet and OUT/metrics.md."""
+    from featgraph.cli.common import local_paths
+
     from featgraph.activations import activations_in_memory, corpus_contexts, load_model
     from featgraph.errors import ConfigError
     from featgraph.evaluate import evaluate_ladder, metrics_markdown
     from featgraph.formats import load_sae
-    from featgraph.io_utils import atomic_write, write_json
+    from featgraph.io_utils import write_json
     from featgraph.ladder import expand_sae_paths
+    from featgraph.output_dir import check_output, open_output
 
+    inputs = [*saes, *text_paths, *local_paths(model_name)]
+    check_output(out, command="eval", inputs=inputs)  # before loading the model: a bad --out fails in a second
     paths = expand_sae_paths(saes)
     loaded = [load_sae(p) for p in paths]
     hooks = {hook_name or s.cfg.hook_name for s in loaded}
@@ -74,17 +77,15 @@ def eval_cmd(
         model_batch_size=batch_size,
         progress=not quiet,
     )
-    out_dir = Path(out)
     note = (
         f"held-out text ({'default corpus' if not text_paths else ', '.join(text_paths)}): {len(tokens)} "
         f"contexts of {context_size} tokens; {acts.shape[0]} activations (BOS left out)"
     )
     md = metrics_markdown(table, note=note)
-    atomic_write(out_dir / "metrics.parquet", lambda p: table.write_parquet(p))
-    atomic_write(out_dir / "metrics.md", lambda p: p.write_text(md, encoding="utf-8"))
-    write_json(
-        out_dir / "config.json",
-        {
+    with open_output(out, command="eval", inputs=inputs) as out_dir:
+        table.write_parquet(out_dir / "metrics.parquet")
+        (out_dir / "metrics.md").write_text(md, encoding="utf-8")
+        write_json(out_dir / "config.json", {
             "saes": [str(p) for p in paths],
             "n_tokens": n_tokens,
             "model": model_name or "smollm2-135m",
@@ -95,8 +96,7 @@ def eval_cmd(
             "seed": seed,
             "ce": not no_ce,
             "n_contexts": len(tokens),
-        },
-    )
+        })
     click.echo(md, nl=False)
     for row in table.iter_rows(named=True):  # thresholds are named in the reason (featgraph.health)
         if row["undertrained"]:

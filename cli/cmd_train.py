@@ -75,11 +75,18 @@ def train(
 ) -> None:
     """Train one SAE per width on the same activations, batches and settings; save them in OUT."""
     import torch
+    from featgraph.cli.common import local_paths
 
     from featgraph.activation_store import ActivationStore
     from featgraph.errors import ConfigError
-    from featgraph.io_utils import write_json
+    from featgraph.output_dir import check_output
     from featgraph.train import TrainConfig, train_ladder
+
+    # every output checked before collecting or training (train_ladder checks again with the store it gets)
+    inputs = [acts_dir, eval_acts_dir, *text_paths, *local_paths(model_name)]
+    check_output(out, command="train", inputs=[*inputs, saelens_dir])
+    if saelens_dir is not None:
+        check_output(saelens_dir, command="train-saelens", inputs=[*inputs, out], label="--saelens")
 
     try:
         width_list = [int(w) for w in widths.split(",") if w.strip()]
@@ -103,6 +110,17 @@ def train(
                        split="train", n_tokens=collect_tokens, context_size=context_size, seed=seed,
                        progress=not quiet)
     store = ActivationStore(store_path)
+    config = {
+        "command": "train",
+        "widths": width_list,
+        "acts": str(store_path),
+        "hook_name": store.hook_name,
+        "model": store.meta["model"],
+        "fp16": fp16,
+        "saelens": saelens_dir,
+        "train": cfg.__dict__,
+        "store_tokens": store.n_tokens,
+    }
     folders = train_ladder(
         store,
         width_list,
@@ -116,19 +134,7 @@ def train(
         health_acts=ActivationStore(eval_acts_dir) if eval_acts_dir else store.read(65_536),
         health_note=(f"held-out store {eval_acts_dir}" if eval_acts_dir
                      else f"first 65,536 tokens of the training store {store_path} (seen in training)"),
-    )
-    write_json(
-        Path(out) / "train_config.json",
-        {
-            "widths": width_list,
-            "acts": str(store_path),
-            "hook_name": store.hook_name,
-            "model": store.meta["model"],
-            "fp16": fp16,
-            "saelens": saelens_dir,
-            "train": cfg.__dict__,
-            "store_tokens": store.n_tokens,
-        },
+        config=config,
     )
     for f in folders:
         click.echo(str(f))

@@ -16,6 +16,14 @@ model_option = click.option(
 )
 
 
+def local_paths(*names: str | None) -> list[str]:
+    """The names that are existing paths (a local model folder is an input; a hub name like "gpt2" is not, and
+    must not be compared with --out as if it were ./gpt2)."""
+    import os
+
+    return [n for n in names if n and os.path.exists(n)]
+
+
 def text_option(which_documents: str):
     """--text (repeatable); ``which_documents`` says which side of the document split the command reads."""
     return click.option(

@@ -32,6 +32,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -345,3 +346,45 @@ def atomic_dir(target: PathLike, *, command: str = "sae") -> Iterator[Path]:
     """
     with open_output(target, command=command, label="output folder") as tmp:
         yield tmp
+
+
+# -- activation stores (written in place, resumable) ---------------------------------------------------------------
+_STORE_FILE = re.compile(r"^(meta\.json|tokens\.npy|acts_[0-9]{5}\.npy)$")
+
+
+def check_store_output(
+    store_dir: PathLike, *, inputs: Iterable[PathLike | None] = (), label: str = "--out"
+) -> Path:
+    """Checks for an activation store that a run creates or resumes in place (``featgraph collect``, and
+    ``train``'s store): never overlapping an input, a folder holding nothing but a store's own files
+    (``meta.json``, ``tokens.npy``, ``acts_NNNNN.npy``, featgraph temporaries), and writable. Removes stale
+    temporaries inside it (a killed run's half-written shard). Returns the resolved path."""
+    real = Path(check_no_overlap(store_dir, inputs, out_label=label))
+    if os.path.lexists(real):
+        if not real.is_dir():
+            raise ConfigError(f"{label} {store_dir}: exists and is not a folder")
+        foreign = sorted(
+            p.name for p in real.iterdir() if not _STORE_FILE.match(p.name) and parse_temp_name(p.name) is None
+        )
+        if foreign:
+            raise ConfigError(
+                f"{label} {store_dir}: holds {real / foreign[0]}, which is not part of an activation store; "
+                "refusing to write a store there (choose a new or empty folder)"
+            )
+        _probe_writable(real / ".probe", label)  # the store is written inside the folder itself
+        remove_stale_inside(real)
+    else:
+        _probe_writable(real, label)
+    return real
+
+
+def remove_stale_inside(folder: PathLike) -> list[str]:
+    """Remove every stale featgraph single-file temporary directly inside ``folder``."""
+    removed = []
+    for p in Path(folder).iterdir():
+        parsed = parse_temp_name(p.name)
+        if parsed and parsed[2] == "tmp" and not p.is_dir() and is_stale_temp(p):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p.name)
+    return removed

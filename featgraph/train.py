@@ -247,6 +247,7 @@ def train_ladder(
     checkpoint_dir: str | Path | None = None,
     health_acts: Any = None,
     health_note: str = "",
+    config: dict[str, Any] | None = None,
 ) -> list[Any]:
     """Train one SAE per width on the same batches in one pass over ``store``.
 
@@ -258,7 +259,9 @@ def train_ladder(
     (``health_note`` says what the activations are); None skips them.
 
     Returns the saved folders when ``out_dir`` is given (``out_dir/<prefix>-<width>``, featgraph format, and a
-    SAELens copy under ``saelens_dir`` when given), else the trained :class:`Sae` objects.
+    SAELens copy under ``saelens_dir`` when given), else the trained :class:`Sae` objects. ``out_dir`` and
+    ``saelens_dir`` are checked before training and written as whole folders (:mod:`featgraph.output_dir`), with
+    ``config`` as ``config.json`` in ``out_dir`` when given.
     """
     cfg = cfg or TrainConfig()
     store = store if isinstance(store, ActivationStore) else ActivationStore(store)
@@ -275,6 +278,7 @@ def train_ladder(
     for w, s in controls:
         if int(w) < 1 or int(s) == cfg.seed:
             raise ConfigError(f"a seed control needs a positive width and a seed other than {cfg.seed}, got {(w, s)}")
+    outputs = _check_outputs(out_dir, saelens_dir, [store.folder, checkpoint_dir, getattr(health_acts, "folder", None)])
     torch.manual_seed(cfg.seed)
     scale, mean = input_statistics(store, cfg)
     specs = [(int(w), init_seed(cfg.seed, int(w)), None) for w in widths]
@@ -342,19 +346,44 @@ def train_ladder(
     if out_dir is None:
         return saes
     folders = []
-    for sae, (_, _, control_seed) in zip(saes, specs, strict=True):
-        name = f"{name_prefix}-{sae.n_features}" + (f"-seed{control_seed}" if control_seed is not None else "")
-        folders.append(sae.save(Path(out_dir) / name, dtype=save_dtype))
-        if saelens_dir is not None:
-            from featgraph.formats import save_saelens
+    with outputs[0]() as out_tmp, outputs[1]() as saelens_tmp:  # each folder replaced whole, or left as it was
+        for sae, (_, _, control_seed) in zip(saes, specs, strict=True):
+            name = f"{name_prefix}-{sae.n_features}" + (f"-seed{control_seed}" if control_seed is not None else "")
+            sae.save(out_tmp / name, dtype=save_dtype)
+            folders.append(Path(out_dir) / name)
+            if saelens_tmp is not None:
+                from featgraph.formats import save_saelens
 
-            save_saelens(sae, Path(saelens_dir) / name)
-    if health_acts is not None:
-        from featgraph.health import write_health
+                save_saelens(sae, saelens_tmp / name)
+        if health_acts is not None:
+            from featgraph.health import write_health
 
-        for sae, folder in zip(saes, folders, strict=True):
-            write_health(sae, health_acts, Path(folder) / "health.json", note=health_note)
+            for sae, folder in zip(saes, folders, strict=True):
+                write_health(sae, health_acts, out_tmp / folder.name / "health.json", note=health_note)
+        if config is not None:
+            from featgraph.io_utils import write_json
+
+            write_json(out_tmp / "config.json", config)
     return folders
+
+
+def _check_outputs(out_dir: str | Path | None, saelens_dir: str | Path | None, inputs: list[Any]) -> tuple:
+    """Check ``out_dir`` and ``saelens_dir`` before training (never an input or each other, never a foreign
+    folder, writable); return a context factory for each that writes it whole (a no-op yielding None if unset)."""
+    import contextlib
+    import functools
+
+    from featgraph.output_dir import check_output, open_output
+
+    factories = []
+    for path, other, command in ((out_dir, saelens_dir, "train"), (saelens_dir, out_dir, "train-saelens")):
+        if path is None:
+            factories.append(lambda: contextlib.nullcontext(None))
+            continue
+        label = "--out" if command == "train" else "--saelens"
+        check_output(path, command=command, inputs=[*inputs, other], label=label)
+        factories.append(functools.partial(open_output, path, command=command, inputs=[*inputs, other], label=label))
+    return tuple(factories)
 
 
 class _Checkpoint:

@@ -175,7 +175,7 @@ def test_cli_train_on_an_existing_store(planted_store, tmp_path):
                                  "--train-tokens", 4096, "--batch-size", 256, "--fp16", "--saelens", sl, "-q")
     assert code == 0, err
     assert stdout.split() == [str(out / "sae-16"), str(out / "sae-32")]
-    cfg = json.loads((out / "train_config.json").read_text())
+    cfg = json.loads((out / "config.json").read_text())
     assert cfg["widths"] == [16, 32] and cfg["train"]["n_tokens"] == 4096
     assert cfg["hook_name"] == "planted.hook"
     assert load_sae(sl / "sae-32").n_features == 32
