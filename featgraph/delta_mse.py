@@ -69,7 +69,7 @@ def encode_columns(sae: Sae, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor
     xin = x - sae.b_dec if sae.cfg.apply_b_dec_to_input else x
     pre = xin @ sae.W_enc[:, idx] + sae.b_enc[idx]
     if sae.cfg.architecture == "jumprelu":
-        return pre * (pre > sae.threshold[idx])
+        return torch.relu(pre) * (pre > sae.threshold[idx])  # as Sae.activation (negative thresholds)
     return torch.relu(pre)
 
 

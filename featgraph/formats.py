@@ -13,13 +13,14 @@ Files are untrusted: safetensors, ``np.load(allow_pickle=False)`` and ``torch.lo
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from featgraph.errors import ConfigError, SaeFormatError
+from featgraph.errors import ConfigError, SaeFormatError, UnsupportedError
 
 if TYPE_CHECKING:
     from featgraph.sae import Sae
@@ -120,21 +121,42 @@ def _module(fmt: str) -> ModuleType:
 def load_decoder(path: str | Path, *, format: str = "auto") -> tuple[str, np.ndarray]:
     """``(format, W_dec)`` with ``W_dec`` float32 ``[F, d_in]`` (rows are features), finite, shape-checked
     against the format's config where it has one. Reads only the decoder tensor where the file format allows
-    it."""
+    it.
+
+    The rows are the ones :func:`load_sae` would use (where a reader folds decoder norms into the encoder, as
+    for SAELens ``rescale_acts_by_decoder_norm`` or dictionary_learning's ``AutoEncoder``, so does this). It
+    also reads SAEs whose encoder featgraph refuses to run (per-token input normalisation, gated SAEs,
+    attention-head SAEs, transcoders): their decoder directions are what the library stores, which is all
+    that matching needs."""
     p, fmt = _resolve(path, format)
     if fmt == "featgraph":
         return fmt, _featgraph_decoder(p)
     return fmt, _module(fmt).read_decoder(p)
 
 
-def load_sae(path: str | Path, *, format: str = "auto") -> Sae:
-    """The full SAE in canonical layout; ``cfg.source_format`` names the format it came from."""
+def load_sae(path: str | Path, *, format: str = "auto", allow_transcoder: bool = False) -> Sae:
+    """The full SAE in canonical layout; ``cfg.source_format`` names the format it came from.
+
+    Its encode / decode are the writing library's own, exactly: every cfg flag that changes them is either
+    folded into the canonical weights (where that is exactly equivalent) or the file is refused with a
+    one-line error naming the file and the flag. A transcoder (sparsify ``transcode``) reads one site and
+    writes another; featgraph's eval and stitch compare ``x_hat`` with the SAE's own input, so it is refused
+    unless ``allow_transcoder`` (its encode and decode are then the library's).
+    """
     p, fmt = _resolve(path, format)
     if fmt == "featgraph":
         from featgraph.sae import Sae
 
-        return Sae.load(p if p.is_dir() else p.parent)
-    return _module(fmt).read_sae(p)
+        sae = Sae.load(p if p.is_dir() else p.parent)
+    else:
+        sae = _module(fmt).read_sae(p)
+    if sae.cfg.extra.get("transcode") and not allow_transcoder:
+        raise UnsupportedError(
+            f"{p}: transcode=true: a transcoder's decoder writes a different site from the one its encoder "
+            "reads, and featgraph's eval/stitch compare x_hat with the SAE's input; load_decoder() reads its "
+            "decoder, load_sae(..., allow_transcoder=True) its encode/decode"
+        )
+    return sae
 
 
 def _featgraph_decoder(p: Path) -> np.ndarray:
@@ -145,6 +167,46 @@ def _featgraph_decoder(p: Path) -> np.ndarray:
     cfg = read_featgraph_cfg(folder)
     weights = folder / WEIGHTS_NAME
     return check_decoder(read_safetensors(weights, ["W_dec"])["W_dec"], weights, (cfg.n_features, cfg.d_in))
+
+
+# -- cfg values: every format reader checks the type of each value it uses ------------------------------------
+_KINDS = {
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "dict": ("an object", lambda v: isinstance(v, dict)),
+}
+
+
+def cfg_value(cfg: dict[str, Any], key: str, kind: str, where: Path | str, *, default: Any = None,
+              minimum: int | None = None) -> Any:
+    """``cfg[key]`` if it is of ``kind`` (``int``, ``bool``, ``str``, ``dict``; ``minimum`` for ints), else a
+    one-line SaeFormatError naming the file, the key and the value; ``default`` when absent or null."""
+    v = cfg.get(key)
+    if v is None:
+        return default
+    want, ok = _KINDS[kind]
+    if not ok(v) or (minimum is not None and v < minimum):
+        if minimum is not None:
+            want += f" >= {minimum}"
+        raise SaeFormatError(f"{where}: {key}={_short(v)} is not {want}")
+    return v
+
+
+def cfg_choice(cfg: dict[str, Any], key: str, choices: tuple[str, ...], where: Path | str, *,
+               default: str | None = None) -> str | None:
+    """``cfg[key]``, which must be one of ``choices`` (strings), else a SaeFormatError naming the value."""
+    v = cfg_value(cfg, key, "str", where)
+    if v is None:
+        return default
+    if v not in choices:
+        raise SaeFormatError(f"{where}: {key}={_short(v)} is not one of {list(choices)}")
+    return v
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def save_saelens(sae: Sae, folder: str | Path) -> Path:

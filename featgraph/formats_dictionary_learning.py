@@ -5,20 +5,24 @@ state dict's keys tell the classes apart (``dict_class`` in config.json separate
 
 - ``AutoEncoder``: ``encoder.weight [F, d]``, ``encoder.bias [F]``, ``decoder.weight [d, F]`` (features are
   COLUMNS), ``bias [d]`` subtracted before the encoder and added after -> relu, ``b_dec = bias``.
+  ``AutoEncoder.from_pretrained`` renormalises decoder columns by default (``normalize_decoder``: columns
+  divided by their norms, encoder rows and bias multiplied by them, unless ``torch.allclose(norms, 1)``), so
+  featgraph folds the norms the same way at load: its activations are the library's default ones.
 - ``AutoEncoderNew``: the same with ``decoder.bias [d]`` instead of ``bias`` and nothing subtracted before the
   encoder -> relu with ``apply_b_dec_to_input = False``.
 - ``AutoEncoderTopK`` / ``BatchTopKSAE``: ``encoder.*`` and ``decoder.weight`` as above, ``b_dec [d]``
-  (subtracted first), scalar buffers ``k`` and ``threshold`` -> topk(k); a BatchTopKSAE with a calibrated
-  threshold >= 0 (which it uses at inference) -> jumprelu with that threshold for every feature.
+  (subtracted first), scalar buffers ``k`` and ``threshold``. ``AutoEncoderTopK.encode`` keeps the per-token
+  top-k by default (its threshold is unused) -> topk(k). ``BatchTopKSAE.encode`` uses its global inference
+  threshold by default, ``relu(pre) * (relu(pre) > threshold)`` -> jumprelu with that threshold for every
+  feature (a never-calibrated threshold of -1 makes that plain relu, in the library as here).
 - ``JumpReluAutoEncoder``: ``W_enc [d, F]``, ``b_enc``, ``W_dec [F, d]`` (rows are features), ``b_dec``,
   ``threshold [F]``; b_dec not subtracted (the class default) -> jumprelu.
 - ``GatedAutoEncoder`` (``r_mag``, ``gate_bias``, ...) and Matryoshka (``W_enc`` with a ``k`` buffer): decoder
   only; load_sae refuses.
 
 ``encoder.weight`` is transposed into ``W_enc [d, F]`` and ``decoder.weight`` into ``W_dec [F, d]``; square
-matrices are trusted to follow these names. JumpReluAutoEncoder scales its reported activations by decoder
-norms and divides them out before decoding: reconstructions agree, featgraph's activations are the unscaled
-ones.
+matrices are trusted to follow these names. dictionary_learning 0.1.0's ``JumpReluAutoEncoder.encode`` is
+``relu(pre * (pre > threshold))``, featgraph's jumprelu. Values in ``config.json`` are type-checked.
 Files are loaded with ``torch.load(weights_only=True)`` only.
 """
 
@@ -31,6 +35,7 @@ import numpy as np
 import torch
 
 from featgraph.errors import ConfigError, SaeFormatError, UnsupportedError
+from featgraph.formats import cfg_value
 from featgraph.formats_common import (
     check_decoder,
     fold_b_dec,
@@ -42,7 +47,7 @@ from featgraph.formats_common import (
     write_json_into,
 )
 from featgraph.output_dir import atomic_dir
-from featgraph.sae import Sae, SaeConfig
+from featgraph.sae import Sae, SaeConfig, fold_decoder_norms
 
 WEIGHTS_NAME = "ae.pt"
 CFG_NAME = "config.json"
@@ -57,9 +62,13 @@ def _files(path: Path) -> tuple[Path, Path]:
 
 def _trainer_cfg(cfg_path: Path) -> dict[str, Any]:
     cfg = read_json(cfg_path, required=False)
-    trainer = cfg.get("trainer", {})
-    if not isinstance(trainer, dict):
-        raise SaeFormatError(f"{cfg_path}: 'trainer' should be an object, got {type(trainer).__name__}")
+    trainer = cfg_value(cfg, "trainer", "dict", cfg_path, default={})
+    # type checks of every value the reader uses
+    shape_from_cfg(trainer, "dict_size", "activation_dim", cfg_path)
+    cfg_value(trainer, "dict_class", "str", cfg_path)
+    cfg_value(trainer, "k", "int", cfg_path, minimum=1)
+    for key in ("lm_name", "submodule_name"):
+        cfg_value(trainer, key, "str", cfg_path)
     return trainer
 
 
@@ -71,16 +80,41 @@ def _decoder_rows(state: dict[str, torch.Tensor], where: Path) -> torch.Tensor:
     raise SaeFormatError(f"{where}: no decoder tensor ('decoder.weight' or 'W_dec'); have {sorted(state)}")
 
 
+def _is_autoencoder(state: dict[str, torch.Tensor]) -> bool:
+    """The class whose ``from_pretrained`` renormalises decoder columns by default."""
+    return "encoder.weight" in state and "bias" in state and "W_enc" not in state
+
+
+def _column_norms(dec_weight: torch.Tensor) -> torch.Tensor | None:
+    """The norms ``AutoEncoder.normalize_decoder`` divides out, or None where it leaves the decoder alone
+    (``torch.allclose(norms, 1)``, exactly its test)."""
+    norms = torch.norm(dec_weight, dim=0)
+    return None if torch.allclose(norms, torch.ones_like(norms)) else norms
+
+
 def read_decoder(path: Path) -> np.ndarray:
     weights, cfg_path = _files(path)
     trainer = _trainer_cfg(cfg_path)
-    W = _decoder_rows(torch_load_state_dict(weights), weights)
-    return check_decoder(W, weights, shape_from_cfg(trainer, "dict_size", "activation_dim", cfg_path))
+    state = torch_load_state_dict(weights)
+    W = _decoder_rows(state, weights)
+    expect = shape_from_cfg(trainer, "dict_size", "activation_dim", cfg_path)
+    if _is_autoencoder(state) and W.ndim == 2 and W.is_floating_point():
+        norms = _column_norms(state["decoder.weight"])
+        if norms is not None:  # the rows load_sae uses, as AutoEncoder.from_pretrained gives them
+            W = W / norms[:, None]
+    return check_decoder(W, weights, expect)
 
 
-def _scalar(state: dict[str, torch.Tensor], name: str) -> float | None:
+def _scalar(state: dict[str, torch.Tensor], name: str, where: Path) -> float | None:
     t = state.get(name)
-    return float(t.reshape(-1)[0]) if t is not None and t.numel() == 1 else None
+    if t is None:
+        return None
+    if t.numel() != 1:
+        raise SaeFormatError(f"{where}: {name} should be a scalar, has shape {list(t.shape)}")
+    v = float(t.reshape(-1)[0])
+    if v != v or v in (float("inf"), float("-inf")):
+        raise SaeFormatError(f"{where}: {name}={v} is not finite")
+    return v
 
 
 def read_sae(path: Path) -> Sae:
@@ -91,10 +125,10 @@ def read_sae(path: Path) -> Sae:
     k = None
     if "r_mag" in s or "gate_bias" in s:
         raise UnsupportedError(f"{weights}: gated dictionary_learning SAEs have no forward pass in"
-                               " featgraph's Sae; load_decoder() reads their decoder")
+                               " featgraph's Sae; load_decoder() still reads their decoder")
     if "W_enc" in s and "k" in s:
         raise UnsupportedError(f"{weights}: Matryoshka/BatchTopK SAE with W_enc and a k buffer"
-                               f" ({dict_class!r}) is not supported; load_decoder() reads its decoder")
+                               f" ({dict_class!r}) is not supported; load_decoder() still reads its decoder")
     if "W_enc" in s:  # JumpReluAutoEncoder
         require(s, ["W_enc", "b_enc", "W_dec", "b_dec", "threshold"], weights)
         t = {n: s[n] for n in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")}
@@ -105,26 +139,35 @@ def read_sae(path: Path) -> Sae:
         t = {"W_enc": s["encoder.weight"].T.contiguous(), "b_enc": s["encoder.bias"],
              "W_dec": s["decoder.weight"].T.contiguous(), "b_dec": s["decoder.bias" if new else "bias"]}
         arch, apply_b_dec = "relu", not new
+        norms = None if new or s["decoder.weight"].ndim != 2 else _column_norms(s["decoder.weight"])
+        if norms is not None and bool((norms > 0).all()) and t["W_dec"].shape[0] == norms.shape[0]:
+            # AutoEncoder.from_pretrained(path) renormalises decoder columns by default, moving the norms into
+            # the encoder: the library's default activations are these
+            t = fold_decoder_norms(t, norms)
     elif "encoder.weight" in s and "b_dec" in s:  # AutoEncoderTopK / BatchTopKSAE
         require(s, ["encoder.bias", "decoder.weight"], weights)
         t = {"W_enc": s["encoder.weight"].T.contiguous(), "b_enc": s["encoder.bias"],
              "W_dec": s["decoder.weight"].T.contiguous(), "b_dec": s["b_dec"]}
         apply_b_dec = True
-        threshold = _scalar(s, "threshold")
-        if dict_class == "BatchTopKSAE" and threshold is not None and threshold >= 0:
-            # BatchTopKSAE encodes with its calibrated global threshold at inference:
-            # relu(pre) * (relu(pre) > th), which is featgraph's jumprelu for a threshold >= 0
+        threshold = _scalar(s, "threshold", weights)
+        if dict_class == "BatchTopKSAE":
+            # BatchTopKSAE.encode uses its global threshold by default: relu(pre) * (relu(pre) > th), which is
+            # featgraph's jumprelu relu(pre) * (pre > th) for every th (th < 0, never calibrated: plain relu)
+            if threshold is None:
+                raise SaeFormatError(f"{weights}: BatchTopKSAE without its 'threshold' buffer")
             arch = "jumprelu"
             t["threshold"] = torch.full_like(t["b_enc"], threshold)
-        else:
+            if threshold < 0:
+                log.warning("%s: BatchTopKSAE threshold %s was never calibrated: the library (and featgraph) "
+                            "encode with plain relu", weights, threshold)
+        else:  # AutoEncoderTopK.encode: per-token top-k by default (use_threshold=False)
             arch = "topk"
-            k_val = _scalar(s, "k") if "k" in s else trainer.get("k")
+            k_val = _scalar(s, "k", weights) if "k" in s else trainer.get("k")
             if k_val is None:
                 raise SaeFormatError(f"{weights}: TopK SAE with no 'k' buffer and no trainer.k in {cfg_path}")
+            if k_val != int(k_val) or k_val < 1:
+                raise SaeFormatError(f"{weights}: k={k_val} is not an integer >= 1")
             k = int(k_val)
-            if dict_class == "BatchTopKSAE":
-                log.warning("%s: BatchTopKSAE threshold not calibrated (%s); using per-token top-%d",
-                            weights, threshold, k)
     else:
         raise UnsupportedError(f"{weights}: unrecognised dictionary_learning state dict"
                                f" (class {dict_class!r}, tensors {sorted(s)})")
@@ -152,11 +195,21 @@ def save(sae: Sae, folder: Path) -> Path:
     AutoEncoderTopK, jumprelu -> JumpReluAutoEncoder. Where the class fixes whether b_dec is subtracted (TopK:
     yes; JumpReLU: no) and the SAE differs, ``b_dec @ W_enc`` is folded into the encoder bias (same forward
     pass up to float rounding).
+
+    ``AutoEncoder.from_pretrained`` renormalises decoder columns by default, so an AutoEncoder is written with
+    its decoder norms already folded into the encoder (unit columns, encoder rows and bias times the norm):
+    the library's default load then changes nothing, ``x_hat`` is the SAE's own, and each activation is the
+    SAE's times its decoder row's norm (as with any decoder-normalised SAE).
     """
     c = sae.cfg
     t = {n: v.detach().to("cpu") for n, v in sae.tensors().items()}
     if c.architecture == "relu":
         cls = "AutoEncoder" if c.apply_b_dec_to_input else "AutoEncoderNew"
+        if c.apply_b_dec_to_input:
+            norms = t["W_dec"].double().norm(dim=1)
+            if bool((norms > 0).all()):
+                folded = fold_decoder_norms({n: v.double() for n, v in t.items()}, norms)
+                t = {n: v.to(t[n].dtype) for n, v in folded.items()}
         state = {"encoder.weight": t["W_enc"].T, "encoder.bias": t["b_enc"], "decoder.weight": t["W_dec"].T}
         state["bias" if c.apply_b_dec_to_input else "decoder.bias"] = t["b_dec"]
     elif c.architecture == "topk":

@@ -3,18 +3,24 @@
 Orientation (the same as featgraph's; nothing is transposed): ``W_enc [d, F]``, ``W_dec [F, d]`` (rows are
 features), ``b_enc [F]``, ``b_dec [d]``, ``threshold [F]``. Square matrices are trusted to follow these names.
 Gemma Scope's encoder does NOT subtract ``b_dec``: ``f = relu(pre) * (pre > threshold)`` with ``pre = x @
-W_enc + b_enc``, which is featgraph's jumprelu with ``apply_b_dec_to_input = False`` for the non-negative
-thresholds Gemma Scope ships. The file carries no config: hook name and model are unknown to the reader.
+W_enc + b_enc``, which is featgraph's jumprelu with ``apply_b_dec_to_input = False`` (SAELens's Gemma Scope
+loader builds the same JumpReLUSAE). The file carries no config: hook name and model are unknown to the
+reader.
+
+Key spellings: SAELens's loader renames ``w_enc`` / ``w_dec`` to ``W_enc`` / ``W_dec`` (``"W_" + key[2:]``),
+so both are read; a file holding both spellings of one tensor is refused as ambiguous. A ``scaling_factor``
+of all ones is ignored, as SAELens does; any other is refused (SAELens refuses it too for Gemma Scope).
 """
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from featgraph.errors import ShapeMismatchError, UnsupportedError
+from featgraph.errors import SaeFormatError, ShapeMismatchError, UnsupportedError
 from featgraph.formats_common import check_decoder, fold_b_dec, read_npz
 from featgraph.io_utils import atomic_path
 from featgraph.sae import Sae, SaeConfig
@@ -27,9 +33,35 @@ def _file(path: Path) -> Path:
     return path / WEIGHTS_NAME if path.is_dir() else path
 
 
-def _read(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Only the named arrays: an npz is a zip, and NpzFile decompresses a member only when it is indexed."""
-    return read_npz(path, names)  # featgraph.readers: member headers and sizes checked, no pickle, floats only
+def _members(path: Path) -> set[str]:
+    """Array names in the archive (the zip directory only); an unreadable file gives none, and read_npz then
+    reports it with its reason."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return {i.filename.removesuffix(".npy") for i in zf.infolist() if i.filename.endswith(".npy")}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return set()
+
+
+def _read(path: Path, names: tuple[str, ...], *, whole_sae: bool = False) -> dict[str, np.ndarray]:
+    """Only the named arrays, under either key spelling (``W_enc`` or ``w_enc``); returned under the canonical
+    names."""
+    members = _members(path)
+    stored = {}
+    for name in names:
+        lower = "w_" + name[2:] if name.startswith("W_") else None
+        if lower is not None and lower in members and name in members:
+            raise SaeFormatError(f"{path}: holds both {name!r} and {lower!r}; which one is the SAE's is ambiguous")
+        stored[name] = lower if lower is not None and lower in members and name not in members else name
+    # featgraph.readers: member headers and sizes checked, no pickle, floats only
+    arrays = read_npz(path, tuple(stored.values()))
+    out = {name: arrays[key] for name, key in stored.items()}
+    if whole_sae and "scaling_factor" in members:  # decoder-only reads accept it: directions are unchanged
+        s = read_npz(path, ("scaling_factor",))["scaling_factor"]
+        if not bool((s == 1).all()):
+            raise UnsupportedError(f"{path}: scaling_factor is not all ones: Gemma Scope SAEs have none, and "
+                                   "SAELens's loader refuses it too; load_decoder() still reads the decoder")
+    return out
 
 
 def read_decoder(path: Path) -> np.ndarray:
@@ -39,7 +71,7 @@ def read_decoder(path: Path) -> np.ndarray:
 
 def read_sae(path: Path) -> Sae:
     f = _file(path)
-    arrays = _read(f, NAMES)
+    arrays = _read(f, NAMES, whole_sae=True)
     tensors = {n: torch.from_numpy(np.ascontiguousarray(a)) for n, a in arrays.items()}
     W_dec = tensors["W_dec"]
     if W_dec.ndim != 2:

@@ -5,11 +5,20 @@ Orientation: ``encoder.weight [F, d_in]`` (an ``nn.Linear``, so it is TRANSPOSED
 d_in]`` only with ``skip_connection``. A square matrix is trusted to follow these names.
 
 ``cfg.json`` holds ``d_in``, ``k``, ``num_latents`` (0 means ``expansion_factor * d_in``), ``activation``
-(topk or groupmax), ``transcode``, ``skip_connection``. sparsify's encoder is ``topk(relu((x - b_dec) @
-encoder.weight.T + encoder.bias))``; it subtracts ``b_dec`` first unless ``transcode`` is set (a transcoder's
-input is another site), so ``apply_b_dec_to_input = not transcode``. The folder name is the hookpoint (a
-Hugging Face module path such as ``layers.6``, not a transformer-lens hook name), kept as
-``cfg.extra["hookpoint"]``.
+(topk or groupmax), ``transcode``, ``skip_connection``, ``multi_topk``, ``normalize_decoder``; each value is
+type-checked (a wrong type is a one-line error naming the file, key and value). sparsify 1.3's encoder is
+``topk(relu((x - b_dec) @ encoder.weight.T + encoder.bias))`` (``SparseCoder.encode``) and its decoder
+``acts @ W_dec + b_dec``; it subtracts ``b_dec`` first unless ``transcode`` is set, so ``apply_b_dec_to_input
+= not transcode``. ``load_from_disk`` does not renormalise the decoder (``normalize_decoder`` only acts in
+training), so neither does featgraph. Refused by ``load_sae`` (``load_decoder`` still reads the decoder):
+``activation: groupmax`` and ``skip_connection`` (``W_skip``). ``multi_topk`` changes only the training
+forward's auxiliary reconstruction; encode/decode are the top-k ones, which featgraph runs.
+
+Transcoders (``transcode: true``): the decoder writes a different site from the one the encoder reads. Their
+decoder rows are read as any SAE's (matching transcoders against each other compares output directions);
+``load_sae`` refuses them unless called with ``allow_transcoder=True``, because featgraph's eval and stitch
+compare ``x_hat`` with the SAE's own input. The folder name is the hookpoint (a Hugging Face module path
+such as ``layers.6``, not a transformer-lens hook name), kept as ``cfg.extra["hookpoint"]``.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from featgraph.errors import ConfigError, SaeFormatError, UnsupportedError
+from featgraph.formats import cfg_choice, cfg_value
 from featgraph.formats_common import (
     check_decoder,
     fold_b_dec,
@@ -39,37 +49,42 @@ def _folder(path: Path) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def _shape(cfg: dict[str, Any], where: Path) -> tuple[int | None, int | None]:
-    """(num_latents, d_in) from cfg.json; None where the cfg does not say."""
-    d_in = cfg.get("d_in")
-    for key in ("d_in", "num_latents", "expansion_factor"):
-        v = cfg.get(key)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-            raise SaeFormatError(f"{where}: {key}={v!r} is not a non-negative integer")
-    n = cfg.get("num_latents") or None
-    if n is None and d_in and cfg.get("expansion_factor"):
-        n = d_in * cfg["expansion_factor"]
-    return n, d_in
+def _parse(cfg: dict[str, Any], where: Path) -> dict[str, Any]:
+    """Every cfg value featgraph uses, type-checked, with sparsify's defaults (``SparseCoderConfig``)."""
+    d_in = cfg_value(cfg, "d_in", "int", where, minimum=1)
+    num_latents = cfg_value(cfg, "num_latents", "int", where, default=0, minimum=0)
+    expansion = cfg_value(cfg, "expansion_factor", "int", where, default=32, minimum=0)
+    n = num_latents or (d_in * expansion if d_in and expansion else None)
+    return {
+        "d_in": d_in,
+        "n_features": n,
+        "k": cfg_value(cfg, "k", "int", where, default=32, minimum=1),
+        "activation": cfg_choice(cfg, "activation", ("topk", "groupmax"), where, default="topk"),
+        "transcode": cfg_value(cfg, "transcode", "bool", where, default=False),
+        "skip_connection": cfg_value(cfg, "skip_connection", "bool", where, default=False),
+        "multi_topk": cfg_value(cfg, "multi_topk", "bool", where, default=False),
+        "normalize_decoder": cfg_value(cfg, "normalize_decoder", "bool", where, default=True),
+    }
 
 
 def read_decoder(path: Path) -> np.ndarray:
     folder = _folder(path)
-    cfg = read_json(folder / CFG_NAME)
+    c = _parse(read_json(folder / CFG_NAME), folder / CFG_NAME)
     weights = folder / WEIGHTS_NAME
     W = read_safetensors(weights, ["W_dec"])["W_dec"]
-    return check_decoder(W, weights, _shape(cfg, folder / CFG_NAME))
+    return check_decoder(W, weights, (c["n_features"], c["d_in"]))
 
 
 def read_sae(path: Path) -> Sae:
     folder = _folder(path)
     cfg_path, weights = folder / CFG_NAME, folder / WEIGHTS_NAME
-    cfg = read_json(cfg_path)
-    activation = cfg.get("activation", "topk")
-    if activation != "topk":
-        raise UnsupportedError(f"{cfg_path}: sparsify activation {activation!r} is not supported (topk is)")
-    if cfg.get("skip_connection"):
-        raise UnsupportedError(f"{cfg_path}: sparsify skip_connection (W_skip) has no place in featgraph's"
-                               " Sae; load_decoder() reads its decoder")
+    c = _parse(read_json(cfg_path), cfg_path)
+    if c["activation"] != "topk":
+        raise UnsupportedError(f"{cfg_path}: activation={c['activation']!r}: featgraph runs sparsify's topk "
+                               "activation only; load_decoder() still reads its decoder")
+    if c["skip_connection"]:
+        raise UnsupportedError(f"{cfg_path}: skip_connection=true (W_skip) has no place in featgraph's Sae; "
+                               "load_decoder() still reads its decoder")
     t = read_safetensors(weights)
     require(t, ["encoder.weight", "encoder.bias", "W_dec", "b_dec"], weights)
     tensors = {
@@ -78,18 +93,16 @@ def read_sae(path: Path) -> Sae:
         "W_dec": t["W_dec"],
         "b_dec": t["b_dec"],
     }
-    n, d_in = _shape(cfg, cfg_path)
-    transcode = bool(cfg.get("transcode", False))
     extra: dict[str, Any] = {"hookpoint": folder.name}
-    if transcode:
+    if c["transcode"]:
         extra["transcode"] = True
     try:
         sae_cfg = SaeConfig(
-            d_in=d_in or int(t["W_dec"].shape[-1]),
-            n_features=n or int(t["W_dec"].shape[0]),
+            d_in=c["d_in"] or int(t["W_dec"].shape[-1]),
+            n_features=c["n_features"] or int(t["W_dec"].shape[0]),
             architecture="topk",
-            k=cfg.get("k", 32),  # sparsify's default k
-            apply_b_dec_to_input=not transcode,
+            k=c["k"],
+            apply_b_dec_to_input=not c["transcode"],
             source_format="sparsify",
             extra=extra,
         )

@@ -8,7 +8,7 @@ Weights (the same names and orientation as SAELens):
 Forward pass (``apply_b_dec_to_input`` true, as in the post and SAELens)::
 
     pre   = (x - b_dec) @ W_enc + b_enc
-    f     = act(pre)            # relu | jumprelu: pre * (pre > threshold) | topk: relu then keep the k largest
+    f     = act(pre)            # relu | jumprelu: relu(pre) * (pre > threshold) | topk: relu, keep the k largest
     x_hat = f @ W_dec + b_dec
 
 Our folder format is one folder per SAE: ``cfg.json`` (a :class:`SaeConfig`) + ``sae.safetensors``.
@@ -142,7 +142,9 @@ class Sae(torch.nn.Module):
         if arch == "relu":
             return torch.relu(pre)
         if arch == "jumprelu":
-            return pre * (pre > self.threshold)
+            # relu(pre) * (pre > threshold), as SAELens, Gemma Scope and dictionary_learning all compute it: for
+            # a negative threshold, pre in (threshold, 0] gives 0, not pre
+            return torch.relu(pre) * (pre > self.threshold)
         acts = torch.relu(pre)  # topk
         top = acts.topk(self.cfg.k, dim=-1)
         return torch.zeros_like(acts).scatter_(-1, top.indices, top.values)
@@ -188,3 +190,22 @@ class Sae(torch.nn.Module):
 def read_featgraph_cfg(folder: Path) -> SaeConfig:
     path = folder / CFG_NAME
     return SaeConfig.from_json(read_json(path), where=str(path))
+
+
+def fold_decoder_norms(tensors: dict[str, torch.Tensor], norms: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Canonical tensors with per-feature ``norms`` (> 0) moved from the decoder into the encoder.
+
+    ``W_dec / n``, ``W_enc * n``, ``b_enc * n`` and ``threshold * n``: every pre-activation is scaled by its
+    feature's positive ``n``, so relu, jumprelu and a topk over pre-activations that the library already
+    scaled by ``n`` select the same features, each activation is ``n`` times larger and its decoder row ``n``
+    times shorter: ``x_hat`` is unchanged (up to float rounding). This is what SAELens's ``fold_W_dec_norm``
+    and dictionary_learning's ``normalize_decoder`` do.
+    """
+    n = norms.to(tensors["W_dec"].dtype)
+    out = dict(tensors)
+    out["W_dec"] = tensors["W_dec"] / n[:, None]
+    out["W_enc"] = tensors["W_enc"] * n[None, :]
+    out["b_enc"] = tensors["b_enc"] * n
+    if "threshold" in tensors:
+        out["threshold"] = tensors["threshold"] * n
+    return out
