@@ -292,3 +292,22 @@ def test_check_output_has_no_side_effects(work, tmp_path):
     for out in (tmp_path / "new" / "deeper", tmp_path / "fresh"):
         assert check_output(out, command="demo", inputs=[work / "ladder"]) == out.resolve()
     assert tree_digest(tmp_path) == before
+
+
+def test_collect_resumes_a_store_in_place_and_removes_its_stale_temporaries(work, tmp_path):
+    """collect writes its store in place (resumable by design): a store, or a folder a killed run left with only
+    tokens.npy, is accepted and its half-written shard's temporary removed; anything else is refused."""
+    from featgraph.output_dir import check_store_output
+
+    store = work / "acts"
+    stale = store / f".acts_00001.npy.featgraph-{_dead_pid()}-0b0b.tmp"
+    stale.write_bytes(b"half a shard")
+    assert check_store_output(store) == store.resolve()
+    assert not stale.exists() and (store / "meta.json").exists()
+    early = tmp_path / "early"  # killed between writing tokens.npy and meta.json
+    early.mkdir()
+    (early / "tokens.npy").write_bytes(b"")
+    assert check_store_output(early) == early.resolve()
+    (early / "README").write_text("mine")
+    with pytest.raises(ConfigError, match="README, which is not part of an activation store"):
+        check_store_output(early)
