@@ -3,7 +3,6 @@ and orientation (checked against that library's forward formula, written out her
 mixed-format ladders, and one test per error kind asserting that the message names the file."""
 
 import json
-import logging
 import re
 
 import numpy as np
@@ -52,7 +51,7 @@ def _np(t):
 # -- writers: round trips -----------------------------------------------------------------------------------
 EXACT = [("featgraph", "relu", True), ("featgraph", "topk", False), ("saelens", "relu", True),
          ("saelens", "jumprelu", False), ("saelens", "topk", True), ("saelens", "jumprelu", True),
-         ("sparsify", "topk", True), ("dictionary_learning", "relu", True),
+         ("sparsify", "topk", True),
          ("dictionary_learning", "relu", False), ("dictionary_learning", "topk", True),
          ("dictionary_learning", "jumprelu", False),
          ("gemmascope", "jumprelu", False)]
@@ -85,6 +84,24 @@ def test_saelens_roundtrip_keeps_names_and_writes_6x_cfg(tmp_path):
     assert (cfg["architecture"], cfg["k"], cfg["d_sae"], cfg["d_in"]) == ("topk", 3, F_, D_)
     back = load_sae(tmp_path / "s")
     assert (back.cfg.hook_name, back.cfg.model_name) == ("blocks.8.hook_resid_pre", "gpt2")
+
+
+def test_dictionary_learning_autoencoder_is_written_with_unit_decoder_columns(tmp_path):
+    """AutoEncoder.from_pretrained renormalises decoder columns by default; featgraph writes them already
+    normalised (norms folded into the encoder), so the library's default load gives the SAE's x_hat."""
+    sae = _sae("relu", True)
+    norms = sae.W_dec.detach().norm(dim=1)
+    assert not torch.allclose(norms, torch.ones_like(norms))
+    formats.save_dictionary_learning(sae, tmp_path / "dl")
+    state = torch.load(tmp_path / "dl" / "ae.pt", weights_only=True)
+    dec_cols = state["decoder.weight"].norm(dim=0)
+    assert torch.allclose(dec_cols, torch.ones_like(dec_cols))  # the library's own test: nothing left to fold
+    back = load_sae(tmp_path / "dl")
+    x = _x()
+    torch.testing.assert_close(back(x).x_hat, sae(x).x_hat, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(back.encode(x), sae.encode(x) * norms, atol=1e-5, rtol=1e-5)
+    _, W = load_decoder(tmp_path / "dl")
+    np.testing.assert_allclose(W, _np(sae.W_dec / norms[:, None]), atol=1e-6)
 
 
 FOLDED = [("gemmascope", "jumprelu", True), ("gemmascope", "relu", True), ("sparsify", "topk", False),
@@ -148,7 +165,7 @@ def test_saelens_hand_built_6x_topk_and_old_layouts(tmp_path):
     assert (back.cfg.architecture, back.cfg.hook_name) == ("topk", "blocks.3.hook_resid_post")
 
 
-def test_saelens_gated_decoder_only_and_normalize_warning(tmp_path, caplog):
+def test_saelens_gated_decoder_only_and_normalisations_refused(tmp_path):
     s = _sae("relu")
     g = tmp_path / "gated"
     g.mkdir()
@@ -162,11 +179,86 @@ def test_saelens_gated_decoder_only_and_normalize_warning(tmp_path, caplog):
     n = tmp_path / "norm"
     formats.save_saelens(s, n)
     cfg = json.loads((n / "cfg.json").read_text())
-    (n / "cfg.json").write_text(json.dumps(dict(cfg, normalize_activations="expected_average_only_in")))
-    with caplog.at_level(logging.WARNING, logger="featgraph.formats"):
-        back = load_sae(n)
-    assert back.cfg.extra["normalize_activations"] == "expected_average_only_in"
-    assert "normalize_activations" in caplog.text and str(n) in caplog.text
+    assert cfg["normalize_activations"] == "none"
+    for value, shown in [("expected_average_only_in", "'expected_average_only_in'"), ("layer_norm", "'layer_norm'"),
+                         ("constant_norm_rescale", "'constant_norm_rescale'"),
+                         ("covariance_whitening", "'covariance_whitening'"), (True, "'expected_average_only_in'")]:
+        (n / "cfg.json").write_text(json.dumps(dict(cfg, normalize_activations=value)))
+        with pytest.raises(UnsupportedError, match=re.escape(f"{n / 'cfg.json'}: normalize_activations={shown}")):
+            load_sae(n)
+        assert np.array_equal(load_decoder(n)[1], _np(s.W_dec))  # directions are still the SAE's
+    for value in (False, None, "none"):  # pre-6 bool false and null mean none, as in SAELens
+        (n / "cfg.json").write_text(json.dumps(dict(cfg, normalize_activations=value)))
+        assert torch.equal(load_sae(n).W_enc, s.W_enc)
+
+
+def test_saelens_rescale_acts_by_decoder_norm_is_folded_exactly(tmp_path):
+    """A TopK training checkpoint (decoder norms not folded): SAELens scales pre-activations by ||W_dec[i]||
+    before the top-k and divides them out before decoding. Written out here as SAELens's formula."""
+    s = _sae("topk")
+    t = {n: v.detach().clone() for n, v in s.tensors().items()}
+    n = t["W_dec"].norm(dim=-1)
+    x = _x()
+    hidden = ((x - t["b_dec"]) @ t["W_enc"] + t["b_enc"]) * n
+    acts = _topk(hidden, 3).relu()
+    x_hat = (acts / n) @ t["W_dec"] + t["b_dec"]
+    folder = tmp_path / "ckpt"
+    formats.save_saelens(s, folder)
+    cfg = json.loads((folder / "cfg.json").read_text())
+    (folder / "cfg.json").write_text(json.dumps(dict(cfg, rescale_acts_by_decoder_norm=True)))
+    back = load_sae(folder)
+    torch.testing.assert_close(back.encode(x), acts, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(back(x).x_hat, x_hat, atol=1e-5, rtol=1e-5)
+    _, W = load_decoder(folder)
+    np.testing.assert_allclose(W, _np(t["W_dec"] / n[:, None]), atol=1e-6)  # the rows load_sae uses
+    assert np.array_equal(W, _np(back.W_dec))
+    (folder / "cfg.json").write_text(json.dumps(dict(cfg, rescale_acts_by_decoder_norm=True, architecture="standard")))
+    with pytest.raises(UnsupportedError, match="rescale_acts_by_decoder_norm=true on a relu SAE"):
+        load_sae(folder)
+
+
+def test_saelens_old_key_spellings(tmp_path):
+    s = _sae("relu")
+    folder = tmp_path / "old"
+    formats.save_saelens(s, folder)
+    old = {"d_in": D_, "d_sae": F_, "hook_point": "blocks.2.hook_resid_pre", "hook_point_layer": 2,
+           "hook_point_head_index": None, "activation_fn_str": "relu", "model_name": "gpt2",
+           "normalize_activations": False}
+    (folder / "cfg.json").write_text(json.dumps(old))
+    back = load_sae(folder)
+    assert (back.cfg.hook_name, back.cfg.model_name, back.cfg.apply_b_dec_to_input) == (
+        "blocks.2.hook_resid_pre", "gpt2", True)
+    (folder / "cfg.json").write_text(json.dumps(dict(old, hook_point_head_index=3)))
+    with pytest.raises(UnsupportedError, match="hook_head_index=3"):
+        load_sae(folder)
+    (folder / "cfg.json").write_text(json.dumps(dict(old, hook_point="blocks.2.attn.hook_z")))
+    with pytest.raises(UnsupportedError, match="reshape_activations='hook_z'"):  # SAELens's pre-6 default
+        load_sae(folder)
+    (folder / "cfg.json").write_text(json.dumps(dict(old, activation_fn_str="tanh-relu")))
+    with pytest.raises(UnsupportedError, match="activation_fn 'tanh-relu'"):
+        load_sae(folder)
+
+
+@pytest.mark.parametrize("fmt,cfg_name,key,value,shown", [
+    ("saelens", "cfg.json", "d_in", "8", "d_in='8'"),
+    ("saelens", "cfg.json", "architecture", 3, "architecture=3"),
+    ("saelens", "cfg.json", "k", 2.5, "k=2.5"),
+    ("saelens", "cfg.json", "hook_name", ["a"], 'hook_name=["a"]'),
+    ("sparsify", "cfg.json", "num_latents", -1, "num_latents=-1"),
+    ("sparsify", "cfg.json", "k", 0, "k=0"),
+    ("sparsify", "cfg.json", "multi_topk", "yes", "multi_topk='yes'"),
+    ("dictionary_learning", "config.json", "activation_dim", False, "activation_dim=False"),
+    ("dictionary_learning", "config.json", "lm_name", 7, "lm_name=7"),
+])
+def test_wrong_cfg_types_name_file_key_and_value(tmp_path, fmt, cfg_name, key, value, shown):
+    folder = tmp_path / "s"
+    SAVERS[fmt](_sae("topk"), folder)
+    cfg = json.loads((folder / cfg_name).read_text())
+    (cfg["trainer"] if fmt == "dictionary_learning" else cfg)[key] = value
+    (folder / cfg_name).write_text(json.dumps(cfg))
+    for load in (load_sae, load_decoder):
+        with pytest.raises(SaeFormatError, match=re.escape(f"{folder / cfg_name}: {shown} is not")):
+            load(folder)
 
 
 def test_sparsify_hand_built_transposes_encoder(tmp_path):
@@ -206,7 +298,17 @@ def test_dictionary_learning_hand_built_variants(tmp_path):
     ae = {"encoder.weight": enc_w, "encoder.bias": t["b_enc"], "decoder.weight": dec_w, "bias": t["b_dec"]}
     p = write("ae", ae, dict(base, dict_class="AutoEncoder", lm_name="m"))
     ref = tF.linear(tF.relu(tF.linear(x - t["b_dec"], enc_w, t["b_enc"])), dec_w) + t["b_dec"]
-    assert _ref_check(p, ref, s, "dictionary_learning").cfg.model_name == "m"
+    back = load_sae(p)  # AutoEncoder.from_pretrained's normalize_decoder: unit columns, norms into the encoder
+    assert back.cfg.model_name == "m"
+    torch.testing.assert_close(back(x).x_hat, ref, atol=1e-5, rtol=1e-5)
+    norms = dec_w.norm(dim=0)
+    torch.testing.assert_close(back.encode(x), tF.relu(tF.linear(x - t["b_dec"], enc_w, t["b_enc"])) * norms,
+                               atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(load_decoder(p)[1], _np(t["W_dec"] / norms[:, None]), atol=1e-6)
+    unit = dict(ae, **{"decoder.weight": dec_w / norms, "encoder.weight": enc_w * norms[:, None],
+                       "encoder.bias": t["b_enc"] * norms})
+    p = write("ae_unit", unit, dict(base, dict_class="AutoEncoder"))  # already unit: loaded as stored
+    assert torch.equal(load_sae(p).W_dec, unit["decoder.weight"].T)
 
     topk = {"encoder.weight": enc_w, "encoder.bias": t["b_enc"], "decoder.weight": dec_w, "b_dec": t["b_dec"],
             "k": torch.tensor(3, dtype=torch.int), "threshold": torch.tensor(0.2)}
@@ -216,6 +318,9 @@ def test_dictionary_learning_hand_built_variants(tmp_path):
     p = write("batch", topk, dict(base, dict_class="BatchTopKSAE"))  # inference uses the global threshold
     ref = tF.linear(pre * (pre > 0.2), dec_w) + t["b_dec"]
     assert _ref_check(p, ref, s, "dictionary_learning").cfg.architecture == "jumprelu"
+    # never calibrated (-1): BatchTopKSAE.encode's relu(pre) * (relu(pre) > -1) is plain relu
+    p = write("batch_raw", dict(topk, threshold=torch.tensor(-1.0)), dict(base, dict_class="BatchTopKSAE"))
+    _ref_check(p, tF.linear(pre, dec_w) + t["b_dec"], s, "dictionary_learning")
 
     th = torch.rand(F_, generator=torch.Generator().manual_seed(2)) * 0.1
     jump = dict(t, threshold=th)  # JumpReluAutoEncoder's names and orientation are featgraph's
@@ -281,8 +386,13 @@ def test_detect_each_format_from_folder_and_file(tmp_path):
 
 def test_ladder_folder_mixing_formats(tmp_path):
     root = tmp_path / "ladder"
-    saes = {"a_fg": _sae("relu", seed=1), "b_sl": _sae("jumprelu", seed=2), "c_sp": _sae("topk", seed=3),
-            "d_dl": _sae("relu", seed=4), "e_gs": _sae("jumprelu", False, seed=5)}
+    def sized(arch, n, apply=True, seed=0):  # a ladder needs distinct widths
+        sae = tiny_sae(n, D_, seed=seed, architecture=arch, k=3 if arch == "topk" else None)
+        sae.cfg.apply_b_dec_to_input = apply
+        return sae
+
+    saes = {"a_fg": sized("relu", 10, seed=1), "b_sl": sized("jumprelu", 12, seed=2), "c_sp": sized("topk", 14, seed=3),
+            "d_dl": sized("relu", 16, False, seed=4), "e_gs": sized("jumprelu", 18, False, seed=5)}
     formats.save_saelens(saes["b_sl"], root / "b_sl")
     saes["a_fg"].save(root / "a_fg")
     formats.save_sparsify(saes["c_sp"], root / "c_sp")
@@ -292,7 +402,7 @@ def test_ladder_folder_mixing_formats(tmp_path):
     (root / "README.txt").write_text("not an SAE")
     (root / "empty").mkdir()
     ladder = load_ladder([root])
-    assert ladder.names == sorted(saes)  # same width: ties broken by name
+    assert ladder.names == sorted(saes)  # sorted by width
     got = {e.name: e.format for e in ladder}
     assert got == {"a_fg": "featgraph", "b_sl": "saelens", "c_sp": "sparsify", "d_dl": "dictionary_learning",
                    "e_gs": "gemmascope"}
@@ -372,3 +482,44 @@ def test_nan_weights_are_refused(tmp_path, fmt):
     SAVERS[fmt](s, tmp_path / "s")
     with pytest.raises(BadWeightsError, match=rf"{where}.*W_enc has 1 NaN/inf"):
         load_sae(tmp_path / "s")
+
+
+def test_gemmascope_lowercase_keys_and_ambiguous_spellings(tmp_path):
+    s = _sae("jumprelu", False)
+    t = {n: _np(v) for n, v in s.tensors().items()}
+    lower = {("w_" + n[2:] if n in ("W_enc", "W_dec") else n): v for n, v in t.items()}
+    np.savez(tmp_path / "lower.npz", **lower)  # SAELens's Gemma Scope loader accepts this spelling
+    back = load_sae(tmp_path / "lower.npz")
+    x = _x()
+    assert torch.equal(back(x).x_hat, s(x).x_hat)
+    assert np.array_equal(load_decoder(tmp_path / "lower.npz")[1], t["W_dec"])
+    np.savez(tmp_path / "both.npz", **lower, W_dec=t["W_dec"])
+    with pytest.raises(SaeFormatError, match=r"both\.npz: holds both 'W_dec' and 'w_dec'"):
+        load_decoder(tmp_path / "both.npz")
+    np.savez(tmp_path / "ones.npz", **t, scaling_factor=np.ones(F_, np.float32))  # ignored, as SAELens does
+    assert torch.equal(load_sae(tmp_path / "ones.npz")(x).x_hat, s(x).x_hat)
+    np.savez(tmp_path / "scaled.npz", **t, scaling_factor=np.full(F_, 2.0, np.float32))
+    with pytest.raises(UnsupportedError, match=r"scaled\.npz: scaling_factor is not all ones"):
+        load_sae(tmp_path / "scaled.npz")
+    assert np.array_equal(load_decoder(tmp_path / "scaled.npz")[1], t["W_dec"])
+
+
+def test_sparsify_transcoder_groupmax_and_skip(tmp_path):
+    s = _sae("topk")
+    s.cfg.extra["transcode"] = True
+    s.cfg.apply_b_dec_to_input = False
+    folder = tmp_path / "layers.1.mlp"
+    formats.save_sparsify(s, folder)
+    with pytest.raises(UnsupportedError, match=r"layers\.1\.mlp: transcode=true"):
+        load_sae(folder)
+    back = load_sae(folder, allow_transcoder=True)  # the library's encode/decode, on request
+    x = _x()
+    assert back.cfg.extra["transcode"] and torch.equal(back(x).x_hat, s(x).x_hat)
+    assert np.array_equal(load_decoder(folder)[1], _np(s.W_dec))
+    cfg = json.loads((folder / "cfg.json").read_text())
+    for key, value, needle in [("activation", "groupmax", "activation='groupmax'"),
+                               ("skip_connection", True, "skip_connection=true")]:
+        (folder / "cfg.json").write_text(json.dumps(dict(cfg, **{key: value})))
+        with pytest.raises(UnsupportedError, match=re.escape(needle)):
+            load_sae(folder, allow_transcoder=True)
+        assert np.array_equal(load_decoder(folder)[1], _np(s.W_dec))

@@ -52,3 +52,28 @@ def test_bad_inputs_raise_named_errors(tmp_path):
     with pytest.raises(SaeFormatError, match="not valid JSON"):
         Sae.load(tmp_path / "broken")
     np.testing.assert_equal(tiny_sae(8, 4).W_dec.detach().numpy().shape, (8, 4))
+
+
+def test_jumprelu_is_relu_times_step_for_negative_thresholds():
+    """relu(pre) * (pre > threshold), as SAELens, Gemma Scope and dictionary_learning compute it: a negative
+    pre-activation above a negative threshold gives 0, not the negative value."""
+    sae = tiny_sae(n_features=6, d_in=4, architecture="jumprelu")
+    with torch.no_grad():
+        sae.threshold.copy_(torch.tensor([-1.0, -0.5, 0.0, 0.1, 0.5, -2.0]))
+    pre = torch.tensor([[-0.7, -0.2, 0.0, 0.3, 0.4, -1.0], [0.5, -0.6, 0.2, 0.05, 0.6, 3.0]])
+    got = sae.activation(pre)
+    want = torch.tensor([[0.0, 0.0, 0.0, 0.3, 0.0, 0.0], [0.5, 0.0, 0.2, 0.0, 0.6, 3.0]])
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("arch,k", [("relu", None), ("jumprelu", None)])
+def test_fold_decoder_norms_keeps_x_hat_and_scales_activations(arch, k):
+    from featgraph.sae import fold_decoder_norms
+
+    sae = tiny_sae(architecture=arch, k=k)
+    norms = sae.W_dec.detach().norm(dim=1)
+    folded = Sae.from_tensors(fold_decoder_norms(sae.tensors(), norms), sae.cfg)
+    x = torch.randn(7, sae.d_in, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(folded(x).x_hat, sae(x).x_hat, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(folded.encode(x), sae.encode(x) * norms, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(folded.W_dec.norm(dim=1), torch.ones_like(norms))
