@@ -22,10 +22,13 @@ collection, ~15 min of training (1 thread), ~3 min of evaluation.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from featgraph.activations import (
@@ -36,6 +39,11 @@ from featgraph.activations import (
 from featgraph.text_sources import check_provenance, corpus_contexts_with_provenance
 
 HOOK = "blocks.3.hook_resid_pre"
+# the recipe (see the module docstring for why each value)
+L1 = 0.8
+LR = 1e-3
+EPOCHS = 7.0
+DEAD_WINDOW = 50_000
 
 
 def build_stores(model, work: Path, *, context_size: int, n_train: int | None, n_heldout: int | None, seed: int,
@@ -58,57 +66,97 @@ def build_stores(model, work: Path, *, context_size: int, n_train: int | None, n
     return stores[0], stores[1]
 
 
+def pair_stats(folders: list[Path], control: Path | None) -> str:
+    """Markdown: novel / random-like shares per adjacent pair and the seed control's overlap with its twin."""
+    from featgraph.health import max_cos_to, random_max_cos_threshold
+    from featgraph.sae import Sae
+
+    saes = [Sae.load(f) for f in folders]
+    lines = ["| pair | novel (max cos <= 0.7) | random-like (max cos < p99 of random) | p99 of random |",
+             "|---|---|---|---|"]
+    for small, large in zip(saes[:-1], saes[1:], strict=True):
+        mc = max_cos_to(large.W_dec.detach(), small.W_dec.detach())
+        thr = random_max_cos_threshold(small.W_dec.detach())
+        lines.append(f"| {small.n_features} -> {large.n_features} | {(mc <= 0.7).mean():.1%} | "
+                     f"{(mc < thr).mean():.1%} | {thr:.3f} |")
+    text = "\n".join(lines) + "\n"
+    if control is not None:
+        ctrl = Sae.load(control)
+        twin = next(s for s, f in zip(saes, folders, strict=True) if s.n_features == ctrl.n_features)
+        mc = max_cos_to(ctrl.W_dec.detach(), twin.W_dec.detach())
+        text += (f"\nSeed control: {control.name} (same run, another init seed): {(mc > 0.7).mean():.1%} of its "
+                 f"features have max cos > 0.7 to the ladder's {twin.n_features}-wide SAE (median max cos "
+                 f"{float(np.median(mc)):.3f}); the null baseline for 'novel'.\n")
+    return text
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", type=Path, default=Path("/tmp/featgraph-smollm2"), help="activation stores")
+    p.add_argument("--work", type=Path, default=Path("/tmp/featgraph-smollm2"),
+                   help="activation stores and the training checkpoint (resumed when the run restarts)")
     p.add_argument("--out", type=Path, default=Path("ladders/smollm2-135m"))
     p.add_argument("--widths", default="576,1152,2304,4608")
+    p.add_argument("--control", default="1152:1", help="WIDTH:SEED of the seed control ('' for none)")
     p.add_argument("--context-size", type=int, default=128)
     p.add_argument("--train-contexts", type=int, default=None, help="default: every training context")
     p.add_argument("--heldout-contexts", type=int, default=None, help="default: every held-out context")
     p.add_argument("--ce-contexts", type=int, default=64, help="held-out contexts for the CE metrics")
-    p.add_argument("--l1", type=float, default=2.0)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--epochs", type=float, default=1.5)
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--l1", type=float, default=L1)
+    p.add_argument("--lr", type=float, default=LR)
+    p.add_argument("--epochs", type=float, default=EPOCHS)
+    p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is faster on a busy shared CPU)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--reproduce", type=Path, default=None,
+                   help="a ladder's train_config.json: stop unless the re-collected token ids match it")
     p.add_argument("--collect-only", action="store_true")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
 
+    expected = json.loads(args.reproduce.read_text()) if args.reproduce else None
     model = load_model()
     train_store, held_store = build_stores(model, args.work, context_size=args.context_size,
                                            n_train=args.train_contexts, n_heldout=args.heldout_contexts,
-                                           seed=args.seed, quiet=args.quiet)
+                                           seed=args.seed, quiet=args.quiet, expected=expected)
     if args.collect_only:
         return
 
     from featgraph.evaluate import evaluate_ladder, metrics_markdown
+    from featgraph.io_utils import atomic_write, write_json
     from featgraph.train import TrainConfig, train_ladder
 
     widths = [int(w) for w in args.widths.split(",")]
+    controls = [tuple(int(v) for v in args.control.split(":"))] if args.control else []
     cfg = TrainConfig(architecture="relu", l1_coefficient=args.l1, lr=args.lr, batch_size=args.batch_size,
-                      epochs=args.epochs, seed=args.seed)
+                      epochs=args.epochs, seed=args.seed, dead_window=DEAD_WINDOW)
     folders = train_ladder(train_store, widths, cfg, args.out, name_prefix="l3", save_dtype=torch.float16,
-                           progress=not args.quiet)
+                           progress=not args.quiet, controls=controls, checkpoint_dir=args.work / "checkpoint",
+                           health_acts=held_store, health_note=f"held-out store ({held_store.n_tokens} tokens)")
+    control = None
+    if controls:  # outside the ladder's SAE subfolders, so `featgraph families ladders/...` sees one SAE per width
+        control = args.out / "seed-control" / folders[-1].name
+        if control.exists():
+            shutil.rmtree(control)
+        control.parent.mkdir(parents=True, exist_ok=True)
+        folders[-1].rename(control)
+        folders = folders[:-1]
     ce_tokens = held_store.tokens()[: args.ce_contexts]
-    table = evaluate_ladder(folders, acts=held_store, model=model, tokens=ce_tokens, hook_name=HOOK,
-                            progress=not args.quiet)
-    from featgraph.io_utils import atomic_write, write_json
-
+    table = evaluate_ladder(folders + ([control] if control else []), acts=held_store, model=model,
+                            tokens=ce_tokens, hook_name=HOOK, progress=not args.quiet)
     atomic_write(args.out / "metrics.parquet", lambda path: table.write_parquet(path))
-    md = metrics_markdown(table, note=f"held-out: {held_store.n_tokens} tokens for reconstruction, "
+    md = metrics_markdown(table, note=f"held-out: {held_store.n_tokens} tokens for reconstruction and health, "
                                       f"{ce_tokens.numel()} tokens ({len(ce_tokens)} contexts) for CE")
+    md += "\n" + pair_stats(folders, control)
     atomic_write(args.out / "METRICS.md", lambda path: path.write_text(md))
     both = (("train", train_store), ("heldout", held_store))
     stores = {f"{k}_store": st.meta | {"shards": None} for k, st in both}
     write_json(args.out / "train_config.json",
-               {**vars(args), "work": str(args.work), "out": str(args.out), "hook_name": HOOK, **stores})
+               {**{k: v for k, v in vars(args).items() if k != "reproduce"}, "work": str(args.work),
+                "out": str(args.out), "hook_name": HOOK, "train": dataclasses.asdict(cfg), **stores})
     print(md)
-    print(json.dumps({"saes": [str(f) for f in folders]}))
+    print(json.dumps({"saes": [str(f) for f in folders], "control": str(control) if control else None}))
 
 
 if __name__ == "__main__":

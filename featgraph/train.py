@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,8 @@ class TrainConfig:
             )
 
 
+#: the hand-written ReLU gradients gather active entries when fewer than this share of them are nonzero
+DENSE_BELOW = 0.05
 INIT_RECIPE = "W_dec = torch.randn(width, d_in, generator=torch.Generator().manual_seed(init_seed)), rows / norm"
 
 
@@ -135,32 +138,84 @@ class _Trainer:
             self.sae.W_dec.copy_(W_dec)
             self.sae.W_enc.copy_(W_dec.T)  # tied init: every feature starts as a matched detector
             self.sae.b_dec.copy_(b_dec)
-        self.opt = torch.optim.Adam(self.sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+        # fused: one kernel for all parameters, ~8x faster than the default on a CPU (Adam dominated the step)
+        self.opt = torch.optim.Adam(self.sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999), fused=True)
         self.since_fired = torch.zeros(width, dtype=torch.long)
         self.n_resampled = 0
+        self.seconds = 0.0  #: wall time spent in this SAE's steps (this process only; logged, never saved)
         self.last: dict[str, float] = {}
 
     def step(self, x: torch.Tensor, l1: float, lr: float) -> torch.Tensor:
+        t0 = time.perf_counter()
         sae = self.sae
         for group in self.opt.param_groups:
             group["lr"] = lr
-        f = sae.encode(x)
-        x_hat = sae.decode(f)
-        err = (x_hat - x).pow(2).sum(-1)
-        mse = err.mean()
-        loss = mse + l1 * f.sum(-1).mean() if self.cfg.architecture == "relu" else mse
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.cfg.architecture == "relu":
+            err, fired, stats = self._relu_grads(x, l1)
+        else:
+            f = sae.encode(x)
+            err = (sae.decode(f) - x).pow(2).sum(-1)
+            mse = err.mean()
+            self.opt.zero_grad(set_to_none=True)
+            mse.backward()
+            fired = (f > 0).any(0)
+            stats = {"loss": mse.item(), "mse": mse.item(), "l0": (f > 0).float().sum(-1).mean().item()}
         with torch.no_grad():
             W, G = sae.W_dec, sae.W_dec.grad
             G -= (G * W).sum(1, keepdim=True) * W  # keep the step tangent to the unit sphere
             self.opt.step()
             W /= W.norm(dim=1, keepdim=True).clamp_min(1e-8)
-            fired = (f > 0).any(0)
             self.since_fired += len(x)
             self.since_fired[fired] = 0
-        self.last = {"loss": loss.item(), "mse": mse.item(), "l0": (f > 0).float().sum(-1).mean().item()}
+        self.last = stats
+        self.seconds += time.perf_counter() - t0
         return err.detach()
+
+    @torch.no_grad()
+    def _relu_grads(self, x: torch.Tensor, l1: float) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """Exact gradients of ``mean ||x_hat - x||^2 + l1 * mean sum f`` written into ``.grad`` by hand.
+
+        Why by hand: once L0 is in the tens, ``f`` has a few nonzeros per row, and every gradient except the
+        encoder's forward product only involves the active (token, feature) pairs. Gathering those replaces two
+        of the three dense ``[B, d] x [d, F]`` products of autograd (3x fewer FLOPs on a CPU). While more than
+        :data:`DENSE_BELOW` of the entries are active (the first steps), the same formulas run dense.
+        """
+        sae = self.sae
+        W_enc, b_enc, W_dec, b_dec = sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec
+        B = x.shape[0]
+        xin = x - b_dec if sae.cfg.apply_b_dec_to_input else x
+        pre = torch.addmm(b_enc, xin, W_enc)
+        active = pre > 0
+        nnz = int(active.sum())
+        if nnz > DENSE_BELOW * pre.numel():
+            f = pre.clamp_min_(0.0)
+            x_hat = torch.addmm(b_dec, f, W_dec)
+            e = (x_hat - x) * (2.0 / B)
+            g_dec = f.T @ e
+            dpre = torch.addmm(torch.full((), l1 / B), e, W_dec.T).mul_(active)
+            g_enc = xin.T @ dpre
+            g_benc = dpre.sum(0)
+            fsum = float(f.sum())
+        else:
+            rows, cols = active.nonzero(as_tuple=True)
+            vals = pre[rows, cols]
+            x_hat = b_dec.expand(B, -1).clone().index_add_(0, rows, vals[:, None] * W_dec[cols])
+            e = (x_hat - x) * (2.0 / B)
+            e_rows = e[rows]
+            g_dec = torch.zeros_like(W_dec).index_add_(0, cols, vals[:, None] * e_rows)
+            dvals = (e_rows * W_dec[cols]).sum(1) + l1 / B
+            g_enc = torch.zeros_like(W_dec).index_add_(0, cols, dvals[:, None] * xin[rows]).T
+            g_benc = torch.zeros_like(b_enc).index_add_(0, cols, dvals)
+            fsum = float(vals.sum())
+        g_bdec = e.sum(0)
+        if sae.cfg.apply_b_dec_to_input:
+            g_bdec -= W_enc @ g_benc  # b_dec is subtracted from the encoder's input too
+        for p, g in ((W_enc, g_enc), (b_enc, g_benc), (W_dec, g_dec), (b_dec, g_bdec)):
+            p.grad = g.contiguous()
+        err = ((x_hat - x) ** 2).sum(-1)
+        mse = float(err.mean())
+        stats = {"loss": mse + l1 * fsum / B, "mse": mse, "l0": nnz / B}
+        return err, active.any(0), stats
 
     def state(self) -> dict[str, Any]:
         return {"sae": {k: v.detach().clone() for k, v in self.sae.state_dict().items()},
@@ -320,6 +375,8 @@ def train_ladder(
         if ckpt is not None and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < n_steps:
             ckpt.save(step + 1, trainers)
     bar.close()
+    log.info("step time per SAE this run: %s", ", ".join(f"{t.sae.n_features} (seed {t.init_seed}): {t.seconds:.0f} s"
+                                                        for t in trainers))
     extra = {
         "train": dataclasses.asdict(cfg)
         | {"n_tokens_trained": n_steps * cfg.batch_size, "n_steps": n_steps, "input_scale": scale},

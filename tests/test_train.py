@@ -239,3 +239,25 @@ def test_geometric_median_resists_outliers():
     x = torch.cat([x, torch.full((1, 4), 1e4)])  # one huge-norm token (an attention sink) pulls the mean away
     assert float((x.mean(0) - 1).abs().max()) > 5
     assert float((geometric_median(x) - 1).abs().max()) < 0.05
+
+
+@pytest.mark.parametrize("dense_below", [0.0, 1.1])  # always dense, always gathered
+def test_hand_written_relu_gradients_equal_autograd(monkeypatch, dense_below):
+    from featgraph import train as train_mod
+
+    monkeypatch.setattr(train_mod, "DENSE_BELOW", dense_below)
+    t = train_mod._Trainer(300, 40, TrainConfig(), b_dec=0.1 * torch.randn(40), seed=1)
+    with torch.no_grad():
+        t.sae.b_enc.copy_(torch.linspace(-1.5, 0.2, 300))  # from rarely to often active
+    x = 1.3 * torch.randn(64, 40, generator=torch.Generator().manual_seed(5))
+    err, fired, stats = t._relu_grads(x, 0.7)
+    by_hand = {n: p.grad.clone() for n, p in t.sae.named_parameters()}
+    t.sae.zero_grad(set_to_none=True)
+    f = t.sae.encode(x)
+    loss = ((t.sae.decode(f) - x) ** 2).sum(-1).mean() + 0.7 * f.sum(-1).mean()
+    loss.backward()
+    for n, p in t.sae.named_parameters():
+        assert torch.allclose(by_hand[n], p.grad, rtol=1e-5, atol=1e-6 * float(p.grad.abs().max())), n
+    assert stats["loss"] == pytest.approx(float(loss.detach()), rel=1e-5)
+    assert stats["l0"] == pytest.approx(float((f > 0).sum(1).float().mean()))
+    assert torch.equal(fired, (f > 0).any(0)) and torch.allclose(err, ((t.sae.decode(f) - x) ** 2).sum(-1).detach())
