@@ -95,10 +95,12 @@ def frankenstein(
     before retraining, origin.parquet, comparison.parquet (every stage before/after retraining and the
     ladder's SAEs on MSE, L0 and CE recovered), frankenstein.png, metrics.json and config.json into --out.
     """
+    from featgraph.cli.common import local_paths
+
     from featgraph.output_dir import check_output
     from featgraph.stitch import analyze_frankenstein, write_frankenstein
 
-    inputs = [*saes, acts_dir, train_dir]
+    inputs = [*saes, acts_dir, train_dir, *local_paths(model_name)]
     check_output(out, command="frankenstein", inputs=inputs)  # before loading anything
     loaded, found_names = load_saes(saes, names)
     acts, store, train, split_note = split_acts(acts_dir, n_tokens, train_dir)

@@ -59,9 +59,11 @@ def report(
     Each pair's files go to --out/pairs/SMALL__LARGE/, Frankenstein's to --out/frankenstein/, and the page,
     readable offline (figures embedded), to --out/report.html.
     """
+    from featgraph.cli.common import local_paths
+
     from featgraph.output_dir import check_output
 
-    inputs = [*saes, acts_dir, train_dir]
+    inputs = [*saes, acts_dir, train_dir, *local_paths(model_name)]
     check_output(out, command="report", inputs=inputs)  # before loading anything
     _report(out, inputs, saes, acts_dir, n_tokens, train_dir, tau, ce_contexts, model_name, retrain_tokens, lr,
             retrain_batch_size, seed, no_frankenstein, ce_points, title, names, quiet)

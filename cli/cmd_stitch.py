@@ -114,11 +114,13 @@ def stitch(
     Writes dmse.parquet (one row per LARGE feature), families.parquet, interpolation.parquet, points.parquet,
     cumulative_mse.parquet, summary.json (with the 2x2 table), config.json and the PNG figures into --out.
     """
+    from featgraph.cli.common import local_paths
+
     from featgraph.ladder import load_stitch_pair
     from featgraph.output_dir import check_output
     from featgraph.stitch import analyze_pair, write_pair
 
-    inputs = [small, large, acts_dir]
+    inputs = [small, large, acts_dir, *local_paths(model_name)]
     check_output(out, command="stitch", inputs=inputs)  # before loading anything (the model, with --ce-contexts)
     saes, names = load_stitch_pair(small, large)  # exactly one SAE each, different, SMALL narrower than LARGE
     acts, store = open_acts(acts_dir, n_tokens)

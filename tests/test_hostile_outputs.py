@@ -311,3 +311,18 @@ def test_collect_resumes_a_store_in_place_and_removes_its_stale_temporaries(work
     (early / "README").write_text("mine")
     with pytest.raises(ConfigError, match="README, which is not part of an activation store"):
         check_store_output(early)
+
+
+@pytest.mark.parametrize("name", ["stitch", "frankenstein", "report", "eval", "collect"])
+def test_out_inside_a_local_model_folder(work, tmp_path, name):
+    """A local --model folder is an input too (a hub name such as "gpt2" is not a path and is not compared)."""
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    args = command(name, work, model / "out")
+    args[-3:-3] = ["--model", model] + (["--ce-contexts", 1] if name in ("stitch", "frankenstein", "report") else [])
+    assert_refused(args, inputs=[work / "ladder", model], out=model / "out", needles=("lies inside the input",))
+    from featgraph.cli.common import local_paths
+
+    # cwd is tmp_path: "--model gpt2 --out ." must not read as --out containing ./gpt2
+    assert local_paths("gpt2", None) == [] and local_paths(str(model)) == [str(model)]
