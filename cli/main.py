@@ -22,6 +22,7 @@ COMMANDS = {
     "stitch": "cmd_stitch:stitch",
     "frankenstein": "cmd_frankenstein:frankenstein",
     "report": "cmd_report:report",
+    "releases": "cmd_releases:releases",
 }
 
 

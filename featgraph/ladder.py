@@ -123,6 +123,13 @@ def expand_sae_paths(paths: Sequence[str | Path]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if not p.exists():
+            # not a local path: a SAELens release, RELEASE/SAE_ID or hf://... name resolves into the Hugging Face
+            # cache (featgraph.hub); a local path that exists always wins over a name
+            from featgraph.hub import looks_like_name, resolve
+
+            if looks_like_name(str(raw)):
+                out.extend(resolve(str(raw)))
+                continue
             raise SaeFormatError(f"{p}: no such file or folder")
         if detect_format(p, missing_ok=True) is not None:
             out.append(p)
@@ -199,7 +206,9 @@ def check_distinct_saes(paths: Sequence[str | Path]) -> list[SaeIdentity]:
 
 def default_names(paths: Sequence[Path]) -> list[str]:
     """Each SAE's name: the file stem for a file, the folder name for a folder."""
-    return [p.stem if p.is_file() else p.name for p in paths]
+    from featgraph.hub import display_name  # an SAE resolved from a name is named by its SAE id, not cache folders
+
+    return [display_name(p) or (p.stem if p.is_file() else p.name) for p in paths]
 
 
 def load_saes(
@@ -289,7 +298,7 @@ def load_ladder(
     entries = []
     for i, p in enumerate(sae_paths):
         fmt, W = load_decoder(p, format=format)  # validated there: 2-D, finite, float32, rows are features
-        name = names[i] if names is not None else (p.stem if p.is_file() else p.name)
+        name = names[i] if names is not None else default_names([p])[0]
         entry = LadderEntry(name=name, path=p, format=fmt, W_dec=W)
         zeros = entry.zero_rows()
         if zeros.size:
