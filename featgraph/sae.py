@@ -65,7 +65,30 @@ class SaeConfig:
         missing = {"d_in", "n_features"} - obj.keys()
         if missing:
             raise SaeFormatError(f"{where}: missing keys {sorted(missing)}")
-        return cls(**{k: v for k, v in obj.items() if k in names})
+        for key, (ok, want) in _CFG_TYPES.items():  # a wrong type: one line naming file, key and value
+            if key in obj and not ok(obj[key]):
+                raise SaeFormatError(f"{where}: {key}={json.dumps(obj[key])[:60]} is not {want}")
+        try:
+            return cls(**{k: v for k, v in obj.items() if k in names})
+        except ConfigError as e:
+            raise SaeFormatError(f"{where}: {e}") from e
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_CFG_TYPES: dict[str, tuple[Any, str]] = {
+    "d_in": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "n_features": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "architecture": (lambda v: v in ARCHITECTURES, f"one of {list(ARCHITECTURES)}"),
+    "k": (lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
+    "apply_b_dec_to_input": (lambda v: isinstance(v, bool), "true or false"),
+    "hook_name": (lambda v: v is None or isinstance(v, str), "null or a string"),
+    "model_name": (lambda v: v is None or isinstance(v, str), "null or a string"),
+    "source_format": (lambda v: isinstance(v, str), "a string"),
+    "extra": (lambda v: isinstance(v, dict), "an object"),
+}
 
 
 class SaeOutput(NamedTuple):

@@ -77,3 +77,23 @@ def test_fold_decoder_norms_keeps_x_hat_and_scales_activations(arch, k):
     torch.testing.assert_close(folded(x).x_hat, sae(x).x_hat, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(folded.encode(x), sae.encode(x) * norms, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(folded.W_dec.norm(dim=1), torch.ones_like(norms))
+
+
+@pytest.mark.parametrize("key,value,shown", [
+    ("d_in", "16", 'd_in="16" is not an integer >= 1'),
+    ("n_features", True, "n_features=true is not an integer >= 1"),
+    ("architecture", "gated", 'architecture="gated" is not one of'),
+    ("k", -2, "k=-2 is not null or an integer >= 1"),
+    ("apply_b_dec_to_input", 1, "apply_b_dec_to_input=1 is not true or false"),
+    ("extra", [], "extra=[] is not an object"),
+])
+def test_featgraph_cfg_wrong_types_are_one_line_format_errors(tmp_path, key, value, shown):
+    import json
+    import re
+
+    sae = tiny_sae()
+    sae.save(tmp_path / "s")
+    cfg = json.loads((tmp_path / "s" / "cfg.json").read_text())
+    (tmp_path / "s" / "cfg.json").write_text(json.dumps(dict(cfg, **{key: value})))
+    with pytest.raises(SaeFormatError, match=re.escape(f"{tmp_path / 's' / 'cfg.json'}: {shown}")):
+        Sae.load(tmp_path / "s")
