@@ -1,0 +1,343 @@
+"""SAEs by name (featgraph.hub) against a local Hugging Face cache, with no network.
+
+The cache is laid out exactly as huggingface_hub writes it (``models--OWNER--REPO/{blobs,refs,snapshots/<commit>}``,
+snapshot files as relative symlinks to ``blobs/<ETag>``, built with huggingface_hub's own ``repo_folder_name``,
+``_create_symlink`` and ``_cache_commit_hash_for_specific_revision``: it has no public call that fills the cache from
+local files), and ``scan_cache_dir`` / ``try_to_load_from_cache`` are shown to read it before anything else uses it.
+The registry is generated from ``tests/fixtures/saelens_pretrained_saes_small.yaml`` (SAELens's layout) by the
+repo's own generator.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from featgraph import hub
+from featgraph.formats import load_decoder, save_gemmascope, save_saelens
+from featgraph.synthetic import planted_ladder
+
+from .conftest import run_main, tiny_sae
+from .hostile import assert_refused, tree_digest
+
+FIXTURE_YAML = Path(__file__).parent / "fixtures" / "saelens_pretrained_saes_small.yaml"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_release_registry.py"
+FS_REPO = "featgraph-test/tiny-res-fs"
+SCOPE_REPO = "featgraph-test/tiny-scope-res"
+COMMIT_MAIN = hashlib.sha1(b"main").hexdigest()
+COMMIT_V1 = hashlib.sha1(b"v1").hexdigest()
+FS_IDS = [f"blocks.1.hook_resid_pre_{w}" for w in (32, 64, 128)]
+SCOPE_PATHS = {  # path in the repo -> width; layer_1 has two SAEs of width 1024 (an L0 sweep)
+    "layer_0/width_1k/average_l0_3": 1024,
+    "layer_1/width_1k/average_l0_4": 1024,
+    "layer_1/width_1k/average_l0_9": 1024,
+    "layer_1/width_2k/average_l0_5": 2048,
+}
+D_IN = 16
+
+
+def _generator():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_release_registry", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _etag(name: str, data: bytes) -> str:
+    # the hub's ETag, which names the blob: sha256 for LFS files (weights), the git blob sha1 for small files
+    if name.endswith((".safetensors", ".npz", ".pt")):
+        return hashlib.sha256(data).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def put_snapshot(cache: Path, repo: str, commit: str, files: dict[str, bytes], refs: tuple[str, ...] = ()) -> None:
+    """Add one commit of ``repo`` to the cache as huggingface_hub's hf_hub_download would have left it."""
+    from huggingface_hub.file_download import (
+        _cache_commit_hash_for_specific_revision,
+        _create_symlink,
+        repo_folder_name,
+    )
+
+    storage = cache / repo_folder_name(repo_id=repo, repo_type="model")
+    for name, data in files.items():
+        blob = storage / "blobs" / _etag(name, data)
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        if not blob.exists():
+            blob.write_bytes(data)
+        dst = storage / "snapshots" / commit / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        _create_symlink(str(blob), str(dst))
+    for ref in refs:
+        _cache_commit_hash_for_specific_revision(str(storage), ref, commit)
+
+
+def folder_files(root: Path, prefix: str) -> dict[str, bytes]:
+    return {"/".join(filter(None, [prefix, p.relative_to(root).as_posix()])): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def hubenv(tmp_path, monkeypatch):
+    """HF_HOME in tmp_path holding the test repos, HF_HUB_OFFLINE=1, the registry generated from the fixture."""
+    src = tmp_path / "src"
+    decs, _ = planted_ladder([32, 64, 128], D_IN, seed=3)
+    fs_local = src / "tiny-res-fs-cached"  # the same SAEs as local folders, named as the release names them
+    for i, (sae_id, W) in enumerate(zip(FS_IDS, decs, strict=True)):
+        save_saelens(tiny_sae(W_dec=W, seed=i), fs_local / sae_id)
+    other64 = src / "v1" / FS_IDS[1]  # another 64-wide SAE: the weights of the older revision v1
+    save_saelens(tiny_sae(64, D_IN, seed=99), other64)
+    scope_local = src / "scope"
+    for i, path in enumerate(SCOPE_PATHS):
+        save_gemmascope(tiny_sae(SCOPE_PATHS[path], D_IN, seed=10 + i), scope_local / path)
+
+    cache = tmp_path / "hf" / "hub"
+    files = {}
+    for sae_id in FS_IDS:
+        files.update(folder_files(fs_local / sae_id, sae_id))
+    put_snapshot(cache, FS_REPO, COMMIT_MAIN, files, refs=("main",))
+    put_snapshot(cache, FS_REPO, COMMIT_V1, folder_files(other64, FS_IDS[1]), refs=("v1",))
+    put_snapshot(cache, SCOPE_REPO, COMMIT_MAIN, folder_files(scope_local, ""), refs=("main",))
+
+    registry = tmp_path / "registry.json.gz"
+    gen = _generator()
+    assert gen.main([str(FIXTURE_YAML), "--sae-lens-version", "test", "--out", str(registry)]) == 0
+    for var in ("HF_HUB_CACHE", "HF_TOKEN", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    monkeypatch.setenv(hub.REGISTRY_ENV, str(registry))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    return {"tmp": tmp_path, "cache": cache, "fs_local": fs_local, "other64": other64, "scope_local": scope_local,
+            "decs": decs}
+
+
+# -- the registry generator and the shipped registry ----------------------------------------------------------
+def test_generator_on_small_yaml(tmp_path):
+    gen = _generator()
+    out_a, out_b = tmp_path / "a.json.gz", tmp_path / "b.json.gz"
+    assert gen.main([str(FIXTURE_YAML), "--sae-lens-version", "9.9.9", "--source-commit", "abc", "--out",
+                     str(out_a)]) == 0
+    gen.main([str(FIXTURE_YAML), "--sae-lens-version", "9.9.9", "--source-commit", "abc", "--out", str(out_b)])
+    assert out_a.read_bytes() == out_b.read_bytes()  # same yaml, same bytes
+    obj = json.loads(gzip.decompress(out_a.read_bytes()))
+    assert obj["source"]["sae_lens_version"] == "9.9.9" and obj["source"]["commit"] == "abc"
+    assert obj["source"]["sha256"] == hashlib.sha256(FIXTURE_YAML.read_bytes()).hexdigest()
+    reg = hub.load_registry(out_a)
+    fs = reg.releases["gpt2-small-res-jb-feature-splitting"]
+    assert fs.repo == "jbloom/GPT2-Small-Feature-Splitting-Experiment-Layer-8" and fs.format == "saelens"
+    assert [(s.site, s.width, s.neuronpedia) for s in fs.saes] == [
+        ("blocks.8.hook_resid_pre", 768, "gpt2-small/8-res_fs768-jb"),
+        ("blocks.8.hook_resid_pre", 1536, "gpt2-small/8-res_fs1536-jb"),
+        ("blocks.8.hook_resid_pre", 98304, "gpt2-small/8-res_fs98304-jb"),
+    ]
+    scope = reg.releases["tiny-scope-res"]
+    assert scope.format == "gemmascope" and scope.sites == ["layer_0", "layer_1"]
+    assert [s.width for s in scope.saes] == list(SCOPE_PATHS.values())  # width_1k -> 1024, width_2k -> 2048
+    assert reg.releases["tiny-transcoders"].format is None  # a conversion featgraph has no reader for
+
+
+@pytest.mark.parametrize(("sae_id", "path", "width", "site"), [
+    ("layer_12/width_16k/average_l0_82", "layer_12/width_16k/average_l0_82", 16384, "layer_12"),
+    ("layer_20/width_1m/average_l0_11", "layer_20/width_1m/average_l0_11", 1048576, "layer_20"),
+    ("embedding/width_4k/average_l0_6", "embedding/width_4k/average_l0_6", 4096, "embedding"),
+    ("blocks.12.hook_resid_post", "gemma_2b_blocks.12.hook_resid_post_16384", 16384, "blocks.12.hook_resid_post"),
+    ("blocks.0.hook_attn_out", "v5_32k_layer_0", 32768, "blocks.0.hook_attn_out"),
+    ("blocks.5.hook_resid_post__trainer_0", "gemma-2-2b_topk_width-2pow14_date-1109/resid_post_layer_5/trainer_0",
+     16384, "blocks.5.hook_resid_post"),
+    ("resid_post_layer_3_trainer_1", "resid_post_layer_3/trainer_1", None, "resid_post_layer_3"),
+    ("l0r_800m_slimpajama", "800M-Slimpajama-0-OpenR1-Math-220k/L0R", None, "l0r_800m_slimpajama"),
+])
+def test_generator_width_and_site_rules(sae_id, path, width, site):
+    gen = _generator()
+    assert gen.parse_width(sae_id, path) == width
+    assert gen.parse_site(sae_id) == site
+
+
+def test_shipped_registry_lists_the_posts_ladder(monkeypatch):
+    monkeypatch.delenv(hub.REGISTRY_ENV, raising=False)
+    assert hub.REGISTRY_PATH.stat().st_size < 1_000_000
+    reg = hub.load_registry()
+    assert reg.source["sae_lens_version"] and reg.source["commit"]
+    rel = reg.releases["gpt2-small-res-jb-feature-splitting"]
+    widths = [768 * 2**i for i in range(8)]
+    assert [s.width for s in rel.saes] == widths
+    assert [s.neuronpedia for s in rel.saes] == [f"gpt2-small/8-res_fs{w}-jb" for w in widths]
+    assert rel.sites == ["blocks.8.hook_resid_pre"] and rel.format == "saelens"
+
+
+# -- the cache is huggingface_hub's ---------------------------------------------------------------------------
+def test_cache_is_read_by_huggingface_hub(hubenv):
+    from huggingface_hub import scan_cache_dir, try_to_load_from_cache
+
+    info = scan_cache_dir(hubenv["cache"])
+    assert not info.warnings
+    repos = {r.repo_id: r for r in info.repos}
+    assert set(repos) == {FS_REPO, SCOPE_REPO}
+    assert {r.commit_hash for r in repos[FS_REPO].revisions} == {COMMIT_MAIN, COMMIT_V1}
+    assert {ref for r in repos[FS_REPO].revisions for ref in r.refs} == {"main", "v1"}
+    weights = f"{FS_IDS[0]}/sae_weights.safetensors"
+    got = try_to_load_from_cache(FS_REPO, weights, cache_dir=hubenv["cache"])
+    assert Path(got).read_bytes() == (hubenv["fs_local"] / weights).read_bytes()
+    got_v1 = try_to_load_from_cache(FS_REPO, f"{FS_IDS[1]}/sae_weights.safetensors", cache_dir=hubenv["cache"],
+                                    revision="v1")
+    assert Path(got_v1).read_bytes() == (hubenv["other64"] / "sae_weights.safetensors").read_bytes()
+
+
+# -- families on a release equals families on the same local folders ------------------------------------------
+def test_families_release_equals_local_folders(hubenv):
+    tmp = hubenv["tmp"]
+    out_hub, out_local = tmp / "out_hub", tmp / "out_local"
+    before = tree_digest(tmp)
+    code, stdout, stderr = run_main("families", "tiny-res-fs-cached", "--out", out_hub, "--quiet")
+    assert code == 0, stderr
+    after = tree_digest(tmp)
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    # only --out (and the tmp folder's own entry list, which now names it) changed: not the cache, not the cwd
+    assert changed and all(k.startswith(str(out_hub)) or k == str(tmp) for k in changed), sorted(changed)[:5]
+    code, _, stderr = run_main("families", hubenv["fs_local"], "--out", out_local, "--quiet")
+    assert code == 0, stderr
+    for name in ("features.parquet", "edges.parquet", "families.parquet"):
+        a, b = pl.read_parquet(out_hub / name), pl.read_parquet(out_local / name)
+        assert a.equals(b), name
+        assert a.height > 0
+    names = pl.read_parquet(out_hub / "features.parquet")["sae"].unique(maintain_order=True).to_list()
+    assert names == FS_IDS  # named by SAE id, not by cache folders
+    assert (out_hub / "graph.graphml").read_bytes() == (out_local / "graph.graphml").read_bytes()
+    s_hub = json.loads((out_hub / "summary.json").read_text())
+    s_local = json.loads((out_local / "summary.json").read_text())
+    assert s_hub["pairs"] == s_local["pairs"]
+
+
+def test_release_provenance_and_neuronpedia(hubenv):
+    paths = hub.resolve("tiny-res-fs-cached")
+    assert [hub.display_name(p) for p in paths] == FS_IDS
+    src = hub.source_of(paths[0])
+    assert (src.release, src.sae_id, src.repo, src.revision, src.commit) == (
+        "tiny-res-fs-cached", FS_IDS[0], FS_REPO, "main", COMMIT_MAIN)
+    weights = (hubenv["fs_local"] / FS_IDS[0] / "sae_weights.safetensors").read_bytes()
+    assert src.files[f"{FS_IDS[0]}/sae_weights.safetensors"] == hashlib.sha256(weights).hexdigest()
+    assert set(src.files) == {f"{FS_IDS[0]}/cfg.json", f"{FS_IDS[0]}/sae_weights.safetensors"}
+    assert src.neuronpedia_url(7) == "https://www.neuronpedia.org/tiny-model/1-res_fs32-test/7"
+    assert json.loads(json.dumps(src.to_dict()))["commit"] == COMMIT_MAIN
+    one = hub.resolve(f"tiny-res-fs-cached/{FS_IDS[2]}")
+    np.testing.assert_array_equal(load_decoder(one[0])[1], hubenv["decs"][2])
+
+
+# -- Gemma Scope through hf:// and as a release ---------------------------------------------------------------
+def test_gemmascope_paths_through_hf_uri(hubenv):
+    path = "layer_1/width_2k/average_l0_5"
+    want = load_decoder(hubenv["scope_local"] / path / "params.npz")[1]
+    for spec in (f"hf://{SCOPE_REPO}/{path}", f"hf://{SCOPE_REPO}/{path}/params.npz",
+                 f"hf://{SCOPE_REPO}@main/{path}", f"hf://{SCOPE_REPO}@{COMMIT_MAIN}/{path}"):
+        (local,) = hub.resolve(spec)
+        np.testing.assert_array_equal(load_decoder(local)[1], want)
+        assert hub.display_name(local) == "layer_1-width_2k-average_l0_5"
+        assert hub.source_of(local).commit == COMMIT_MAIN
+
+
+def test_release_sites_and_widths(hubenv):
+    with pytest.raises(hub.ConfigError, match=r"2 sites \(layer_0, layer_1\); pick one as tiny-scope-res@SITE"):
+        hub.resolve("tiny-scope-res")
+    with pytest.raises(hub.ConfigError, match=r"2 SAEs of width 1024 at layer_1"):
+        hub.resolve("tiny-scope-res@layer_1")
+    with pytest.raises(hub.ConfigError, match=r"no site 'layer_7'; its sites: layer_0, layer_1"):
+        hub.resolve("tiny-scope-res@layer_7")
+    paths = hub.resolve("tiny-scope-res-canonical")  # one site, one SAE per width: a ladder
+    assert [load_decoder(p)[1].shape[0] for p in paths] == [1024, 2048]
+    assert [hub.display_name(p) for p in paths] == ["layer_1-width_1k-canonical", "layer_1-width_2k-canonical"]
+    (one,) = hub.resolve("tiny-scope-res/layer_0/width_1k/average_l0_3")
+    assert load_decoder(one)[1].shape == (1024, D_IN)
+
+
+def test_families_on_gemmascope_release(hubenv):
+    out = hubenv["tmp"] / "out_scope"
+    code, stdout, stderr = run_main("families", "tiny-scope-res@layer_0", "tiny-scope-res-canonical@layer_1",
+                                    "--out", out, "--quiet")
+    # two ladders' SAEs of width 1024 at two sites: refused as a ladder (equal widths), in one line
+    assert code == 1 and len(stderr.strip().splitlines()) == 1 and "width 1024" in stderr, stderr
+    code, stdout, stderr = run_main("families", "tiny-scope-res-canonical", "--out", out, "--quiet")
+    assert code == 0, stderr
+    sae = pl.read_parquet(out / "features.parquet")["sae"].unique(maintain_order=True).to_list()
+    assert sae == ["layer_1-width_1k-canonical", "layer_1-width_2k-canonical"]
+
+
+# -- revisions, offline misses, local paths -------------------------------------------------------------------
+def test_revision_pin_is_honoured(hubenv):
+    path = FS_IDS[1]
+    want_main = load_decoder(hubenv["fs_local"] / path)[1]
+    want_v1 = load_decoder(hubenv["other64"])[1]
+    assert not np.array_equal(want_main, want_v1)
+    for spec, want, commit in ((f"hf://{FS_REPO}/{path}", want_main, COMMIT_MAIN),
+                               (f"hf://{FS_REPO}@v1/{path}", want_v1, COMMIT_V1),
+                               (f"hf://{FS_REPO}@{COMMIT_V1}/{path}", want_v1, COMMIT_V1),
+                               (f"hf://{FS_REPO}@v1/{path}/sae_weights.safetensors", want_v1, COMMIT_V1)):
+        (local,) = hub.resolve(spec)
+        np.testing.assert_array_equal(load_decoder(local)[1], want, err_msg=spec)
+        src = hub.source_of(local)
+        assert src.commit == commit and hub.display_name(local) == path
+
+
+def test_missing_files_offline_fail_in_one_line(hubenv):
+    tmp = hubenv["tmp"]
+    out = tmp / "out_missing"
+    # the release lists a 256-wide SAE that the cache does not hold
+    err = assert_refused(["families", "tiny-res-fs", "--out", out], inputs=[hubenv["cache"]], out=out,
+                         needles=("not in the Hugging Face cache", "HF_HUB_OFFLINE", FS_REPO, "revision main",
+                                  "blocks.1.hook_resid_pre_256/cfg.json",
+                                  "blocks.1.hook_resid_pre_256/sae_weights.safetensors"))
+    assert "blocks.1.hook_resid_pre_32/" not in err  # cached files are not asked for
+    assert_refused(["families", f"hf://{FS_REPO}@v1/{FS_IDS[0]}", FS_IDS[0], "--out", out],
+                   inputs=[hubenv["cache"]], out=out, needles=("not in the Hugging Face cache", "revision v1"))
+    assert_refused(["families", f"hf://{SCOPE_REPO}/layer_9/width_1k/x/params.npz", "--out", out],
+                   inputs=[hubenv["cache"]], out=out, needles=("layer_9/width_1k/x/params.npz",))
+    assert_refused(["families", "tiny-scope-res", "--out", out], inputs=[hubenv["cache"]], out=out,
+                   needles=("tiny-scope-res@SITE", "layer_0, layer_1"))
+    assert_refused(["families", "tiny-transcoders", "--out", out], inputs=[hubenv["cache"]], out=out,
+                   needles=("mwhanna_transcoder",))
+    assert_refused(["families", "tiny-res-fs-cached/blocks.1.hook_resid_pre_31", "--out", out],
+                   inputs=[hubenv["cache"]], out=out, needles=("no SAE id 'blocks.1.hook_resid_pre_31'",))
+    assert_refused(["families", "hf://datasets/x/y/z", "--out", out], inputs=[hubenv["cache"]], out=out,
+                   needles=("model repos only",))
+    # not a name at all: the plain local-path error, unchanged
+    assert_refused(["families", "no/such/ladder", "--out", out], inputs=[], out=out,
+                   needles=("no/such/ladder: no such file or folder",))
+
+
+def test_local_path_wins_over_a_name(hubenv):
+    # a local folder named like a release (relative to the cwd) is used as it is, never looked up on the hub
+    from featgraph.ladder import expand_sae_paths
+
+    shutil.copytree(hubenv["fs_local"], Path("tiny-scope-res"))
+    paths = expand_sae_paths(["tiny-scope-res"])
+    assert [p.name for p in paths] == sorted(FS_IDS) and all(hub.source_of(p) is None for p in paths)
+    assert all(p.resolve().is_relative_to(Path.cwd().resolve()) for p in paths)
+
+
+def test_releases_command_search(hubenv):
+    code, stdout, stderr = run_main("releases", "--search", "TINY-SCOPE")
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0].startswith("registry: registry.json.gz from sae-lens test")
+    header = lines[1].split()
+    assert header[:5] == ["release", "model", "site", "SAEs", "widths"]
+    rows = [ln.split() for ln in lines[2:-1]]
+    assert rows == [
+        ["tiny-scope-res", "tiny-gemma", "layer_0", "1", "1024", "-", "-", "gemmascope"],
+        ["tiny-scope-res", "tiny-gemma", "layer_1", "3", "1024x2,2048", "-", "yes", "gemmascope"],
+        ["tiny-scope-res-canonical", "tiny-gemma", "layer_1", "2", "1024,2048", "ladder", "yes", "gemmascope"],
+    ]
+    assert lines[-1] == "2 releases, 3 sites, 6 SAEs"
+    code, stdout, _ = run_main("releases", "--search", "zzz-nothing")
+    assert code == 0 and "no release matches 'zzz-nothing'" in stdout
