@@ -138,6 +138,9 @@ def run_families(
         method=method,
         device=device,
     )
+    from featgraph.hub import annotate_results  # SAEs named by release/hf://: provenance + Neuronpedia links
+
+    features = annotate_results(ladder, features, graph, summary)
 
     from featgraph.output_dir import open_output
 

@@ -333,9 +333,11 @@ def _resolve_uri(raw: str) -> Path:
         # fixed file name), the repo's name at the root
         name = path.rsplit(".", 1)[0] if is_file and leaf not in ("params.npz", "ae.pt") else folder
         name = name or uri.id.split("/")[1]
+        known = _registry_entry(uri.id, target)  # a registry SAE named by its hub path keeps its Neuronpedia id
         _remember(local, fetched, HubSource(
             name=name.replace("/", "-"), spec=raw, repo=uri.id, revision=uri.revision or "main",
-            commit=fetched.commit, path=target, files=fetched.blobs,
+            commit=fetched.commit, path=target, files=fetched.blobs, release=known and known.release,
+            sae_id=known and known.sae_id, neuronpedia=known and known.neuronpedia, width=known and known.width,
         ))
         return local
     if missing:
@@ -343,6 +345,14 @@ def _resolve_uri(raw: str) -> Path:
         raise _missing_error(raw, uri.id, uri.revision or "main", [" | ".join(missing)])
     raise SaeFormatError(f"{raw}: repo {uri.id} has no SAE at {path or 'its root'!r} (looked for "
                          f"{', '.join(' + '.join(files[f][0]) for f in layouts)})")
+
+
+def _registry_entry(repo: str, path: str) -> RegistrySae | None:
+    try:
+        releases = load_registry().releases.values()
+    except ConfigError:
+        return None
+    return next((s for r in releases if r.repo == repo for s in r.saes if s.path == path), None)
 
 
 class _AbsentOnHub(Exception):
@@ -496,3 +506,35 @@ def release_sites(search: str | None = None) -> list[ReleaseSite]:
             rows.append(ReleaseSite(rel.name, rel.model, rel.repo, rel.format, site, widths,
                                     any(s.neuronpedia for s in saes)))
     return rows
+
+
+# -- attaching provenance and Neuronpedia links to results ----------------------------------------------------
+def annotate_results(ladder: Any, features: Any, graph: Any, summary: dict[str, Any]) -> Any:
+    """Add hub provenance and Neuronpedia links to a families result whose SAEs were resolved from names.
+
+    ``features`` (a polars frame) gains a ``neuronpedia_url`` column (null for SAEs without a Neuronpedia id),
+    each graph node a ``neuronpedia_url`` attribute ("" where there is none: GraphML holds no None), each
+    ``summary["saes"]`` entry a ``source`` (:meth:`HubSource.to_dict`) and ``summary["config"]`` a ``sources``
+    list (None for local SAEs). A ladder of local SAEs only is left exactly as it was. Returns the features.
+    """
+    import polars as pl
+
+    sources = [source_of(e.path) for e in ladder]
+    if not any(sources):
+        return features
+    for entry, src in zip(summary["saes"], sources, strict=True):
+        if src is not None:
+            entry["source"] = src.to_dict()
+    summary["config"]["sources"] = [src.to_dict() if src else None for src in sources]
+    prefixes = {e.name: f"{NEURONPEDIA}/{src.neuronpedia}/" for e, src in zip(ladder, sources, strict=True)
+                if src is not None and src.neuronpedia}
+    if not prefixes:
+        return features
+    url = pl.concat_str([pl.col("sae").replace_strict(prefixes, default=None, return_dtype=pl.String),
+                         pl.col("feature").cast(pl.String)])
+    features = features.with_columns(url.alias("neuronpedia_url"))
+    from featgraph.graph import node_id
+
+    for sae, feature, link in features.select("sae", "feature", "neuronpedia_url").iter_rows():
+        graph.nodes[node_id(sae, feature)]["neuronpedia_url"] = link or ""
+    return features

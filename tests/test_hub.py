@@ -22,6 +22,7 @@ import pytest
 
 from featgraph import hub
 from featgraph.formats import load_decoder, save_gemmascope, save_saelens
+from featgraph.graph import read_graphml
 from featgraph.synthetic import planted_ladder
 
 from .conftest import run_main, tiny_sae
@@ -210,14 +211,34 @@ def test_families_release_equals_local_folders(hubenv):
     assert code == 0, stderr
     for name in ("features.parquet", "edges.parquet", "families.parquet"):
         a, b = pl.read_parquet(out_hub / name), pl.read_parquet(out_local / name)
+        if name == "features.parquet":  # the same table plus each feature's Neuronpedia link
+            urls = a["neuronpedia_url"].to_list()
+            want = [f"https://www.neuronpedia.org/tiny-model/1-res_fs{w}-test/{f}"
+                    for w, f in zip(a["width"].to_list(), a["feature"].to_list(), strict=True)]
+            assert urls == want
+            a = a.drop("neuronpedia_url")
         assert a.equals(b), name
         assert a.height > 0
     names = pl.read_parquet(out_hub / "features.parquet")["sae"].unique(maintain_order=True).to_list()
     assert names == FS_IDS  # named by SAE id, not by cache folders
-    assert (out_hub / "graph.graphml").read_bytes() == (out_local / "graph.graphml").read_bytes()
+    g_hub, g_local = read_graphml(out_hub / "graph.graphml"), read_graphml(out_local / "graph.graphml")
+    assert g_hub.nodes[f"{FS_IDS[1]}:5"]["neuronpedia_url"] == "https://www.neuronpedia.org/tiny-model/1-res_fs64-test/5"
+    for _, d in g_hub.nodes(data=True):
+        d.pop("neuronpedia_url")
+    assert dict(g_hub.nodes(data=True)) == dict(g_local.nodes(data=True))
+    assert list(g_hub.edges(data=True)) == list(g_local.edges(data=True))
     s_hub = json.loads((out_hub / "summary.json").read_text())
     s_local = json.loads((out_local / "summary.json").read_text())
-    assert s_hub["pairs"] == s_local["pairs"]
+    assert s_hub["pairs"] == s_local["pairs"] and s_hub["trees"] == s_local["trees"]
+    # provenance: each SAE's release, repo, commit and file hashes, in summary.json and config.json
+    src = s_hub["saes"][0]["source"]
+    assert (src["release"], src["repo"], src["commit"], src["neuronpedia"]) == (
+        "tiny-res-fs-cached", FS_REPO, COMMIT_MAIN, "tiny-model/1-res_fs32-test")
+    weights = (hubenv["fs_local"] / FS_IDS[0] / "sae_weights.safetensors").read_bytes()
+    assert src["files"][f"{FS_IDS[0]}/sae_weights.safetensors"] == hashlib.sha256(weights).hexdigest()
+    config = json.loads((out_hub / "config.json").read_text())
+    assert [c["sae_id"] for c in config["sources"]] == FS_IDS
+    assert "source" not in s_local["saes"][0] and "sources" not in s_local["config"]  # local runs unchanged
 
 
 def test_release_provenance_and_neuronpedia(hubenv):
@@ -341,3 +362,21 @@ def test_releases_command_search(hubenv):
     assert lines[-1] == "2 releases, 3 sites, 6 SAEs"
     code, stdout, _ = run_main("releases", "--search", "zzz-nothing")
     assert code == 0 and "no release matches 'zzz-nothing'" in stdout
+
+
+def test_mixed_ladder_links_only_saes_with_a_neuronpedia_id(hubenv):
+    # layer_0's SAE has no Neuronpedia id in the registry, layer_1's 2k one has (found by its hub path)
+    out = hubenv["tmp"] / "out_mixed"
+    code, _, stderr = run_main("families", f"hf://{SCOPE_REPO}/layer_0/width_1k/average_l0_3",
+                               f"hf://{SCOPE_REPO}/layer_1/width_2k/average_l0_5", "--out", out, "--quiet")
+    assert code == 0, stderr
+    f = pl.read_parquet(out / "features.parquet")
+    small, large = f.filter(pl.col("width") == 1024), f.filter(pl.col("width") == 2048)
+    assert small["neuronpedia_url"].null_count() == 1024
+    assert large["neuronpedia_url"][3] == "https://www.neuronpedia.org/tiny-gemma/1-scope-res-2k/3"
+    g = read_graphml(out / "graph.graphml")
+    assert g.nodes["layer_0-width_1k-average_l0_3:0"]["neuronpedia_url"] == ""
+    assert g.nodes["layer_1-width_2k-average_l0_5:3"]["neuronpedia_url"].endswith("/1-scope-res-2k/3")
+    sources = json.loads((out / "config.json").read_text())["sources"]
+    assert [s["spec"] for s in sources] == [f"hf://{SCOPE_REPO}/layer_0/width_1k/average_l0_3",
+                                            f"hf://{SCOPE_REPO}/layer_1/width_2k/average_l0_5"]
