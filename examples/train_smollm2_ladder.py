@@ -2,21 +2,31 @@
 
     python examples/train_smollm2_ladder.py --work /tmp/featgraph-smollm2 --out ladders/smollm2-135m
 
-Steps (each resumes or is skipped when its output exists, so a killed run can be restarted):
-1. the default offline corpus (pydoc topics, stdlib docstrings, fortunes and KJV where installed), split by
-   document into training text and held-out text (5% of documents, by a hash of their names);
+Steps (each resumes or is skipped when its output exists, so a killed run can be restarted with the same command):
+1. the pinned default corpus (Python's pydoc topics and standard-library docstrings: text every install of the same
+   Python version has), split by document into training text and held-out text (5% of documents, by a hash of
+   their names); the stores record the document names, the Python version and a sha256 of the token ids, and
+   ``--reproduce ladders/smollm2-135m/train_config.json`` stops unless the re-collected ids are the same;
 2. 128-token contexts (BOS + 127 text tokens) in a seeded order; activations at ``blocks.3.hook_resid_pre``
-   (BOS position left out) written to two stores under ``--work``: ``train`` (7,800 contexts, 990,600 tokens)
-   and ``heldout`` (800 contexts, 101,600 tokens);
-3. one ReLU + L1 SAE per width, all trained in the same pass over the same shuffled batches, so the ladder's
-   SAEs differ only in width; saved in fp16 to ``--out/l3-<width>``;
-4. metrics on held-out tokens only: reconstruction on the held-out store, CE losses on the first 64 held-out
-   contexts through the full model; ``--out/metrics.parquet`` and ``--out/METRICS.md``.
+   (BOS position left out) written to two stores under ``--work``: ``train`` (all 4,255 training contexts,
+   540,385 tokens) and ``heldout`` (all 237 held-out contexts, 30,099 tokens);
+3. one ReLU + L1 SAE per width plus a same-width seed control (``--control 1152:1``), all trained in the same
+   pass over the same shuffled batches, so the ladder's SAEs differ only in width and the control only in its
+   init seed; the training state is checkpointed under ``--work/checkpoint`` every 1,000 steps and a restarted
+   run resumes there; saved in fp16 to ``--out/l3-<width>`` and ``--out/seed-control/l3-1152-seed1``, each with
+   its ``health.json`` (featgraph.health on the held-out store);
+4. metrics on held-out tokens only: reconstruction and health on the held-out store, CE on the first 64 held-out
+   contexts through the full model; novel / random-like shares per adjacent pair and the seed control's
+   overlap; ``--out/metrics.parquet`` and ``--out/METRICS.md``.
+
+The recipe (``featgraph.train``; why each value): batch 256 for 7 epochs (14,776 steps): on a half-million-token
+store the budget is steps, not tokens; L1 0.8 (L1 2.0 at this length drives L0 to ~4); Adam lr 1e-3 with a 1%
+warm-up and a linear decay over the last 20%; L1 warm-up over 5%; encoder initialised as the decoder's transpose;
+b_dec at the geometric median; dead features (silent for 50,000 tokens) resampled during the first half.
 
 Why ``blocks.3.hook_resid_pre``: an early residual stream (layer 3 of 30), in the spirit of the post's
 early-to-middle site, and the cheapest one on a shared 2-core CPU (``stop_at_layer=4`` skips 26 of 30 blocks
-when collecting activations). Wall clock on the shared machine (other jobs running): ~25 min of activation
-collection, ~15 min of training (1 thread), ~3 min of evaluation.
+when collecting activations).
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ HOOK = "blocks.3.hook_resid_pre"
 # the recipe (see the module docstring for why each value)
 L1 = 0.8
 LR = 1e-3
-EPOCHS = 7.0
+EPOCHS = 5.0
 DEAD_WINDOW = 50_000
 
 
@@ -106,7 +116,7 @@ def main() -> None:
     p.add_argument("--epochs", type=float, default=EPOCHS)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is faster on a busy shared CPU)")
     p.add_argument("--reproduce", type=Path, default=None,
                    help="a ladder's train_config.json: stop unless the re-collected token ids match it")
     p.add_argument("--collect-only", action="store_true")
