@@ -273,6 +273,9 @@ def _fetch_many(items: list[tuple[Release, RegistrySae]], raw: str) -> list[Path
             out.append(_fetch_registry_sae(rel, s, raw))
         except _NotCached as e:
             missing.append(e)
+        except _AbsentOnHub as e:
+            raise SaeFormatError(f"{raw}: repo {rel.repo} has no file {e.args[0]} (SAE {s.sae_id} of release "
+                                 f"{rel.name}); the registry may be older than the repo") from e
     if missing:
         files = [f for e in missing for f in e.files]
         raise _missing_error(raw, missing[0].repo, missing[0].revision, files)
@@ -367,8 +370,8 @@ class _Fetched:
 
 
 def _cache_dir() -> str:
-    # huggingface_hub reads HF_HOME / HF_HUB_CACHE once, at import; read them per call so that a process that
-    # sets them later (the tests, a notebook) is still respected
+    # huggingface_hub reads HF_HOME / HF_HUB_CACHE (and HF_ENDPOINT) once, at import; read them per call so that
+    # a process that sets them later (the tests, a notebook) is still respected
     from huggingface_hub import constants
 
     if os.environ.get("HF_HUB_CACHE"):
@@ -392,6 +395,20 @@ def _offline() -> bool:
 def _fetch_files(repo: str, revision: str | None, folder: str, required: tuple[str, ...],
                  optional: tuple[str, ...], raw: str) -> _Fetched:
     """hf_hub_download each file (the cached copy offline); _NotCached lists the required files missing."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    silence = not _progress and not are_progress_bars_disabled()
+    if silence:
+        disable_progress_bars()
+    try:
+        return _fetch_files_inner(repo, revision, folder, required, optional, raw)
+    finally:
+        if silence:
+            enable_progress_bars()
+
+
+def _fetch_files_inner(repo: str, revision: str | None, folder: str, required: tuple[str, ...],
+                       optional: tuple[str, ...], raw: str) -> _Fetched:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -401,18 +418,16 @@ def _fetch_files(repo: str, revision: str | None, folder: str, required: tuple[s
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
-    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
     rev = revision or "main"
     got: dict[str, str] = {}
     missing: list[str] = []
     offline = _offline()
-    (enable_progress_bars if _progress else disable_progress_bars)()
     for i, name in enumerate(required + optional):
         filename = f"{folder}/{name}" if folder else name
         try:
             local = hf_hub_download(repo, filename, revision=revision, cache_dir=_cache_dir(),
-                                    local_files_only=offline)
+                                    local_files_only=offline, endpoint=os.environ.get("HF_ENDPOINT") or None)
         except LocalEntryNotFoundError:
             if i < len(required):
                 missing.append(filename)

@@ -1,9 +1,10 @@
 """SAEs by name (featgraph.hub) against a local Hugging Face cache, with no network.
 
-The cache is laid out exactly as huggingface_hub writes it (``models--OWNER--REPO/{blobs,refs,snapshots/<commit>}``,
-snapshot files as relative symlinks to ``blobs/<ETag>``, built with huggingface_hub's own ``repo_folder_name``,
-``_create_symlink`` and ``_cache_commit_hash_for_specific_revision``: it has no public call that fills the cache from
-local files), and ``scan_cache_dir`` / ``try_to_load_from_cache`` are shown to read it before anything else uses it.
+The cache is written by huggingface_hub itself: featgraph resolves the names once "online" against a local mock of
+the hub's file endpoint (``HF_ENDPOINT`` on 127.0.0.1, see :class:`MockHub`), so ``hf_hub_download`` lays out
+``models--OWNER--REPO/{blobs,refs,snapshots/<commit>}`` exactly as it does against huggingface.co; then every test
+runs with ``HF_HUB_OFFLINE=1`` and the endpoint pointed at a closed port. ``scan_cache_dir`` and
+``try_to_load_from_cache`` are shown to read that cache.
 The registry is generated from ``tests/fixtures/saelens_pretrained_saes_small.yaml`` (SAELens's layout) by the
 repo's own generator.
 """
@@ -14,6 +15,7 @@ import gzip
 import hashlib
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -53,32 +55,74 @@ def _generator():
     return mod
 
 
-def _etag(name: str, data: bytes) -> str:
-    # the hub's ETag, which names the blob: sha256 for LFS files (weights), the git blob sha1 for small files
-    if name.endswith((".safetensors", ".npz", ".pt")):
-        return hashlib.sha256(data).hexdigest()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+class MockHub:
+    """A local stand-in for the hub's file endpoint, ``HEAD``/``GET /{repo}/resolve/{revision}/{path}``, answering
+    as huggingface.co does (``X-Repo-Commit``, ``ETag``, ``Content-Length``; 404 with ``X-Error-Code``), so that
+    huggingface_hub's own hf_hub_download writes its cache exactly as it does online."""
 
+    def __init__(self) -> None:
+        self.repos: dict[str, dict] = {}
+        self.log: list[tuple[str, str]] = []
 
-def put_snapshot(cache: Path, repo: str, commit: str, files: dict[str, bytes], refs: tuple[str, ...] = ()) -> None:
-    """Add one commit of ``repo`` to the cache as huggingface_hub's hf_hub_download would have left it."""
-    from huggingface_hub.file_download import (
-        _cache_commit_hash_for_specific_revision,
-        _create_symlink,
-        repo_folder_name,
-    )
+    def add(self, repo: str, commit: str, files: dict[str, bytes], refs: tuple[str, ...] = ()) -> None:
+        r = self.repos.setdefault(repo, {"refs": {}, "commits": {}})
+        r["commits"][commit] = files
+        r["refs"].update(dict.fromkeys(refs, commit))
 
-    storage = cache / repo_folder_name(repo_id=repo, repo_type="model")
-    for name, data in files.items():
-        blob = storage / "blobs" / _etag(name, data)
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        if not blob.exists():
-            blob.write_bytes(data)
-        dst = storage / "snapshots" / commit / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        _create_symlink(str(blob), str(dst))
-    for ref in refs:
-        _cache_commit_hash_for_specific_revision(str(storage), ref, commit)
+    def _answer(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        repo, sep, rest = path.lstrip("/").partition("/resolve/")
+        if not sep or repo not in self.repos:
+            return 404, {"X-Error-Code": "RepoNotFound"}, b""
+        r = self.repos[repo]
+        for rev in sorted({*r["refs"], *r["commits"]}, key=len, reverse=True):
+            if rest.startswith(rev + "/"):
+                commit = r["refs"].get(rev, rev)
+                data = r["commits"][commit].get(rest[len(rev) + 1:])
+                if data is None:
+                    return 404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, b""
+                etag = hashlib.sha256(data).hexdigest()  # every file as if LFS: the blob is named by its sha256
+                return 200, {"X-Repo-Commit": commit, "ETag": f'"{etag}"'}, data
+        return 404, {"X-Error-Code": "RevisionNotFound"}, b""
+
+    def __enter__(self) -> str:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        hub_ = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self, body: bool) -> None:
+                code, headers, data = hub_._answer(self.path)
+                hub_.log.append((self.command, self.path, code))
+                self.send_response(code)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+            def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
+                self._reply(False)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._reply(True)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fetched(self, methods: tuple[str, ...] = ("GET",)) -> list[str]:
+        """The repo files served so far (downloaded: GET; looked up: HEAD), as ``repo@revision/path``; an hf://
+        folder's format is found by looking up each layout's files, whose 404s are not listed."""
+        return sorted({p.lstrip("/").replace("/resolve/", "@", 1) for m, p, code in self.log
+                       if m in methods and "/resolve/" in p and code == 200})
 
 
 def folder_files(root: Path, prefix: str) -> dict[str, bytes]:
@@ -86,9 +130,14 @@ def folder_files(root: Path, prefix: str) -> dict[str, bytes]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _go_online(monkeypatch, url: str) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
 @pytest.fixture
-def hubenv(tmp_path, monkeypatch):
-    """HF_HOME in tmp_path holding the test repos, HF_HUB_OFFLINE=1, the registry generated from the fixture."""
+def hubsrc(tmp_path, monkeypatch):
+    """Local SAEs, a mock hub serving them (running for the test), HF_HOME in tmp_path, the fixture registry."""
     src = tmp_path / "src"
     decs, _ = planted_ladder([32, 64, 128], D_IN, seed=3)
     fs_local = src / "tiny-res-fs-cached"  # the same SAEs as local folders, named as the release names them
@@ -100,28 +149,78 @@ def hubenv(tmp_path, monkeypatch):
     for i, path in enumerate(SCOPE_PATHS):
         save_gemmascope(tiny_sae(SCOPE_PATHS[path], D_IN, seed=10 + i), scope_local / path)
 
-    cache = tmp_path / "hf" / "hub"
-    files = {}
-    for sae_id in FS_IDS:
-        files.update(folder_files(fs_local / sae_id, sae_id))
-    put_snapshot(cache, FS_REPO, COMMIT_MAIN, files, refs=("main",))
-    put_snapshot(cache, FS_REPO, COMMIT_V1, folder_files(other64, FS_IDS[1]), refs=("v1",))
-    put_snapshot(cache, SCOPE_REPO, COMMIT_MAIN, folder_files(scope_local, ""), refs=("main",))
+    mock = MockHub()
+    main_files = folder_files(fs_local, "")
+    extra = src / "hub-only"  # on the hub, never fetched by the tests: a 256-wide SAE and sparsity files
+    save_saelens(tiny_sae(256, D_IN, seed=7), extra / "blocks.1.hook_resid_pre_256")
+    main_files.update(folder_files(extra, ""))
+    main_files.update({f"{sae_id}/sparsity.safetensors": b"not needed" for sae_id in FS_IDS})
+    mock.add(FS_REPO, COMMIT_MAIN, main_files, refs=("main",))
+    mock.add(FS_REPO, COMMIT_V1, folder_files(other64, FS_IDS[1]), refs=("v1",))
+    mock.add(SCOPE_REPO, COMMIT_MAIN, folder_files(scope_local, ""), refs=("main",))
 
     registry = tmp_path / "registry.json.gz"
-    gen = _generator()
-    assert gen.main([str(FIXTURE_YAML), "--sae-lens-version", "test", "--out", str(registry)]) == 0
-    for var in ("HF_HUB_CACHE", "HF_TOKEN", "TRANSFORMERS_OFFLINE"):
+    assert _generator().main([str(FIXTURE_YAML), "--sae-lens-version", "test", "--out", str(registry)]) == 0
+    for var in ("HF_HUB_CACHE", "HF_TOKEN", "TRANSFORMERS_OFFLINE", "HF_HUB_OFFLINE", "HF_ENDPOINT"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     monkeypatch.setenv(hub.REGISTRY_ENV, str(registry))
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    return {"tmp": tmp_path, "cache": cache, "fs_local": fs_local, "other64": other64, "scope_local": scope_local,
-            "decs": decs}
+    with mock as url:
+        yield {"tmp": tmp_path, "cache": tmp_path / "hf" / "hub", "fs_local": fs_local, "other64": other64,
+               "scope_local": scope_local, "decs": decs, "mock": mock, "url": url}
+
+
+NEEDED = sorted(  # every file the tests' names need: weights and configs only
+    [f"{FS_REPO}@main/{i}/{f}" for i in FS_IDS for f in ("cfg.json", "sae_weights.safetensors")]
+    + [f"{FS_REPO}@v1/{FS_IDS[1]}/{f}" for f in ("cfg.json", "sae_weights.safetensors")]
+    + [f"{SCOPE_REPO}@main/{p}/params.npz" for p in SCOPE_PATHS]
+)
+
+
+def _fill_cache(hubsrc, monkeypatch) -> None:
+    _go_online(monkeypatch, hubsrc["url"])
+    hub.resolve("tiny-res-fs-cached")
+    hub.resolve(f"hf://{FS_REPO}@v1/{FS_IDS[1]}")
+    for path in SCOPE_PATHS:
+        hub.resolve(f"tiny-scope-res/{path}")
+
+
+@pytest.fixture
+def hubenv(hubsrc, monkeypatch):
+    """hubsrc's cache filled by featgraph through huggingface_hub from the mock hub; then HF_HUB_OFFLINE=1 and
+    HF_ENDPOINT at a closed port, so that a request that slipped through would fail rather than reach out."""
+    _fill_cache(hubsrc, monkeypatch)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port
+    n_requests = len(hubsrc["mock"].log)
+    yield hubsrc
+    assert len(hubsrc["mock"].log) == n_requests  # offline: not one request reached the hub
+
+
+def test_online_fetches_only_the_files_needed(hubsrc, monkeypatch):
+    _fill_cache(hubsrc, monkeypatch)
+    mock = hubsrc["mock"]
+    # no sparsity.safetensors, no SAE that was not named; a file whose bytes are already in blobs/ (v1's cfg.json
+    # equals main's) is looked up but not downloaded again
+    assert mock.fetched(("HEAD", "GET")) == NEEDED
+    downloaded = mock.fetched()
+    assert set(downloaded) <= set(NEEDED) and f"{FS_REPO}@v1/{FS_IDS[1]}/sae_weights.safetensors" in downloaded
+    _fill_cache(hubsrc, monkeypatch)  # a second run finds every file cached and downloads nothing
+    assert mock.fetched() == downloaded
+    # online failures are one-line errors too
+    with pytest.raises(hub.SaeFormatError, match=r"repo featgraph-test/nope not found on the hub"):
+        hub.resolve("hf://featgraph-test/nope/x")
+    with pytest.raises(hub.SaeFormatError, match=r"has no revision 'v9'"):
+        hub.resolve(f"hf://{FS_REPO}@v9/{FS_IDS[0]}")
+    with pytest.raises(hub.SaeFormatError, match=r"has no SAE at 'nowhere'"):
+        hub.resolve(f"hf://{FS_REPO}/nowhere")
+    code, _, stderr = run_main("families", "tiny-res-fs", "--out", hubsrc["tmp"] / "out_online", "--quiet")
+    assert code == 0, stderr  # online, the release's uncached 256-wide SAE is simply downloaded
+    assert f"{FS_REPO}@main/blocks.1.hook_resid_pre_256/sae_weights.safetensors" in mock.fetched()
 
 
 # -- the registry generator and the shipped registry ----------------------------------------------------------
