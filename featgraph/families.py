@@ -108,7 +108,10 @@ def run_families(
             raise ConfigError("names apply only when loading SAEs from paths; this ladder is already loaded")
         ladder = paths_or_ladder
     else:
-        ladder = load_ladder(list(paths_or_ladder), names=list(names) if names is not None else None)
+        from featgraph.hub import progress_bars  # SAEs named by release/hf:// download with bars unless --quiet
+
+        with progress_bars(progress):
+            ladder = load_ladder(list(paths_or_ladder), names=list(names) if names is not None else None)
     if len(ladder) < 2:
         raise ConfigError(
             f"families need at least 2 SAEs of different widths, got 1 ({ladder[0].path}, "

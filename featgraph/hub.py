@@ -18,12 +18,12 @@ Releases come from featgraph's registry (``featgraph/registry/releases.json.gz``
 another registry file, as the tests do). sae-lens itself is not needed.
 
 Files are fetched with ``huggingface_hub.hf_hub_download`` into its normal cache (``HF_HUB_CACHE``, else
-``HF_HOME/hub``), with its progress bars (``HF_HUB_DISABLE_PROGRESS_BARS=1`` or :func:`set_progress` silence
-them) and its token lookup (``HF_TOKEN``, ``hf auth login``). Only the files a reader needs are fetched: SAELens
-``cfg.json`` + ``sae_weights.safetensors`` (not ``sparsity.safetensors``), Gemma Scope ``params.npz``,
-dictionary_learning ``ae.pt`` + ``config.json``. With ``HF_HUB_OFFLINE=1`` (or with the hub unreachable) a name
-whose files are in the cache works, and one whose files are not fails in one line naming the repo, revision and
-files to download.
+``HF_HOME/hub``), with its progress bars (hidden by ``HF_HUB_DISABLE_PROGRESS_BARS=1``, :func:`set_progress` or
+:func:`progress_bars`, which ``featgraph families --quiet`` uses) and its token lookup (``HF_TOKEN``, ``hf auth
+login``). Only the files a reader needs are fetched: SAELens ``cfg.json`` + ``sae_weights.safetensors`` (not
+``sparsity.safetensors``), Gemma Scope ``params.npz``, dictionary_learning ``ae.pt`` + ``config.json``. With
+``HF_HUB_OFFLINE=1`` (or with the hub unreachable) a name whose files are in the cache works, and one whose files
+are not fails in one line naming the repo, revision and files to download.
 
 Every resolved SAE's provenance (:class:`HubSource`: release, SAE id, Neuronpedia id, repo, requested revision,
 commit hash, and the cache blob id of each file) is kept by local path: :func:`source_of` returns it, so a result
@@ -32,12 +32,14 @@ can name exactly the weights it came from, and :meth:`HubSource.neuronpedia_url`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gzip
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,17 @@ def set_progress(enabled: bool) -> None:
     """Show (default) or hide huggingface_hub's download progress bars (a command's ``--quiet``)."""
     global _progress
     _progress = enabled
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """Within the block, show (or with ``enabled`` False hide) download progress bars; restored afterwards."""
+    global _progress
+    before, _progress = _progress, enabled
+    try:
+        yield
+    finally:
+        _progress = before
 
 
 # -- the registry ---------------------------------------------------------------------------------------------
@@ -323,7 +336,7 @@ def _resolve_uri(raw: str) -> Path:
     for fmt in layouts:
         required, optional = files[fmt]
         try:
-            fetched = _fetch_files(uri.id, uri.revision, folder, required, optional, raw)
+            fetched = _fetch_files(uri.id, uri.revision, folder, required, optional, raw, probing=len(layouts) > 1)
         except _NotCached as e:
             missing.append(" + ".join(e.files))
             continue
@@ -345,7 +358,10 @@ def _resolve_uri(raw: str) -> Path:
         return local
     if missing:
         # offline (or hub unreachable): nothing of any layout is cached
-        raise _missing_error(raw, uri.id, uri.revision or "main", [" | ".join(missing)])
+        rev = uri.revision or "main"
+        if len(layouts) > 1:
+            raise _missing_error(raw, uri.id, rev, missing, folder=folder)
+        raise _missing_error(raw, uri.id, rev, missing[0].split(" + "))
     raise SaeFormatError(f"{raw}: repo {uri.id} has no SAE at {path or 'its root'!r} (looked for "
                          f"{', '.join(' + '.join(files[f][0]) for f in layouts)})")
 
@@ -393,7 +409,7 @@ def _offline() -> bool:
 
 
 def _fetch_files(repo: str, revision: str | None, folder: str, required: tuple[str, ...],
-                 optional: tuple[str, ...], raw: str) -> _Fetched:
+                 optional: tuple[str, ...], raw: str, *, probing: bool = False) -> _Fetched:
     """hf_hub_download each file (the cached copy offline); _NotCached lists the required files missing."""
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
@@ -401,14 +417,14 @@ def _fetch_files(repo: str, revision: str | None, folder: str, required: tuple[s
     if silence:
         disable_progress_bars()
     try:
-        return _fetch_files_inner(repo, revision, folder, required, optional, raw)
+        return _fetch_files_inner(repo, revision, folder, required, optional, raw, probing)
     finally:
         if silence:
             enable_progress_bars()
 
 
 def _fetch_files_inner(repo: str, revision: str | None, folder: str, required: tuple[str, ...],
-                       optional: tuple[str, ...], raw: str) -> _Fetched:
+                       optional: tuple[str, ...], raw: str, probing: bool) -> _Fetched:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -441,12 +457,16 @@ def _fetch_files_inner(repo: str, revision: str | None, folder: str, required: t
         except EntryNotFoundError as e:
             if i >= len(required):
                 continue
-            if got or missing:  # the layout's first file exists: the rest must too
+            if (got or missing) and not probing:  # the layout's first file exists: the rest must too
+                # (when probing an hf:// folder's layout, a shared cfg.json does not decide it: try the next)
                 raise SaeFormatError(f"{raw}: repo {repo}@{rev} has no file {filename}") from e
             raise _AbsentOnHub(filename) from e
         except HfHubHTTPError as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise SaeFormatError(f"{raw}: downloading {filename} from {repo}@{rev} failed: {first}") from e
+        except OSError as e:  # the cache folder unwritable, the disk full, ...
+            raise SaeFormatError(f"{raw}: fetching {filename} of {repo}@{rev} into {_cache_dir()} failed: "
+                                 f"{e.strerror or e}") from e
         got[filename] = local
     if missing:
         raise _NotCached(repo, rev, missing)
@@ -481,14 +501,20 @@ def _remember(local: Path, fetched: _Fetched, src: HubSource) -> None:
     log.info("%s -> %s (commit %s)", src.spec, local, src.commit)
 
 
-def _missing_error(raw: str, repo: str, revision: str, files: list[str]) -> SaeFormatError:
+def _missing_error(raw: str, repo: str, revision: str, files: list[str], *, folder: str | None = None
+                   ) -> SaeFormatError:
+    """The one line an offline miss prints: what to download, and the command that does it once online."""
     where = _cache_dir()
     why = "HF_HUB_OFFLINE is set" if _offline() else "the hub is unreachable"
-    return SaeFormatError(
-        f"{raw}: not in the Hugging Face cache ({where}) and {why}; download repo {repo} revision {revision} "
-        f"files {_few(files, 4)} (size unknown offline), e.g. online: hf download {repo} --revision {revision} "
-        + " ".join(files[:4])
-    )
+    if folder is not None:  # an hf:// folder of unknown layout: any one layout's files will do
+        what = f"the SAE files of {folder or 'the repo root'} (one of: {'; '.join(files)})"
+        pattern = f"{folder}/*" if folder else "*"
+        cmd = f"hf download {repo} --revision {revision} --include '{pattern}'"
+    else:
+        what = f"files {_few(files, 4)}"
+        cmd = f"hf download {repo} --revision {revision} " + " ".join(files[:4]) + (" ..." if len(files) > 4 else "")
+    return SaeFormatError(f"{raw}: not in the Hugging Face cache ({where}) and {why}; download repo {repo} "
+                          f"revision {revision}: {what} (size unknown offline), e.g. online: {cmd}")
 
 
 # -- listing --------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import polars as pl
 import pytest
 
 from featgraph import hub
-from featgraph.formats import load_decoder, save_gemmascope, save_saelens
+from featgraph.formats import load_decoder, save_gemmascope, save_saelens, save_sparsify
 from featgraph.graph import read_graphml
 from featgraph.synthetic import planted_ladder
 
@@ -158,6 +158,9 @@ def hubsrc(tmp_path, monkeypatch):
     mock.add(FS_REPO, COMMIT_MAIN, main_files, refs=("main",))
     mock.add(FS_REPO, COMMIT_V1, folder_files(other64, FS_IDS[1]), refs=("v1",))
     mock.add(SCOPE_REPO, COMMIT_MAIN, folder_files(scope_local, ""), refs=("main",))
+    sparsify_local = src / "sparsify" / "layers.1"  # cfg.json + sae.safetensors: the layout is found by probing
+    save_sparsify(tiny_sae(48, D_IN, seed=5, architecture="topk", k=4), sparsify_local)
+    mock.add("featgraph-test/tiny-sparsify", COMMIT_MAIN, folder_files(sparsify_local, "layers.1"), refs=("main",))
 
     registry = tmp_path / "registry.json.gz"
     assert _generator().main([str(FIXTURE_YAML), "--sae-lens-version", "test", "--out", str(registry)]) == 0
@@ -171,7 +174,7 @@ def hubsrc(tmp_path, monkeypatch):
     monkeypatch.chdir(cwd)
     with mock as url:
         yield {"tmp": tmp_path, "cache": tmp_path / "hf" / "hub", "fs_local": fs_local, "other64": other64,
-               "scope_local": scope_local, "decs": decs, "mock": mock, "url": url}
+               "scope_local": scope_local, "decs": decs, "mock": mock, "url": url, "sparsify_local": sparsify_local}
 
 
 NEEDED = sorted(  # every file the tests' names need: weights and configs only
@@ -218,6 +221,10 @@ def test_online_fetches_only_the_files_needed(hubsrc, monkeypatch):
         hub.resolve(f"hf://{FS_REPO}@v9/{FS_IDS[0]}")
     with pytest.raises(hub.SaeFormatError, match=r"has no SAE at 'nowhere'"):
         hub.resolve(f"hf://{FS_REPO}/nowhere")
+    # an hf:// folder's layout is found by which files exist (Gemma Scope, dictionary_learning, SAELens, sparsify)
+    (local,) = hub.resolve("hf://featgraph-test/tiny-sparsify/layers.1")
+    np.testing.assert_array_equal(load_decoder(local)[1], load_decoder(hubsrc["sparsify_local"])[1])
+    assert hub.display_name(local) == "layers.1"
     code, _, stderr = run_main("families", "tiny-res-fs", "--out", hubsrc["tmp"] / "out_online", "--quiet")
     assert code == 0, stderr  # online, the release's uncached 256-wide SAE is simply downloaded
     assert f"{FS_REPO}@main/blocks.1.hook_resid_pre_256/sae_weights.safetensors" in mock.fetched()
@@ -421,7 +428,12 @@ def test_missing_files_offline_fail_in_one_line(hubenv):
     assert_refused(["families", f"hf://{FS_REPO}@v1/{FS_IDS[0]}", FS_IDS[0], "--out", out],
                    inputs=[hubenv["cache"]], out=out, needles=("not in the Hugging Face cache", "revision v1"))
     assert_refused(["families", f"hf://{SCOPE_REPO}/layer_9/width_1k/x/params.npz", "--out", out],
-                   inputs=[hubenv["cache"]], out=out, needles=("layer_9/width_1k/x/params.npz",))
+                   inputs=[hubenv["cache"]], out=out, needles=("files layer_9/width_1k/x/params.npz",
+                                                               f"hf download {SCOPE_REPO} --revision main"))
+    # a folder: any one layout's files will do, and the command fetches the folder
+    assert_refused(["families", f"hf://{SCOPE_REPO}/layer_9/width_1k/x", "--out", out],
+                   inputs=[hubenv["cache"]], out=out, needles=("layer_9/width_1k/x/params.npz; ",
+                                                               "--include 'layer_9/width_1k/x/*'"))
     assert_refused(["families", "tiny-scope-res", "--out", out], inputs=[hubenv["cache"]], out=out,
                    needles=("tiny-scope-res@SITE", "layer_0, layer_1"))
     assert_refused(["families", "tiny-transcoders", "--out", out], inputs=[hubenv["cache"]], out=out,
