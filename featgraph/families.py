@@ -112,6 +112,8 @@ def run_families(
 
         with progress_bars(progress):
             ladder = load_ladder(list(paths_or_ladder), names=list(names) if names is not None else None)
+        inputs += [e.path for e in ladder]  # names resolve to hub-cache folders: --out may not lie there either
+        check_out_dir(out_dir, inputs)
     if len(ladder) < 2:
         raise ConfigError(
             f"families need at least 2 SAEs of different widths, got 1 ({ladder[0].path}, "

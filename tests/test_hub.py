@@ -447,6 +447,13 @@ def test_missing_files_offline_fail_in_one_line(hubenv):
                    needles=("no/such/ladder: no such file or folder",))
 
 
+def test_out_may_not_lie_in_the_hub_cache_folders_it_reads(hubenv):
+    snap = hubenv["cache"] / "models--featgraph-test--tiny-res-fs" / "snapshots" / COMMIT_MAIN
+    out = snap / FS_IDS[0] / "out"
+    assert_refused(["families", "tiny-res-fs-cached", "--out", out], inputs=[hubenv["cache"]], out=out,
+                   needles=(FS_IDS[0],))
+
+
 def test_local_path_wins_over_a_name(hubenv):
     # a local folder named like a release (relative to the cwd) is used as it is, never looked up on the hub
     from featgraph.ladder import expand_sae_paths
