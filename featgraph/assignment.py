@@ -1,0 +1,423 @@
+"""Exact one-to-one assignment of two SAEs' features maximising the total decoder cosine.
+
+For unit decoder rows ``A [n_a, d]`` and ``B [n_b, d]`` the answer is a matching of ``min(n_a, n_b)`` pairs
+``(i, j)`` with the largest total ``sum cos(A_i, B_j)``: the same optimum as scipy's dense
+``linear_sum_assignment(A @ B.T, maximize=True)``, without its ``O(n^3)`` dense solve or its ``n_a x n_b`` float64
+matrix.
+
+Algorithm (rows are the smaller side; the two are swapped when ``n_a > n_b`` and swapped back at the end):
+
+1. *Candidates.* One blocked fp32 GEMM pass over ``S = A @ B.T`` (the kernel, block buffer and unit-row
+   preparation of :mod:`featgraph.matching_blocked`) keeps each row's top ``k`` columns and each column's top
+   ``k`` rows, and the k-th largest value of every row and column. Their cos is recomputed in float64 (products of
+   float32 numbers are exact in float64). The pairs ``(i, i)`` are added too: they form a full matching, so the
+   sparse problem is always feasible (no row is left without a partner, whatever the candidates).
+2. *Sparse solve.* ``scipy.sparse.csgraph.min_weight_full_bipartite_matching`` (LAPJVsp) on the candidate
+   graph with weights ``2 - cos`` (positive, and a constant shift per pair changes no optimum because every
+   solution has ``min(n_a, n_b)`` pairs).
+3. *Duals.* The LP dual of the assignment (rows must be matched, columns at most once) in maximise form is
+   ``U_i + V_j >= cos_ij`` for every pair, ``V_j >= 0``, with equality on matched pairs and ``V_j = 0`` on
+   unmatched columns (complementary slackness). With ``V_{m(i)} = cos_{i,m(i)} - U_i`` the constraints of the
+   candidate edges become a shortest-path system on the rows: ``U_k <= U_i + (cos_{k,m(k)} - cos_ij)`` for each
+   candidate ``(i, j)`` with ``j`` matched to ``k``, ``U_i <= cos_{i,m(i)}`` and ``U_i >= cos_ij`` for unmatched
+   candidate columns ``j``. Its cycles are the alternating cycles and paths of the matching, none negative
+   because the sparse solution is optimal on its graph, so Bellman-Ford (vectorised, only the rows that changed
+   are relaxed again) converges to feasible ``U``.
+4. *Certificate on the FULL matrix.* Every pair not among the candidates has ``cos_ij <= min(r_i, c_j) + e``
+   (``r_i``, ``c_j``: k-th largest fp32 values of its row and column, ``e``: the rigorous fp32 GEMM error bound
+   of :func:`featgraph.matching.rounding_margin`). A sorted sweep over the columns finds, for every row at once,
+   whether ``U_i + V_j >= min(r_i, c_j) + e`` holds for all ``j``; rows where it does not are recomputed with the
+   GEMM in blocks and every entry within ``2e + 1e-6`` of violating ``U_i + V_j >= S_ij`` is decided in float64.
+   Candidate edges are checked in float64 directly. Entries that violate the constraint by more than ``tol``
+   are added to the candidate graph and steps 2-4 repeat until none does.
+
+Why the answer is optimal. When no entry violates, ``(U, V)`` is dual feasible for the FULL problem up to
+``delta = max(0, -min_ij (U_i + V_j - cos_ij))`` (float64, over every pair: unflagged pairs are provably
+non-negative). For any full matching ``M'``: ``total(M') = sum_{M'} cos <= sum_{M'} (U_i + V_j + delta) <= sum U
++ sum V + n delta`` (``V >= 0``), and our matching is tight: ``total = sum U + sum V``. So the optimum exceeds our
+total by at most ``gap_bound = min(n_a, n_b) * delta``, reported on the result; in practice ``delta`` is 0 or a
+float64 rounding (~1e-16), far below any difference between two distinct matchings of non-tied cosines.
+
+Float rounding. Candidate and certificate decisions are made on float64 cos recomputed from the float32 rows;
+the fp32 GEMM is only used to select which pairs to recompute, with the bound ``e`` (and ``1e-6`` for the
+float32 subtraction of ``V``) so that no violating pair can be missed. Bellman-Ford accepts a relaxation only
+when it lowers ``U`` by more than ``1e-12``, so float64 ties (equal cosines, duplicated rows) cannot make it
+cycle forever on a rounding-level "negative cycle"; the price is a violation of at most ``1e-12`` per edge,
+inside ``tol`` (1e-9) and counted in ``gap_bound``. Ties in the optimum are broken by the solver: the matching
+may differ from scipy's but the total is the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import numpy as np
+
+from featgraph.errors import ConfigError, ShapeMismatchError
+from featgraph.matching import _as_unit, rounding_margin
+
+log = logging.getLogger(__name__)
+
+# a relaxation must lower a potential by more than this to count (see the module docstring: ties)
+RELAX_TOL = 1e-12
+
+
+@dataclasses.dataclass
+class Assignment:
+    """An optimal one-to-one assignment of A's features to B's (``min(n_a, n_b)`` pairs, sorted by ``rows``)."""
+
+    rows: np.ndarray  # int64 [m]: features of A
+    cols: np.ndarray  # int64 [m]: their partners in B
+    cos: np.ndarray  # float64 [m]: decoder cos of each pair (float64 from the float32 unit rows)
+    n_a: int
+    n_b: int
+    gap_bound: float  # certified: optimum total - total <= gap_bound
+    rounds: int  # sparse solves until certified
+    n_candidates: int  # edges of the final sparse graph
+    n_added: int  # edges the certificate added to the first candidate graph
+
+    @property
+    def total(self) -> float:
+        return float(self.cos.sum())
+
+    @property
+    def pw_mcc(self) -> float:
+        """PW-MCC: the mean cos of the assigned pairs."""
+        return float(self.cos.mean()) if self.cos.size else float("nan")
+
+    def shared_share(self, tau: float = 0.7) -> float:
+        """Share of the assigned pairs (``min(n_a, n_b)`` of them) whose cos is above ``tau`` (strict)."""
+        return float(np.mean(self.cos > tau)) if self.cos.size else float("nan")
+
+
+def assign(
+    a_unit: np.ndarray,
+    b_unit: np.ndarray,
+    *,
+    k: int = 32,
+    k_check: int = 64,
+    method: str = "fp32",
+    device: str = "cpu",
+    block_bytes: int = 1 << 28,
+    tol: float = 1e-9,
+    max_rounds: int = 100,
+) -> Assignment:
+    """The assignment of ``a_unit``'s rows to ``b_unit``'s maximising the total cos, certified optimal.
+
+    ``a_unit`` / ``b_unit``: unit (or zero) float32 rows from :func:`featgraph.matching.normalize_rows`, same
+    ``d_in``, any widths. ``k``: candidates kept per row and per column before the certificate adds what is
+    missing (larger k: fewer rounds, a larger sparse problem). ``block_bytes`` bounds the GEMM block. See the
+    module docstring for why the result is optimal and how rounding is handled.
+    """
+    a, _ = _as_unit(a_unit, f"SAE A ({np.shape(a_unit)[0] if np.ndim(a_unit) else 0} rows)")
+    b, _ = _as_unit(b_unit, f"SAE B ({np.shape(b_unit)[0] if np.ndim(b_unit) else 0} rows)")
+    if a.shape[1] != b.shape[1]:
+        raise ShapeMismatchError(f"d_in differs: SAE A {list(a.shape)}, SAE B {list(b.shape)}")
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        raise ShapeMismatchError(f"an SAE has no features: A {list(a.shape)}, B {list(b.shape)}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and 0 <= tol < 1e-3):
+        raise ConfigError(f"tol must be in [0, 1e-3), got {tol!r}")
+    if block_bytes < 1 << 20:
+        raise ConfigError(f"block_bytes must be at least 1 MiB, got {block_bytes}")
+    swap = a.shape[0] > b.shape[0]
+    if swap:
+        a, b = b, a
+    res = _Solver(a, b, int(k), int(k_check), method, device, block_bytes, tol).run(max_rounds)
+    rows, cols, cos = res["rows"], res["cols"], res["cos"]
+    if swap:
+        rows, cols = cols, rows
+    order = np.argsort(rows, kind="stable")
+    return Assignment(
+        rows=rows[order].astype(np.int64),
+        cols=cols[order].astype(np.int64),
+        cos=cos[order],
+        n_a=int(a_unit.shape[0]),
+        n_b=int(b_unit.shape[0]),
+        gap_bound=res["gap_bound"],
+        rounds=res["rounds"],
+        n_candidates=res["n_candidates"],
+        n_added=res["n_added"],
+    )
+
+
+def assign_dense(a_unit: np.ndarray, b_unit: np.ndarray) -> Assignment:
+    """The baseline and test oracle: scipy's dense ``linear_sum_assignment`` on the full float64 cos matrix."""
+    from scipy.optimize import linear_sum_assignment
+
+    a = np.asarray(a_unit, np.float64)
+    b = np.asarray(b_unit, np.float64)
+    S = a @ b.T
+    r, c = linear_sum_assignment(S, maximize=True)
+    return Assignment(r.astype(np.int64), c.astype(np.int64), S[r, c], a.shape[0], b.shape[0], 0.0, 1, S.size, 0)
+
+
+class _Solver:
+    """One certified solve; rows (``a``) are the smaller side."""
+
+    def __init__(
+        self, a: np.ndarray, b: np.ndarray, k: int, k_check: int, method: str, device: str, block_bytes: int,
+        tol: float,
+    ):
+        import torch
+
+        from featgraph.matching import _resolve_method
+        from featgraph.matching_blocked import COMPUTE, BlockBuffer, PreparedUnits, resolve_device
+
+        self.a, self.b = a, b
+        self.n, self.m = a.shape[0], b.shape[0]
+        self.k, self.k_check, self.tol, self.block_bytes = k, max(k, k_check), tol, block_bytes
+        self.dev = resolve_device(device)
+        self.method = "fp32" if method == "fp32" else _resolve_method(method, self.dev)
+        self.torch = torch
+        self.A = PreparedUnits.build(a, self.dev, self.method)
+        self.B = PreparedUnits.build(b, self.dev, self.method)
+        self.buffer = BlockBuffer(self.dev)
+        d = a.shape[1]
+        self.e = rounding_margin(d, "fp32")  # the dense re-check runs in fp32
+        self.e_c = rounding_margin(d, COMPUTE[self.method][1])  # the candidate pass in the method's dtype
+
+    # --- step 1: candidates -------------------------------------------------------------------------------
+    def _blocks(self, rows: np.ndarray | None, fp32: bool):
+        """Yield ``(row indices, S block [r, m])``: the candidate pass's dtype over all rows (``rows`` None), or
+        fp32 over the given rows."""
+        from featgraph.matching_blocked import _gemm, block_rows, exact_matmul_settings
+
+        torch = self.torch
+        lhs_all, rhs = (self.A.unit32, self.B.unit32) if fp32 else (self.A.gemm, self.B.gemm)
+        m_pad = rhs.shape[0]
+        idx_all = np.arange(self.n) if rows is None else rows
+        per = block_rows(m_pad, max(1, idx_all.size), rhs.dtype, self.block_bytes)
+        with exact_matmul_settings(self.dev), torch.inference_mode():
+            for s in range(0, idx_all.size, per):
+                idx = idx_all[s : s + per]
+                S = self.buffer.get(idx.size, m_pad, rhs.dtype)
+                lhs = lhs_all[s : s + idx.size] if rows is None else lhs_all[torch.from_numpy(idx).to(self.dev)]
+                _gemm(lhs, rhs, S)
+                yield idx, S[:, : self.m]
+
+    def candidates(self) -> tuple[np.ndarray, np.ndarray]:
+        """One GEMM pass: each row's and each column's ``k_check`` largest entries (the check lists, with their
+        approximate values) and the k-th largest values; returns the first sparse graph: each row's and column's
+        ``k`` largest plus the full matching ``(i, i)``."""
+        torch = self.torch
+        n, m = self.n, self.m
+        kr, kc = min(self.k_check, m), min(self.k_check, n)
+        row_val = np.empty((n, kr), np.float32)
+        row_idx = np.empty((n, kr), np.int64)
+        col_val = torch.full((m, kc), float("-inf"), device=self.dev)
+        col_idx = torch.zeros((m, kc), dtype=torch.int64, device=self.dev)
+        for idx, S in self._blocks(None, fp32=False):
+            v, j = torch.topk(S, kr, dim=1)
+            row_val[idx] = v.float().cpu().numpy()
+            row_idx[idx] = j.cpu().numpy()
+            # columns: a transposed copy, then a row top-k (torch's top-k along dim 0 measured ~3x slower)
+            bv, bi = torch.topk(S.T.contiguous(), min(kc, idx.size), dim=1)
+            bi += int(idx[0])  # blocks of the full pass are consecutive rows
+            vals = torch.cat([col_val, bv.float()], dim=1)
+            col_val, pick = torch.topk(vals, kc, dim=1)
+            col_idx = torch.gather(torch.cat([col_idx, bi], dim=1), 1, pick)
+        col_val_np = col_val.cpu().numpy()
+        col_idx_np = col_idx.cpu().numpy()
+        self.row_kth = row_val[:, -1].astype(np.float64)  # sorted descending
+        self.col_kth = col_val_np[:, -1].astype(np.float64)
+        # every (row, column, approximate value) of the check lists, once
+        ki = np.concatenate([np.repeat(np.arange(n), kr), col_idx_np.ravel()])
+        kj = np.concatenate([row_idx.ravel(), np.repeat(np.arange(m), kc)])
+        kv = np.concatenate([row_val.ravel(), col_val_np.ravel()])
+        key = ki * m + kj
+        order = np.argsort(key, kind="stable")
+        first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+        self.known_i, self.known_j, self.known_v = ki[first], kj[first], kv[first].astype(np.float64)
+        ks, kcs = min(self.k, kr), min(self.k, kc)
+        er = np.concatenate([np.repeat(np.arange(n), ks), col_idx_np[:, :kcs].ravel(), np.arange(n)])
+        ec = np.concatenate([row_idx[:, :ks].ravel(), np.repeat(np.arange(m), kcs), np.arange(n)])
+        return _unique_edges(er, ec, m)
+
+    # --- step 2: sparse solve ----------------------------------------------------------------------------
+    def solve_sparse(self, er: np.ndarray, ec: np.ndarray, cos: np.ndarray) -> np.ndarray:
+        """Column matched to each row (the edges are unique and contain a full matching)."""
+        import scipy.sparse as sp
+        from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+        G = sp.csr_matrix((2.0 - cos, (er, ec)), shape=(self.n, self.m))
+        r, c = min_weight_full_bipartite_matching(G)
+        match = np.full(self.n, -1, np.int64)
+        match[r] = c
+        assert (match >= 0).all(), "the candidate graph holds the full matching (i, i)"
+        return match
+
+    # --- step 3: duals -----------------------------------------------------------------------------------
+    def duals(self, er, ec, cos, match, mcos) -> tuple[np.ndarray, np.ndarray]:
+        """Feasible (U, V) for the candidate graph, tight on the matching (module docstring, step 3)."""
+        n, m = self.n, self.m
+        row_of_col = np.full(m, -1, np.int64)
+        row_of_col[match] = np.arange(n)
+        k = row_of_col[ec]
+        arc = (k >= 0) & (k != er)
+        src, dst = er[arc], k[arc]
+        w = mcos[dst] - cos[arc]
+        U = bellman_ford_min(n, src, dst, w, mcos.copy())
+        V = np.zeros(m)
+        V[match] = mcos - U
+        return U, V
+
+    # --- step 4: certificate -----------------------------------------------------------------------------
+    def rows_to_check(self, U: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Rows where the k-th-value bound cannot prove ``U_i + V_j >= cos_ij`` for every pair off the check
+        lists (those have ``cos_ij <= min(r_i, c_j) + e_c``)."""
+        e = self.e_c + 1e-9  # and float64 rounding of the comparisons
+        order = np.argsort(self.col_kth, kind="stable")
+        ck = self.col_kth[order]
+        Vs = V[order]
+        # suffix min of V over columns with c_j >= r_i; prefix min of V - c_j over columns with c_j < r_i
+        suf = np.minimum.accumulate(Vs[::-1])[::-1]
+        pre = np.minimum.accumulate(Vs - ck)
+        pos = np.searchsorted(ck, self.row_kth, side="left")  # first column with c_j >= r_i
+        ok_hi = np.where(pos < ck.size, suf[np.minimum(pos, ck.size - 1)] + U >= self.row_kth + e, True)
+        ok_lo = np.where(pos > 0, pre[np.maximum(pos - 1, 0)] + U >= e, True)
+        return np.flatnonzero(~(ok_hi & ok_lo))
+
+    def dense_check(self, rows: np.ndarray, U: np.ndarray, V: np.ndarray):
+        """``(i, j, float64 slack)`` of the pairs of ``rows`` that could violate ``U_i + V_j >= cos_ij``.
+
+        ``T = S - V`` (fp32) is within ``margin`` of ``cos - V``: entries with ``T > U + margin`` violate for
+        sure (of those only each row's ``k`` largest ``T`` are returned: adding every violator of poor early
+        duals would add a large share of the matrix, and the next round checks again anyway), entries within
+        ``margin`` of ``U`` are decided in float64, the rest are feasible.
+        """
+        torch = self.torch
+        margin = 2 * self.e + 1e-6
+        Vt = torch.from_numpy(V.astype(np.float32)).to(self.dev)
+        out_i, out_j = [], []
+        for idx, S in self._blocks(rows, fp32=True):
+            S.sub_(Vt)  # the block is scratch: S - V in place
+            lo = torch.from_numpy((U[idx] - margin).astype(np.float32)).to(self.dev)
+            hi = torch.from_numpy((U[idx] + margin).astype(np.float32)).to(self.dev)
+            nr, nc = torch.nonzero((S > lo[:, None]) & (S <= hi[:, None]), as_tuple=True)
+            out_i.append(idx[nr.cpu().numpy()])
+            out_j.append(nc.cpu().numpy())
+            sure = (S > hi[:, None]).any(dim=1)
+            if bool(sure.any()):
+                sr = torch.nonzero(sure).flatten()
+                kk = min(self.k, self.m)
+                tv, tj = torch.topk(S[sr], kk, dim=1)
+                keep = tv > hi[sr][:, None]
+                out_i.append(idx[sr[:, None].expand(-1, kk)[keep].cpu().numpy()])
+                out_j.append(tj[keep].cpu().numpy())
+        ii = np.concatenate(out_i) if out_i else np.zeros(0, np.int64)
+        jj = np.concatenate(out_j) if out_j else np.zeros(0, np.int64)
+        return ii, jj, U[ii] + V[jj] - _dot64(self.a, self.b, ii, jj)
+
+    def known_check(self, U: np.ndarray, V: np.ndarray):
+        """``(i, j, float64 slack)`` of the check-list entries whose approximate value could violate (the others
+        have ``cos <= value + e_c``, so a slack of at least 1e-6)."""
+        flag = self.known_v - V[self.known_j] > U[self.known_i] - self.e_c - 1e-6
+        ii, jj = self.known_i[flag], self.known_j[flag]
+        return ii, jj, U[ii] + V[jj] - _dot64(self.a, self.b, ii, jj)
+
+    def run(self, max_rounds: int) -> dict:
+        er, ec = self.candidates()
+        cos = _dot64(self.a, self.b, er, ec)
+        n_first = er.size
+        for rounds in range(1, max_rounds + 1):
+            match = self.solve_sparse(er, ec, cos)
+            mcos = _dot64(self.a, self.b, np.arange(self.n), match)
+            U, V = self.duals(er, ec, cos, match, mcos)
+            min_slack = min(float((U[er] + V[ec] - cos).min()), float(V.min()))
+            ki, kj, ks = self.known_check(U, V)
+            check = self.rows_to_check(U, V)
+            di, dj, ds = self.dense_check(check, U, V) if check.size else (np.zeros(0, np.int64),) * 2 + (np.zeros(0),)
+            ii, jj, slack = np.concatenate([ki, di]), np.concatenate([kj, dj]), np.concatenate([ks, ds])
+            if slack.size:
+                min_slack = min(min_slack, float(slack.min()))
+            vi, vj = _worst_per_row(ii, jj, slack, -self.tol, self.k)
+            new_i, new_j = _unique_edges(vi, vj, self.m)
+            if new_i.size:
+                old = np.sort(er * self.m + ec)
+                key_new = new_i * self.m + new_j
+                pos = np.minimum(np.searchsorted(old, key_new), old.size - 1)
+                fresh = old[pos] != key_new
+                new_i, new_j = new_i[fresh], new_j[fresh]
+            log.info(
+                "assignment round %d: %d candidates, %d rows checked densely, %d edges to add, min slack %.3g",
+                rounds, er.size, check.size, new_i.size, min_slack,
+            )
+            if new_i.size == 0:
+                return {
+                    "rows": np.arange(self.n, dtype=np.int64),
+                    "cols": match,
+                    "cos": mcos,
+                    "gap_bound": self.n * max(0.0, -min_slack),
+                    "rounds": rounds,
+                    "n_candidates": int(er.size),
+                    "n_added": int(er.size - n_first),
+                }
+            er = np.concatenate([er, new_i])
+            ec = np.concatenate([ec, new_j])
+            cos = np.concatenate([cos, _dot64(self.a, self.b, new_i, new_j)])
+        raise ConfigError(f"the assignment was not certified within max_rounds={max_rounds}; raise max_rounds or k")
+
+
+def _worst_per_row(ii, jj, slack, below: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (at most k per row) most negative entries with ``slack < below``."""
+    bad = np.flatnonzero(slack < below)
+    bad = bad[np.lexsort((slack[bad], ii[bad]))]
+    first = np.r_[0, np.flatnonzero(np.diff(ii[bad])) + 1] if bad.size else np.zeros(0, np.int64)
+    rank = np.arange(bad.size) - np.repeat(first, np.diff(np.r_[first, bad.size]))
+    bad = bad[rank < k]
+    return ii[bad], jj[bad]
+
+
+def _dot64(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """float64 ``a[ia[k]] . b[ib[k]]`` (float32 rows: the products are exact in float64), chunked; einsum with a
+    float64 accumulator avoids the float64 copies of the gathered rows."""
+    out = np.empty(ia.size, np.float64)
+    step = 1 << 14
+    for s in range(0, ia.size, step):
+        out[s : s + step] = np.einsum("ij,ij->i", a[ia[s : s + step]], b[ib[s : s + step]], dtype=np.float64)
+    return out
+
+
+def _unique_edges(er: np.ndarray, ec: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    key = np.sort(er.astype(np.int64) * m + ec.astype(np.int64))
+    key = key[np.r_[True, key[1:] != key[:-1]]] if key.size else key
+    return key // m, key % m
+
+
+def bellman_ford_min(n: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray, init: np.ndarray) -> np.ndarray:
+    """Largest ``p <= init`` with ``p[dst] <= p[src] + w`` for every arc, by vectorised Bellman-Ford.
+
+    Equivalent to shortest distances from a source with an arc of length ``init[i]`` to every node. Each pass
+    relaxes only the arcs leaving nodes that changed in the previous pass. A pass lowers a node only by more
+    than :data:`RELAX_TOL`, so rounding-level cycles (ties) end; a real negative cycle (a non-optimal matching:
+    an internal error) is caught after ``n + 1`` passes.
+    """
+    p = np.asarray(init, np.float64).copy()
+    order = np.argsort(src, kind="stable")
+    src, dst, w = src[order], dst[order], w[order]
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    active = np.arange(n)
+    for _ in range(n + 2):
+        starts, stops = indptr[active], indptr[active + 1]
+        cnt = stops - starts
+        total = int(cnt.sum())
+        if total == 0:
+            return p
+        # indices of the arcs leaving the active nodes, without a Python loop
+        arcs = np.repeat(starts - np.r_[0, np.cumsum(cnt)[:-1]], cnt) + np.arange(total)
+        cand = p[src[arcs]] + w[arcs]
+        d = dst[arcs]
+        better = cand < p[d] - RELAX_TOL
+        if not better.any():
+            return p
+        d, cand = d[better], cand[better]
+        np.minimum.at(p, d, cand)
+        mark = np.zeros(n, bool)
+        mark[d] = True
+        active = np.flatnonzero(mark)
+    raise AssertionError("negative cycle in the dual system: the sparse matching is not optimal")
