@@ -317,6 +317,17 @@ def read_npy(
         raise _err(path, "not a readable .npy array", e) from e
 
 
+def npz_members(path: str | os.PathLike[str]) -> set[str]:
+    """Array names in an ``.npz`` (its zip directory only), after :func:`require_file`: a device or FIFO named
+    ``*.npz`` is refused before zipfile reads it to its (endless) end."""
+    path = require_file(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return {i.filename.removesuffix(".npy") for i in zf.infolist() if i.filename.endswith(".npy")}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise _err(path, "not a readable npz file", e) from e
+
+
 def read_npz(path: str | os.PathLike[str], names: Iterable[str]) -> dict[str, np.ndarray]:
     """The named arrays of an ``.npz`` archive, without pickle and in memory bounded by the real data.
 
