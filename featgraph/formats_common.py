@@ -29,13 +29,20 @@ WEIGHT_NAMES = frozenset({
     "b_gate", "b_mag", "r_mag", "gate_bias", "w_enc", "w_dec",
 })
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
-_SAFETENSORS_FLOATS = ("F16", "BF16", "F32", "F64")
+# safetensors header dtype -> the name users know from numpy / torch (messages say "int32", not "I32")
+_SAFETENSORS_NAMES = {
+    "F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64", "BOOL": "bool",
+    "I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64", "U8": "uint8", "U16": "uint16", "U32": "uint32",
+    "U64": "uint64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E8M0": "float8_e8m0fnu",
+    "C64": "complex64",
+}
 
 
 def refuse_non_float(name: str, dtype: Any, where: Path | str) -> None:
-    """A one-line error naming the file, the tensor and its dtype when ``dtype`` is not a float type."""
+    """A one-line error naming the file, the tensor and its dtype when ``dtype`` is not fp16/bf16/fp32/fp64."""
     text = str(dtype).removeprefix("torch.")
-    if text not in FLOAT_DTYPES and text not in _SAFETENSORS_FLOATS:
+    text = _SAFETENSORS_NAMES.get(text, text)
+    if text not in FLOAT_DTYPES:
         raise BadWeightsError(
             f"{where}: tensor {name!r} has dtype {text}; SAE weights must be floating point "
             f"({', '.join(FLOAT_DTYPES)})"
