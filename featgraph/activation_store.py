@@ -129,6 +129,14 @@ class ActivationStore:
     def hook_name(self) -> str:
         return str(self.meta["hook_name"])
 
+    def check_d_in(self, d_in: int, what: str) -> None:
+        """Refuse, naming the store and ``what``, SAEs whose d_in is not the store's: the mismatch would
+        otherwise surface as a matrix-multiply error deep inside the analysis."""
+        if int(d_in) != self.d_in:
+            raise ShapeMismatchError(
+                f"{self.folder}: the store holds activations of d_in={self.d_in}, but {what} has d_in={int(d_in)}"
+            )
+
     def tokens(self) -> torch.Tensor:
         """The contexts ``[n_contexts, context_size]`` (int64) whose activations the store holds."""
         arr = read_npy(self.folder / TOKENS_NAME, shape=(self.meta["n_contexts"], self.meta["context_size"]),
