@@ -267,3 +267,24 @@ def test_flags_featgraph_cannot_run_are_refused_where_encode_is_needed(tmp_path,
     # the decoder directions are still the library's: matching (families) reads them
     _, W = load_decoder(sae_dir)
     np.testing.assert_allclose(_unit(W), _unit(_raw_decoder_rows(sae_dir)), atol=1e-6)
+
+
+def test_families_matches_a_refused_file_by_its_decoder(tmp_path):
+    """Matching needs decoder directions only, which are right for every library file: families runs on the
+    files whose encode featgraph refuses, and finds the planted copies."""
+    from .conftest import run_main
+
+    src = _copy(tmp_path, "saelens-layer_norm")
+    W = load_decoder(src)[1]
+    narrow = tmp_path / "in" / "narrow"
+    tiny_sae(W_dec=np.ascontiguousarray(W[:128] * 3.0), seed=4).save(narrow)  # 128 exact copies, rescaled
+    out = tmp_path / "out"
+    rc, stdout, stderr = run_main("families", narrow, src, "--out", out, "--quiet")
+    assert rc == 0, stderr
+    import pandas as pd
+
+    edges = pd.read_parquet(out / "edges.parquet")
+    assert len(edges) >= 128
+    top = pd.read_parquet(out / "features.parquet")
+    large = top[top["width"] == 256].sort_values("feature")
+    np.testing.assert_allclose(large["max_cos"].to_numpy()[:128], 1.0, atol=1e-5)
