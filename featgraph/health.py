@@ -10,7 +10,7 @@ Definitions (GUIDE.md, "Metrics"), all on held-out activations:
   ``cfg.extra['init']``; for SAEs trained elsewhere this diagnostic is unknown (``None``).
 - **useless or harmful**: removing feature ``j`` from its SAE, with everything else fixed, changes the
   reconstruction by ``-f_j d_j``, so ``dMSE_remove_j = E[-2 f_j (x_hat - x) . d_j + f_j^2 ||d_j||^2]``
-  (:func:`featgraph.delta_mse.delta_mse_groups` with each feature as a removal group: the same one-pass formula as
+  (:func:`featgraph.stitch.delta_mse.delta_mse_groups`, each feature a removal group: the same one-pass formula as
   adding a donor feature, sign reversed). A feature is useless or harmful when its removal lowers MSE or raises it
   by less than :data:`USELESS_REL` (0.01%) of the SAE's MSE. Dead features count as useless (their delta is 0).
 - **random-like** (needs a second SAE): a feature whose max decoder cos to the other SAE is below the 99th
@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from featgraph.delta_mse import ActivationsLike, delta_mse_groups, iter_acts
 from featgraph.errors import ConfigError
 from featgraph.sae import Sae
+from featgraph.stitch.batches import ActivationsLike, iter_acts
+from featgraph.stitch.delta_mse import delta_mse_groups
 
 RARE = 1e-4
 DENSE = 0.1
@@ -79,12 +80,16 @@ def removal_delta_mse(sae: Sae, acts: ActivationsLike, *, batch_size: int = 4096
 
 def initial_decoder_of(sae: Sae) -> torch.Tensor | None:
     """The SAE's initial unit decoder rows, regenerated from ``cfg.extra['init']``; None when not recorded."""
-    init = (sae.cfg.extra or {}).get("init") if isinstance(sae.cfg.extra, dict) else None
-    if not isinstance(init, dict) or not isinstance(init.get("init_seed"), int):
-        return None
-    from featgraph.train import initial_decoder
+    from featgraph.train import init_seed, initial_decoder
 
-    return initial_decoder(sae.n_features, sae.d_in, init["init_seed"])
+    extra = sae.cfg.extra if isinstance(sae.cfg.extra, dict) else {}
+    init, train = extra.get("init"), extra.get("train")
+    if isinstance(init, dict) and isinstance(init.get("init_seed"), int):
+        return initial_decoder(sae.n_features, sae.d_in, init["init_seed"])
+    # featgraph 0.1's trainer recorded only its settings; it drew the init with the same recipe and seed rule
+    if isinstance(train, dict) and isinstance(train.get("seed"), int) and "resample_every" in train:
+        return initial_decoder(sae.n_features, sae.d_in, init_seed(train["seed"], sae.n_features))
+    return None
 
 
 def init_cosines(sae: Sae, W_init: torch.Tensor | None = None) -> np.ndarray | None:

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from featgraph.delta_mse import as_dtype
 from featgraph.evaluate import evaluate_ladder
 from featgraph.health import (
     frequency_histogram,
@@ -20,6 +19,7 @@ from featgraph.health import (
     undertrained_reasons,
 )
 from featgraph.sae import Sae
+from featgraph.stitch.batches import as_dtype
 from featgraph.train import TrainConfig, initial_decoder, train_ladder
 
 from .conftest import tiny_sae
@@ -146,3 +146,10 @@ def test_evaluate_ladder_reports_health_columns(trained):
     assert rows["trained"]["moved_share"] >= 0.9 and rows["trained"]["undertrained"] == ""
     assert rows["reset"]["moved_share"] == 0.0 and "moved below cos 0.9" in rows["reset"]["undertrained"]
     assert np.isnan(rows["small"]["moved_share"]) and np.isnan(rows["small"]["random_like_share"])
+
+
+def test_init_of_a_legacy_featgraph_sae_comes_from_its_recorded_seed(trained):
+    sae, _, _ = trained
+    legacy_extra = {"train": {"seed": 0, "resample_every": 200}}  # featgraph 0.1 recorded settings, no init
+    legacy = Sae.from_tensors(sae.tensors(), sae.cfg.__class__(**{**sae.cfg.__dict__, "extra": legacy_extra}))
+    assert np.array_equal(init_cosines(legacy), init_cosines(sae))  # seed 0: init_seed = width, both ways
