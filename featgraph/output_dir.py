@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from featgraph.errors import ConfigError
+from featgraph.errors import ConfigError, FeatgraphError
 from featgraph.io_utils import featgraph_temp_name, is_stale_temp, parse_temp_name, public_mode
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,11 @@ def check_no_overlap(out: PathLike, inputs: Iterable[PathLike | None], *, out_la
 
 def read_manifest(folder: PathLike) -> dict[str, Any] | None:
     """The manifest of a folder featgraph wrote, or None (absent, unreadable or not a manifest)."""
+    from featgraph.readers import read_json  # checked: a 200,000-deep manifest must not recurse
+
     try:
-        obj = json.loads((Path(folder) / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        obj = read_json(Path(folder) / MANIFEST_FILE)
+    except FeatgraphError:
         return None
     files = obj.get("files") if isinstance(obj, dict) else None
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
