@@ -2,11 +2,11 @@
 
     python benchmarks/bench_dmse.py [--tokens 16384] [--subset 32] [--threads 2]
 
-Baseline ("one-at-a-time"): for each candidate, build the hybrid SAE with featgraph.hybrid.add_features and
+Baseline ("one-at-a-time"): for each candidate, build the hybrid SAE with featgraph.stitch.hybrid.add_features and
 evaluate it with featgraph.evaluate.reconstruction_metrics (float32, as a user would), then subtract the small
 SAE's MSE. It is timed on ``--subset`` candidates and extrapolated linearly to all 1536 (each candidate costs
 the same: one hybrid build and one full evaluation); the output says so. Ours:
-featgraph.delta_mse.delta_mse_add, all candidates in one pass, accumulated in float64. Both run in this
+featgraph.stitch.delta_mse.delta_mse_add, all candidates in one pass, accumulated in float64. Both run in this
 process on the same synthetic SAEs (small 768, large 1536 features, d = 768, the post's GPT-2 pair sizes) and
 the same activations.
 """
@@ -20,10 +20,10 @@ import time
 import numpy as np
 import torch
 
-from featgraph.delta_mse import delta_mse_add
 from featgraph.evaluate import reconstruction_metrics
-from featgraph.hybrid import add_features
 from featgraph.sae import Sae, SaeConfig
+from featgraph.stitch.delta_mse import delta_mse_add
+from featgraph.stitch.hybrid import add_features
 from featgraph.synthetic import planted_ladder, random_sae_tensors
 
 

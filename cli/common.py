@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from featgraph.config import local_paths  # noqa: F401 (one definition; commands import it from here)
+
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 out_option = click.option(
     "--out", "out", required=True, type=click.Path(file_okay=False), help="Output folder (created if missing)."
@@ -14,14 +16,6 @@ model_option = click.option(
     default=None,
     help="Hub name or local folder; default: the bundled SmolLM2-135M (offline).",
 )
-
-
-def local_paths(*names: str | None) -> list[str]:
-    """The names that are existing paths (a local model folder is an input; a hub name like "gpt2" is not, and
-    must not be compared with --out as if it were ./gpt2)."""
-    import os
-
-    return [n for n in names if n and os.path.exists(n)]
 
 
 def text_option(which_documents: str):

@@ -5,10 +5,12 @@
 1. Held-out activations: the documents ``split_documents`` holds out of the default corpus (the ladder was
    trained on the others), packed into 128-token contexts (BOS + 127), at the ladder's hook; BOS position left
    out.
-2. ``--work/pair``: every table and figure of "Can we add / swap features" for the first pair (576 -> 1152).
-3. ``--work/frankenstein``: Frankenstein's SAE across the whole ladder, decoder retrained on training-split
-   activations (``--train-store``, e.g. the store the ladder was trained on) or, without one, on half the
-   held-out tokens (the other half evaluates); compared with the ladder's SAEs on MSE, L0 and CE recovered.
+2. ``--work/pair``: every table and figure of "Can we add / swap features" for the first pair (576 -> 1152),
+   through :func:`featgraph.stitch.run_stitch` (the entry point of ``featgraph stitch``).
+3. ``--work/frankenstein`` (:func:`featgraph.stitch.run_frankenstein`): Frankenstein's SAE across the whole
+   ladder, decoder retrained on training-split activations (``--train-store``, e.g. the store the ladder was
+   trained on) or, without one, on half the held-out tokens (the other half evaluates); compared with the
+   ladder's SAEs on MSE, L0 and CE recovered.
 4. ``--work/report.html``: both, on one self-contained page.
 """
 
@@ -29,10 +31,10 @@ from featgraph.activations import (
     split_documents,
     tokenize_contexts,
 )
-from featgraph.formats import load_sae
-from featgraph.ladder import expand_sae_paths
+from featgraph.config import FrankensteinConfig, StitchConfig
+from featgraph.ladder import load_ladder
 from featgraph.report import render_html, write_html
-from featgraph.stitch import Evaluator, analyze_frankenstein, analyze_pair, write_frankenstein, write_pair
+from featgraph.stitch import run_frankenstein, run_stitch
 
 
 def main() -> None:
@@ -57,14 +59,9 @@ def main() -> None:
     torch.set_num_threads(2)
     progress = not args.quiet
 
-    paths = expand_sae_paths([args.ladder])
-    saes = [load_sae(q) for q in paths]
-    names = [q.name for q in paths]
-    order = sorted(range(len(saes)), key=lambda i: saes[i].n_features)
-    saes, names = [saes[i] for i in order], [names[i] for i in order]
-    hook = saes[0].cfg.hook_name
-
-    model = load_model()
+    ladder = load_ladder([args.ladder])  # decoders only: the pair is the two narrowest SAEs, in the ladder's order
+    hook = load_sae_hook(ladder[0].path)
+    model = load_model()  # loaded once: collection and CE share it (the run_* entry points take it)
     if args.heldout_store is not None:
         store = ActivationStore(args.heldout_store)
     else:
@@ -80,56 +77,33 @@ def main() -> None:
         )
     if store.hook_name != hook:
         raise SystemExit(f"{store.folder} holds {store.hook_name}, the ladder reads {hook}")
-    acts = store.read()
-    if args.train_store is not None:
-        eval_acts, train_acts, split = (
-            acts,
-            ActivationStore(args.train_store),
-            f"train store {args.train_store}",
-        )
-    else:
-        half = acts.shape[0] // 2
-        eval_acts, train_acts, split = acts[:half], acts[half:], "held-out halves"
-    ce_tokens = store.tokens()[: args.ce_contexts]
-    config = {
-        **{k: str(v) for k, v in vars(args).items()},
-        "hook_name": hook,
-        "names": names,
-        "n_tokens_heldout": int(acts.shape[0]),
-        "n_tokens_ce": int(ce_tokens[:, 1:].numel()),
-        "split": split,
-    }
-
-    ev = Evaluator(eval_acts, model=model, tokens=ce_tokens, hook_name=hook)  # caches each SAE's metrics
-    pair = analyze_pair(
-        saes[0],
-        saes[1],
-        eval_acts,
-        small_name=names[0],
-        large_name=names[1],
-        tau=args.tau,
-        evaluator=ev,
-        ladder=list(zip(saes, names, strict=True)),
-        progress=progress,
+    # without a training store, frankenstein evaluates on the first half of the held-out tokens and retrains on
+    # the second; the pair is analysed on the same first half, so both sections describe the same tokens
+    eval_tokens = store.n_tokens if args.train_store is not None else store.n_tokens // 2
+    common = {"acts": str(store.folder), "tau": args.tau, "ce_contexts": args.ce_contexts, "progress": progress}
+    pair = run_stitch(
+        StitchConfig(small=str(ladder[0].path), large=str(ladder[1].path), out=str(args.work / "pair"),
+                     n_tokens=eval_tokens, **common),
+        model=model,
     )
-    write_pair(pair, args.work / "pair", config)
-    print(json.dumps(pair.summary, indent=2, default=str))
-
-    frank = analyze_frankenstein(
-        saes,
-        names,
-        train_acts=train_acts,
-        tau=args.tau,
-        n_tokens=args.retrain_tokens,
-        lr=args.lr,
-        evaluator=ev,
-        progress=progress,
+    print(json.dumps(pair.analysis.summary, indent=2, default=str))
+    frank = run_frankenstein(
+        FrankensteinConfig(saes=(str(args.ladder),), out=str(args.work / "frankenstein"),
+                           train_acts=None if args.train_store is None else str(args.train_store),
+                           retrain_tokens=args.retrain_tokens, lr=args.lr, **common),
+        model=model,
     )
-    write_frankenstein(frank, args.work / "frankenstein", config)
-    print(frank.table)
-    page = render_html(f"Stitching the SmolLM2-135M ladder ({hook})", [pair], frank, None, config)
+    print(frank.analysis.table)
+    page = render_html(f"Stitching the SmolLM2-135M ladder ({hook})", [pair.analysis], frank.analysis, None,
+                       {"stitch": pair.config, "frankenstein": frank.config})
     write_html(page, args.work / "report.html")
     print(f"wrote {args.work}")
+
+
+def load_sae_hook(path: Path) -> str | None:
+    from featgraph.formats import load_sae
+
+    return load_sae(path).cfg.hook_name
 
 
 if __name__ == "__main__":

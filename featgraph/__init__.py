@@ -28,9 +28,12 @@ _EXPORTS = {
     "evaluate_ladder": "evaluate",
     "load_model": "activations", "collect_activations": "activations", "ActivationStore": "activations",
     "default_corpus": "activations", "corpus_contexts": "activations",
-    "add_features": "hybrid", "swap_family": "hybrid",
-    "delta_mse_add": "delta_mse", "delta_mse_swap": "delta_mse", "two_by_two": "delta_mse",
-    "interpolation_path": "interpolate", "assemble": "frankenstein", "retrain_decoder": "frankenstein",
+    "add_features": "stitch.hybrid", "swap_family": "stitch.hybrid",
+    "delta_mse_add": "stitch.delta_mse", "delta_mse_swap": "stitch.delta_mse", "two_by_two": "stitch.delta_mse",
+    "interpolation_path": "stitch.interpolate", "assemble": "stitch.frankenstein",
+    "retrain_decoder": "stitch.frankenstein", "analyze_pair": "stitch.pair", "Evaluator": "stitch.evaluator",
+    "run_stitch": "stitch.run", "run_frankenstein": "stitch.run", "run_report": "report.run",
+    "StitchConfig": "config", "FrankensteinConfig": "config", "ReportConfig": "config",
 }
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +25,7 @@ import networkx as nx
 import numpy as np
 import polars as pl
 
+from featgraph.config import check_tau  # the one tau check, kept importable from here
 from featgraph.errors import ConfigError
 from featgraph.graph import Family, families_from_edges, kind_counts, ladder_graph, write_graphml
 from featgraph.io_utils import write_json
@@ -56,18 +55,6 @@ class FamiliesResult:
     graph: nx.DiGraph
     pair_families: list[list[Family]]  # per adjacent pair, the families as objects
     files: list[str]  # names of the files written into out_dir
-
-
-def check_tau(tau: Any) -> float:
-    """tau must be a number strictly between 0 and 1 (edges use a strict ``cos > tau``)."""
-    if (
-        isinstance(tau, bool)
-        or not isinstance(tau, numbers.Real)
-        or not math.isfinite(tau)
-        or not 0 < tau < 1
-    ):
-        raise ConfigError(f"tau must be a number in (0, 1), got {tau!r}")
-    return float(tau)
 
 
 def check_out_dir(

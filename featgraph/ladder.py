@@ -259,7 +259,7 @@ def load_stitch_pair(small: str | Path, large: str | Path) -> tuple[list, list[s
     """
     from featgraph.formats import detect_format, load_sae
 
-    paths = [Path(small), Path(large)]
+    paths = resolve_stitch_pair(small, large)
     for role, p in zip(("SMALL", "LARGE"), paths, strict=True):
         if detect_format(p, missing_ok=True) is None:
             if p.is_dir():
@@ -306,3 +306,24 @@ def load_ladder(
                         zeros[:5].tolist())
         entries.append(entry)
     return Ladder(entries, allow_equal_widths=not distinct_widths)
+
+
+def width_order(widths: Sequence[int], names: Sequence[str]) -> list[int]:
+    """Positions sorted the way a ladder is: by width, ties by name (the one rule, as :class:`Ladder` sorts)."""
+    return sorted(range(len(widths)), key=lambda i: (int(widths[i]), str(names[i])))
+
+
+def resolve_stitch_pair(small: str | Path, large: str | Path) -> list[Path]:
+    """SMALL and LARGE as local paths: a path that exists stays; a name (``RELEASE/SAE_ID``, ``hf://...``) resolves
+    through :func:`expand_sae_paths` into the hub cache and must name exactly one SAE."""
+    paths = []
+    for role, raw in (("SMALL", small), ("LARGE", large)):
+        p = Path(raw)
+        if not p.exists():
+            found = expand_sae_paths([raw])
+            if len(found) != 1:
+                raise ConfigError(f"{role} {raw} names {len(found)} SAEs; stitch takes exactly one SAE as SMALL and "
+                                  "one as LARGE")
+            p = found[0]
+        paths.append(p)
+    return paths

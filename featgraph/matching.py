@@ -392,3 +392,22 @@ def match_ladder(
             out.append(_match_prepared(prev, cur, tau, method, dev, block_bytes, bar, buffer))
             prev = cur  # this SAE is the smaller one of the next pair: reuse its upload
     return out
+
+
+# -- one definition each of "novel" and "an SAE's unit rows" (stitch, frankenstein and families use these) ------
+def is_novel(max_cos: np.ndarray, tau: float) -> np.ndarray:
+    """Boolean mask of the larger SAE's *novel* features: max cos to the smaller SAE ``<= tau`` (no edge, since
+    edges are the strict ``cos > tau``)."""
+    return np.asarray(max_cos) <= tau
+
+
+def sae_unit_rows(sae) -> np.ndarray:
+    """Unit decoder rows (float32 ``[F, d]``) of a loaded SAE (anything with a ``W_dec`` tensor), via
+    :func:`normalize_rows`; works without importing torch here."""
+    W = sae.W_dec.detach().cpu().double().numpy()
+    return normalize_rows(W)[0]
+
+
+def match_saes(small, large, tau: float = 0.7, *, progress: bool = True) -> PairMatch:
+    """Decoder-cos matching of two loaded SAEs (edges: cos > tau), as :func:`match_pair` on their unit rows."""
+    return match_pair(sae_unit_rows(small), sae_unit_rows(large), tau, progress=progress)

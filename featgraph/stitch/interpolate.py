@@ -15,7 +15,7 @@ small SAE's ``b_dec``, so it is close to, but not the same model as, the large S
 After every step we record the number of features, L0, MSE and explained variance. All steps come from one
 pass over the activations: per token batch the running residual is updated by each family's ``sum f_c d_c -
 sum f_p d_p`` (exact, since ReLU/JumpReLU features fire independently of each other; see
-:mod:`featgraph.hybrid`), only on the tokens where a member of that family fires. CE loss recovered needs a
+:mod:`featgraph.stitch.hybrid`), only on the tokens where a member of that family fires. CE loss recovered needs a
 model forward per step, so it is computed only at the steps you ask for, via a callback.
 """
 
@@ -30,12 +30,12 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from featgraph.delta_mse import ActivationsLike, as_dtype, encode_columns, iter_acts, n_rows
 from featgraph.errors import ConfigError
-from featgraph.graph import Family, families_from_edges
-from featgraph.hybrid import check_stitchable, hybrid
-from featgraph.matching import PairMatch, match_pair, normalize_rows
+from featgraph.graph import Family, families_from_edges, family_of_features
+from featgraph.matching import PairMatch, is_novel, match_saes
 from featgraph.sae import Sae
+from featgraph.stitch.batches import ActivationsLike, as_dtype, encode_columns, iter_acts, n_rows
+from featgraph.stitch.hybrid import check_stitchable, hybrid
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +55,14 @@ PATH_SCHEMA = {
 }
 
 
-def match_saes(small: Sae, large: Sae, tau: float = 0.7, *, progress: bool = True) -> PairMatch:
-    """Decoder-cos matching of two SAEs (edges: cos > tau)."""
-    su, _ = normalize_rows(small.W_dec.detach().cpu().double().numpy())
-    lu, _ = normalize_rows(large.W_dec.detach().cpu().double().numpy())
-    return match_pair(su, lu, tau, progress=progress)
-
-
-def novel_features(match: PairMatch) -> np.ndarray:
-    """Large features with no edge to the small SAE (max cos <= tau), ascending."""
-    touched = np.zeros(match.max_cos.size, dtype=bool)
-    touched[match.edge_large] = True
-    return np.flatnonzero(~touched)
+def novel_features(match: PairMatch, tau: float) -> np.ndarray:
+    """Large features that are novel (:func:`featgraph.matching.is_novel`), ascending."""
+    return np.flatnonzero(is_novel(match.max_cos, tau))
 
 
 def family_max_cos(match: PairMatch, families: Sequence[Family]) -> np.ndarray:
     """Each family's strongest edge cos (float64 [n_families])."""
-    fam_of_large = np.full(match.max_cos.size, -1, dtype=np.int64)
-    for f in families:
-        fam_of_large[f.large_features] = f.family
+    fam_of_large = family_of_features(families, match.max_cos.size, "large")
     out = np.full(len(families), -np.inf)
     np.maximum.at(out, fam_of_large[match.edge_large], match.edge_cos)
     return out
@@ -121,7 +110,7 @@ def plan_interpolation(
     match = match if match is not None else match_saes(small, large, tau, progress=progress)
     fams = families_from_edges(match.edge_small, match.edge_large)
     return InterpolationPlan(
-        novel=novel_features(match),
+        novel=novel_features(match, tau),
         families=fams,
         order=swap_order(match, fams),
         strength=family_max_cos(match, fams),

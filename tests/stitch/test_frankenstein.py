@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from featgraph.errors import ConfigError, UnsupportedError
-from featgraph.frankenstein import assemble, retrain_decoder
+from featgraph.stitch.frankenstein import assemble, retrain_decoder
 from featgraph.synthetic import planted_ladder
 
-from .conftest import tiny_sae
+from ..conftest import tiny_sae
 from .test_hybrid import projection_sae
 
 

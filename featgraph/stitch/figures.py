@@ -7,7 +7,7 @@ Each function takes ``ax=None`` (a new Figure is made) and returns the Figure. F
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -201,6 +201,15 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
+def pngs(analysis: Any) -> dict[str, bytes]:
+    """Each figure of an analysis (anything with ``figures()``) as PNG bytes, rendered once and kept on it (the
+    files and the HTML page share them)."""
+    cache = analysis.__dict__.setdefault("_pngs", {})
+    if not cache:
+        cache.update({name: figure_png(fig) for name, fig in analysis.figures().items()})
+    return cache
+
+
 def save_figure(fig: Figure, path: str, dpi: int = 110) -> None:
     """Write a PNG atomically."""
     from featgraph.io_utils import atomic_write
@@ -214,6 +223,7 @@ __all__: Sequence[str] = [
     "cumulative_mse",
     "dmse_vs_max_cos",
     "figure_png",
+    "pngs",
     "frankenstein_comparison",
     "interpolation_plane",
     "save_figure",

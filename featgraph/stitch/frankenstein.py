@@ -3,7 +3,7 @@
 Assembly, as in the post ("Frankenstein's SAE"): start from the smallest SAE; for each next width, in
 ascending order, add every feature whose max decoder cos to *everything already in the model* (all features
 accumulated so far, not only the previous SAE) is strictly below ``tau``; repeat. Added features are moved
-with :func:`featgraph.hybrid.hybrid`, so each keeps its own encoder and fires exactly as in its own SAE (its
+with :func:`featgraph.stitch.hybrid.hybrid`, so each keeps its own encoder and fires exactly as in its own SAE (its
 encoder bias folded onto the base SAE's ``b_dec``).
 
 Decoder retraining (:func:`retrain_decoder`): the encoder is frozen, so every feature's activation on every
@@ -25,17 +25,27 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from featgraph.delta_mse import ActivationsLike
+from featgraph.config import check_tau
 from featgraph.errors import ConfigError, ShapeMismatchError
-from featgraph.hybrid import check_stitchable, hybrid
-from featgraph.matching import match_pair, normalize_rows
+from featgraph.io_utils import atomic_write, write_json
+from featgraph.ladder import width_order
+from featgraph.matching import match_saes
 from featgraph.sae import Sae, SaeConfig
+from featgraph.stitch import figures as plots
+from featgraph.stitch.batches import ActivationsLike
+from featgraph.stitch.evaluator import POINT_COLUMNS
+from featgraph.stitch.hybrid import check_stitchable, hybrid
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +72,6 @@ class Assembly:
         return self.stages[-1]
 
 
-def _unit_rows(sae: Sae) -> np.ndarray:
-    return normalize_rows(sae.W_dec.detach().cpu().double().numpy())[0]
-
-
 def assemble(
     saes: Sequence[Sae], names: Sequence[str] | None = None, *, tau: float = 0.7, progress: bool = True
 ) -> Assembly:
@@ -73,12 +79,11 @@ def assemble(
     here."""
     if not saes:
         raise ConfigError("frankenstein needs at least one SAE")
-    if not 0.0 < tau < 1.0:
-        raise ConfigError(f"tau must be in (0, 1), got {tau}")
+    tau = check_tau(tau)
     names = list(names) if names is not None else [f"sae{i}" for i in range(len(saes))]
     if len(names) != len(saes) or len(set(names)) != len(names):
         raise ConfigError(f"need one distinct name per SAE, got {names} for {len(saes)} SAEs")
-    order = sorted(range(len(saes)), key=lambda i: (saes[i].n_features, names[i]))
+    order = width_order([s.n_features for s in saes], names)
     saes = [saes[i] for i in order]
     names = [names[i] for i in order]
     for s, n in zip(saes[1:], names[1:], strict=False):
@@ -96,7 +101,7 @@ def assemble(
         "max_cos_at_add": [float("nan")] * current.n_features,
     }
     for k, (donor, dname) in enumerate(zip(saes[1:], names[1:], strict=False), start=1):
-        match = match_pair(_unit_rows(current), _unit_rows(donor), tau, progress=progress)
+        match = match_saes(current, donor, tau, progress=progress)
         take = np.flatnonzero(match.max_cos < tau)  # strictly below tau to everything already in the model
         log.info(
             "frankenstein stage %d: %d of %d features of %s added (max cos < %g)",
@@ -192,3 +197,104 @@ def retrain_decoder(
     extra["decoder_retrained"] = {"n_tokens": seen, "lr": lr, "batch_size": batch_size, "seed": seed}
     cfg = SaeConfig(**{**dataclasses.asdict(sae.cfg), "extra": extra})
     return RetrainResult(sae=Sae.from_tensors(t, cfg, where="retrained"), losses=losses, n_tokens=seen)
+
+
+# -- the analysis: assemble, retrain, compare ---------------------------------------------------------------
+@dataclasses.dataclass
+class FrankensteinAnalysis:
+    assembly: Assembly
+    retrained: list[Sae]  #: one per stage (stage 0 too: its decoder is retrained like the others)
+    table: pl.DataFrame  #: kind, name, width, l0, mse, explained_variance, CE recovered
+    losses: list[list[float]]
+
+    def figures(self) -> dict[str, Figure]:
+        return {"frankenstein": plots.frankenstein_comparison(self.table)}
+
+
+def analyze_frankenstein(
+    saes: Sequence[Sae],
+    names: Sequence[str],
+    *,
+    train_acts: ActivationsLike,
+    evaluator: Any,
+    tau: float = 0.7,
+    n_tokens: int = 200_000,
+    lr: float = 1e-3,
+    batch_size: int = 1024,
+    seed: int = 0,
+    retrain_ladder: bool = True,
+    progress: bool = True,
+) -> FrankensteinAnalysis:
+    """Assemble, retrain every stage's decoder on ``train_acts``, and evaluate everything with ``evaluator``.
+
+    With ``retrain_ladder`` the ladder's own SAEs get the same decoder retraining (same tokens, lr, seed) as a
+    control: retraining alone can lower an SAE's MSE (an L1-trained decoder is shrunk), and only this control
+    separates the gain from stitching from the gain from retraining. Stage 0 *is* the smallest SAE, so its row
+    is reused.
+    """
+    asm = assemble(saes, names, tau=tau, progress=progress)
+    by_name = dict(zip(names, saes, strict=False))
+    rows = [dict(evaluator.row(by_name[n], n), kind="ladder") for n in asm.names]
+    retrained, losses = [], []
+    for k, stage in enumerate(asm.stages):
+        label = f"frank-{k + 1}sae"
+        rows.append(dict(evaluator.row(stage, label), kind="frankenstein"))
+        res = retrain_decoder(
+            stage, train_acts, n_tokens=n_tokens, lr=lr, batch_size=batch_size, seed=seed, progress=progress
+        )
+        retrained.append(res.sae)
+        losses.append(res.losses)
+        rows.append(dict(evaluator.row(res.sae, label + "-retrained"), kind="frankenstein (retrained)"))
+    if retrain_ladder:
+        control = "ladder (decoder retrained)"
+        for k, n in enumerate(asm.names):
+            if k == 0:
+                rows.append(dict(evaluator.row(retrained[0], f"{n}-retrained"), kind=control))
+                continue
+            res = retrain_decoder(
+                by_name[n],
+                train_acts,
+                n_tokens=n_tokens,
+                lr=lr,
+                batch_size=batch_size,
+                seed=seed,
+                progress=progress,
+            )
+            rows.append(dict(evaluator.row(res.sae, f"{n}-retrained"), kind=control))
+    cols = ("kind", *POINT_COLUMNS)
+    table = pl.DataFrame([{c: r[c] for c in cols} for r in rows])
+    return FrankensteinAnalysis(asm, retrained, table, losses)
+
+
+def write_frankenstein_files(a: FrankensteinAnalysis, out: Path, config: dict[str, Any] | None = None) -> Path:
+    """The final retrained SAE (featgraph and SAELens formats), per-stage origin, comparison table and
+    figure, into a folder the caller owns."""
+    from featgraph.formats import save_saelens
+    from featgraph.tables import write_parquet
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    final = a.retrained[-1]
+    final.save(out / "sae")
+    save_saelens(final, out / "sae_saelens")
+    a.assembly.sae.save(out / "sae_before_retraining")
+    write_parquet(a.assembly.origin, out / "origin.parquet")
+    write_parquet(a.table, out / "comparison.parquet")
+    for name, png in plots.pngs(a).items():
+        atomic_write(out / f"{name}.png", lambda p, png=png: p.write_bytes(png))
+    final_row = a.table.filter(pl.col("kind") == "frankenstein (retrained)").row(-1, named=True)
+    write_json(
+        out / "metrics.json",
+        {
+            "final": final_row,
+            "stage_widths": [s.n_features for s in a.assembly.stages],
+            "sources": a.assembly.names,
+            "loss_first": [lo[0] for lo in a.losses],
+            "loss_last": [float(np.mean(lo[-10:])) for lo in a.losses],
+        },
+    )
+    if config is not None:
+        write_json(out / "config.json", config)
+    return out
+
+

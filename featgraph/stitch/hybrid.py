@@ -12,7 +12,7 @@ into the encoder bias (computed in float64)::
 
 Since ReLU and JumpReLU features depend on their own pre-activation only, every kept base feature and every
 added donor feature then has exactly the activations it had in its own SAE, and the hybrid's reconstruction is
-``x_hat_base - sum_removed f_p d_p + sum_added f_c d_c``. That identity is what :mod:`featgraph.delta_mse`
+``x_hat_base - sum_removed f_p d_p + sum_added f_c d_c``. That identity is what :mod:`featgraph.stitch.delta_mse`
 uses.
 
 Supported architectures: ReLU and JumpReLU (mixed too: the hybrid is JumpReLU and ReLU features get threshold

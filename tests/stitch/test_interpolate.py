@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from featgraph.interpolate import default_ce_steps, interpolation_path, path_sae, plan_interpolation
+from featgraph.stitch.interpolate import default_ce_steps, interpolation_path, path_sae, plan_interpolation
 
 from .test_delta_mse import exact_mse_l0
 from .test_hybrid import stitch_pair

@@ -1,7 +1,7 @@
 """delta-MSE of adding donor features to a base SAE, or swapping families, for all candidates in one pass.
 
 MSE is per token the sum over d of ``(x - x_hat)^2``, averaged over tokens (GUIDE.md). With ``r = x_hat - x``
-the base SAE's residual, a hybrid (see :mod:`featgraph.hybrid`) changes it to ``r + Delta`` with::
+the base SAE's residual, a hybrid (see :mod:`featgraph.stitch.hybrid`) changes it to ``r + Delta`` with::
 
     Delta = sum_{c in children} f_c d_c - sum_{p in parents} f_p d_p        (f: activations in their own SAE)
 
@@ -20,7 +20,7 @@ to ~1e-10 relative.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,49 +28,9 @@ import torch
 from tqdm.auto import tqdm
 
 from featgraph.errors import ConfigError, ShapeMismatchError
-from featgraph.hybrid import check_stitchable
 from featgraph.sae import Sae
-
-ActivationsLike = Any  # torch.Tensor | np.ndarray [N, d] | an object with iter_batches(batch_size, shuffle, seed)
-
-
-def iter_acts(acts: ActivationsLike, batch_size: int, d_in: int | None = None) -> Iterator[torch.Tensor]:
-    """Yield ``[B, d]`` batches, in order, from a tensor, an array or an activation store."""
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    if hasattr(acts, "iter_batches"):
-        yield from (torch.as_tensor(b) for b in acts.iter_batches(batch_size, shuffle=False, seed=0))
-        return
-    x = torch.as_tensor(acts)
-    if x.ndim != 2 or (d_in is not None and x.shape[1] != d_in):
-        raise ShapeMismatchError(f"activations have shape {list(x.shape)}, expected [n_tokens, {d_in or 'd_in'}]")
-    for i in range(0, x.shape[0], batch_size):
-        yield x[i : i + batch_size]
-
-
-def n_rows(acts: ActivationsLike) -> int | None:
-    """Number of tokens when known up front (for progress bars)."""
-    for attr in ("n_tokens", "__len__"):
-        if hasattr(acts, attr):
-            v = getattr(acts, attr)
-            return int(v() if callable(v) else v)
-    return None
-
-
-def as_dtype(sae: Sae, dtype: torch.dtype) -> Sae:
-    """A copy of ``sae`` in ``dtype`` (same config), used to evaluate in float64."""
-    if sae.W_dec.dtype == dtype:
-        return sae
-    return Sae.from_tensors({k: v.to(dtype) for k, v in sae.tensors().items()}, sae.cfg, where="as_dtype")
-
-
-def encode_columns(sae: Sae, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Activations of the features ``idx`` only (``[B, len(idx)]``); exact for ReLU/JumpReLU SAEs."""
-    xin = x - sae.b_dec if sae.cfg.apply_b_dec_to_input else x
-    pre = xin @ sae.W_enc[:, idx] + sae.b_enc[idx]
-    if sae.cfg.architecture == "jumprelu":
-        return torch.relu(pre) * (pre > sae.threshold[idx])  # as Sae.activation (negative thresholds)
-    return torch.relu(pre)
+from featgraph.stitch.batches import ActivationsLike, as_dtype, encode_columns, iter_acts, n_rows
+from featgraph.stitch.hybrid import check_stitchable
 
 
 @dataclasses.dataclass

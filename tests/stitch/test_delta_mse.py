@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from featgraph.delta_mse import (
+from featgraph.errors import ConfigError
+from featgraph.stitch.delta_mse import (
     active_inactive_mse,
     as_dtype,
     cumulative_add_mse,
@@ -15,8 +16,7 @@ from featgraph.delta_mse import (
     family_groups,
     two_by_two,
 )
-from featgraph.errors import ConfigError
-from featgraph.hybrid import add_features, swap_family
+from featgraph.stitch.hybrid import add_features, swap_family
 
 from .test_hybrid import stitch_pair
 

@@ -73,7 +73,7 @@ def test_stitch_writes_tables_summary_and_figures(ladder_and_store, tmp_path):
     # byte-identical tables on a rerun
     out2 = tmp_path / "stitch2"
     run(["stitch", str(root / "w32"), str(root / "w64"), "--out", str(out2), "--acts", str(acts), "-q"])
-    for f in ("dmse.parquet", "interpolation.parquet", "families.parquet", "summary.json"):
+    for f in ("dmse.parquet", "interpolation.parquet", "swaps.parquet", "summary.json"):
         assert (out / f).read_bytes() == (out2 / f).read_bytes(), f
 
 
@@ -121,7 +121,7 @@ def test_report_is_one_self_contained_page(ladder_and_store, tmp_path):
 def test_errors_are_one_line(ladder_and_store, tmp_path, capsys):
     root, acts = ladder_and_store
     topk = tmp_path / "topk"
-    from .conftest import tiny_sae
+    from ..conftest import tiny_sae
 
     tiny_sae(32, 64, architecture="topk", k=4).save(topk)
     with pytest.raises(SystemExit) as e:

@@ -14,7 +14,9 @@ from typing import Any
 import polars as pl
 
 from featgraph.io_utils import atomic_write
-from featgraph.stitch import FrankensteinAnalysis, PairAnalysis, pngs
+from featgraph.stitch.figures import pngs
+from featgraph.stitch.frankenstein import FrankensteinAnalysis
+from featgraph.stitch.pair import PairAnalysis
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -116,7 +118,7 @@ def _pair_section(a: PairAnalysis) -> str:
             table_html(a.points),
             "<h4>Path steps with CE recovered</h4>" + table_html(ce_rows) if ce_rows.height else "",
             "<h4>Families swapped alone</h4>",
-            table_html(a.families.sort("swap_rank"), max_rows=25),
+            table_html(a.swaps.sort("swap_rank"), max_rows=25),
         ]
     )
 

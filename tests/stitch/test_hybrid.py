@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from featgraph.errors import ConfigError, ShapeMismatchError, UnsupportedError
-from featgraph.hybrid import add_features, hybrid, hybrid_origin, swap_family
 from featgraph.sae import Sae, SaeConfig
+from featgraph.stitch.hybrid import add_features, hybrid, hybrid_origin, swap_family
 from featgraph.synthetic import planted_ladder
 
-from .conftest import tiny_sae
+from ..conftest import tiny_sae
 
 
 def projection_sae(W_dec: np.ndarray, *, seed: int, architecture: str = "relu", bias: float = 0.5) -> Sae:
@@ -116,7 +116,7 @@ def test_copy_family_swap_barely_changes_mse():
         with torch.no_grad():
             return float(((s(x.double()).x_hat - x.double()) ** 2).sum(-1).mean())
 
-    from featgraph.delta_mse import as_dtype
+    from featgraph.stitch.batches import as_dtype
 
     s64, l64 = as_dtype(small, torch.float64), as_dtype(large, torch.float64)
     base = mse(s64)

@@ -1,0 +1,84 @@
+"""``featgraph report``'s library entry point: every adjacent pair of a ladder (as ``featgraph stitch``, one pass
+over the activations per pair) and its Frankenstein SAE, on one self-contained HTML page.
+
+Layout of ``cfg.out``: ``pairs/SMALL__LARGE/`` (a stitch folder per pair), ``frankenstein/`` (unless
+``cfg.frankenstein`` is False), ``report.html`` and ``config.json``; the whole folder is replaced only when all of
+it succeeded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from featgraph.config import ReportConfig
+from featgraph.io_utils import write_json
+from featgraph.output_dir import check_output, open_output
+from featgraph.report.html import render_html, write_html
+from featgraph.stitch.evaluator import POINT_COLUMNS
+from featgraph.stitch.frankenstein import FrankensteinAnalysis, analyze_frankenstein, write_frankenstein_files
+from featgraph.stitch.pair import PairAnalysis, analyze_pair, write_pair_files
+from featgraph.stitch.run import load_ladder_saes, make_evaluator, open_acts, split_acts
+
+PAGE_FILE = "report.html"
+
+
+@dataclasses.dataclass
+class ReportResult:
+    out: Path
+    page: Path
+    pairs: list[PairAnalysis]
+    frankenstein: FrankensteinAnalysis | None
+    config: dict[str, Any]
+
+
+def run_report(cfg: ReportConfig, *, model: Any = None) -> ReportResult:
+    """Analyse every adjacent pair and (unless ``cfg.frankenstein`` is False) the Frankenstein SAE; write the
+    folder and ``report.html``. ``model``: an already loaded model for CE."""
+    inputs = cfg.inputs()
+    check_output(cfg.out, command=cfg.command, inputs=inputs)  # before loading anything
+    saes, names = load_ladder_saes(cfg, inputs)
+    if cfg.frankenstein:
+        acts, store, train, _ = split_acts(cfg.acts, cfg.n_tokens, cfg.train_acts)
+    else:
+        (acts, store), train = open_acts(cfg.acts, cfg.n_tokens), None
+    ev = make_evaluator(acts, store, cfg.ce_contexts, model if model is not None else cfg.model,
+                        saes[0].cfg.hook_name)
+    config = cfg.to_json(names=names, n_tokens_eval=len(acts))
+    pairs = [
+        analyze_pair(s, lg, acts, small_name=sn, large_name=ln, tau=cfg.tau, evaluator=ev, ce_points=cfg.ce_points,
+                     batch_size=cfg.batch_size, progress=cfg.progress)
+        for (s, sn), (lg, ln) in zip(zip(saes[:-1], names[:-1], strict=True), zip(saes[1:], names[1:], strict=True),
+                                     strict=True)
+    ]
+    # every pair's plane shows the whole ladder; each SAE's point comes from the first pass that read it
+    rows: dict[str, dict[str, Any]] = {}
+    for a in pairs:
+        for r in a.points.iter_rows(named=True):
+            rows.setdefault(r["name"], r)
+    ladder_points = pl.DataFrame([rows[n] for n in names if n in rows])
+    for a in pairs:
+        a.points = ladder_points
+    frank = None
+    if cfg.frankenstein:
+        frank = analyze_frankenstein(saes, names, train_acts=train, evaluator=ev, tau=cfg.tau,
+                                     n_tokens=cfg.retrain_tokens, lr=cfg.lr, batch_size=cfg.retrain_batch_size,
+                                     seed=cfg.seed, progress=cfg.progress)
+        ladder_table = frank.table.filter(pl.col("kind") == "ladder").drop("kind")
+    elif len(saes) > 1:
+        ladder_table = ladder_points.select(POINT_COLUMNS)
+    else:
+        ladder_table = pl.DataFrame([{c: r[c] for c in POINT_COLUMNS} for r in
+                                     (ev.row(s, n) for s, n in zip(saes, names, strict=True))])
+    heading = cfg.title or f"featgraph stitching report: {', '.join(names)}"
+    with open_output(cfg.out, command=cfg.command, inputs=inputs) as out_dir:
+        write_json(out_dir / "config.json", config)
+        for a in pairs:
+            write_pair_files(a, out_dir / "pairs" / f"{a.small_name}__{a.large_name}", config)
+        if frank is not None:
+            write_frankenstein_files(frank, out_dir / "frankenstein", config)
+        write_html(render_html(heading, pairs, frank, ladder_table, config), out_dir / PAGE_FILE)
+    return ReportResult(Path(cfg.out), Path(cfg.out) / PAGE_FILE, pairs, frank, config)

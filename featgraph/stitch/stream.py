@@ -1,0 +1,199 @@
+"""One pass over the activations for every analysis of a (small, large) pair.
+
+Every stitching number of a pair is a function of a few sums over tokens, so the pipeline reads each batch once,
+encodes it with each SAE once (in float64), adds to those sums and drops the batch; memory is set by the batch
+size and the SAE widths, never by the store.
+
+The members. Every large feature ``j`` (signed activation ``h_j = +g_j``, it is added) and every small feature
+``p`` that belongs to a family (``h_p = -f_p``, it is removed), with decoder rows ``d_m``. Any hybrid along the
+way (:mod:`featgraph.stitch.hybrid`) changes the small SAE's residual ``r = x_hat - x`` to ``r + sum_{m in S} h_m
+d_m`` for its member set ``S``, so its MSE is::
+
+    MSE(S) = MSE_0 + sum_{m in S} 2 a_m + sum_{m, m' in S} Q_mm',    a_m = E[h_m (r . d_m)],
+                                                                        Q_mm' = E[h_m h_m'] (d_m . d_m')
+
+The pass accumulates ``sum h_m (r . d_m)``, the co-activation matrix ``H^T H`` (a sparse product: few features
+fire per token) and each member's active count; afterwards (:class:`PairMoments`):
+
+- one large feature added alone: ``S = {j}``; one family swapped alone: ``S = family``;
+- a cumulative curve: ``S`` = the first k features of an order, for every k (prefix sums of ``Q``);
+- the interpolation path: ``S`` = the novel features, then family after family (each step adds its own block of
+  ``Q`` and twice its cross terms with every earlier step).
+
+Also from the same batches: each SAE's MSE, L0 and explained variance (the pair's points) and, per large feature,
+both SAEs' MSE on the tokens where it fires and where it does not. All sums are float64.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse
+import torch
+from tqdm.auto import tqdm
+
+from featgraph.errors import ConfigError
+from featgraph.graph import Family
+from featgraph.sae import Sae
+from featgraph.stitch.batches import ActivationsLike, as_dtype, iter_acts, n_rows
+from featgraph.stitch.hybrid import check_stitchable
+
+
+@dataclasses.dataclass
+class PairMoments:
+    """The sums of one pass (see module docstring), divided by the number of tokens where that is the mean."""
+
+    n_tokens: int
+    n_large: int
+    small_members: np.ndarray  #: int64: the small features in families (members n_large.. in that order)
+    lin: np.ndarray  #: [M] E[h_m (r . d_m)]
+    quad: np.ndarray  #: [M, M] Q = E[h h^T] * (D D^T)
+    active: np.ndarray  #: [M] share of tokens where member m fires
+    sign: np.ndarray  #: [M] +1 added (large), -1 removed (small)
+    mse_small: float
+    l0_small: float
+    mse_large: float
+    l0_large: float
+    total_var: float  #: sum_d Var(x_d), for explained variance
+    active_frac: np.ndarray  #: [F_large] share of tokens where each large feature fires
+    small_active: np.ndarray  #: [F_large] small SAE's MSE where large feature j fires (NaN: never)
+    small_inactive: np.ndarray
+    large_active: np.ndarray
+    large_inactive: np.ndarray
+
+    def member_of_small(self, features: np.ndarray) -> np.ndarray:
+        """Member positions of small features (each must belong to a family)."""
+        pos = np.searchsorted(self.small_members, features)
+        return (self.n_large + pos).astype(np.int64)
+
+    def group_dmse(self, members: np.ndarray) -> tuple[float, float]:
+        """(delta-MSE, delta-L0) of moving the member set ``members`` alone."""
+        m = np.asarray(members, dtype=np.int64)
+        return (float(2 * self.lin[m].sum() + self.quad[np.ix_(m, m)].sum()),
+                float((self.sign[m] * self.active[m]).sum()))
+
+    def add_each(self) -> tuple[np.ndarray, np.ndarray]:
+        """(delta-MSE, delta-L0) of adding each large feature alone, ``[F_large]``."""
+        j = np.arange(self.n_large)
+        return 2 * self.lin[j] + self.quad[j, j], self.active[j].copy()
+
+    def swap_each(self, families: Sequence[Family]) -> tuple[np.ndarray, np.ndarray]:
+        """(delta-MSE, delta-L0) of swapping each family alone, in the order given."""
+        out = [self.group_dmse(self.family_members(f)) for f in families]
+        return (np.array([o[0] for o in out], dtype=np.float64).reshape(-1),
+                np.array([o[1] for o in out], dtype=np.float64).reshape(-1))
+
+    def family_members(self, f: Family) -> np.ndarray:
+        return np.concatenate([np.asarray(f.large_features, np.int64), self.member_of_small(f.small_features)])
+
+    def cumulative(self, order: np.ndarray) -> np.ndarray:
+        """MSE after adding the large features ``order[:k]`` together, for ``k = 0..len(order)``."""
+        o = np.asarray(order, dtype=np.int64)
+        sub = self.quad[np.ix_(o, o)]
+        step = 2 * self.lin[o] + np.diagonal(sub) + 2 * np.tril(sub, -1).sum(1)
+        return self.mse_small + np.concatenate([[0.0], np.cumsum(step)])
+
+    def path(self, steps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(MSE, L0) after each step of a path: step 0 is the small SAE, step ``k >= 1`` moves ``steps[k-1]``
+        (member positions) on top of every earlier step."""
+        rank = np.full(self.lin.size, -1, dtype=np.int64)
+        for k, m in enumerate(steps):
+            rank[np.asarray(m, dtype=np.int64)] = k
+        used = np.flatnonzero(rank >= 0)
+        r = rank[used]
+        q = self.quad[np.ix_(used, used)]
+        # a member's step adds its own block once and its cross terms with every earlier step twice
+        weight = (r[:, None] == r[None, :]) + 2.0 * (r[None, :] < r[:, None])
+        per_member = 2 * self.lin[used] + (q * weight).sum(1)
+        inc = np.bincount(r, weights=per_member, minlength=len(steps))
+        dl0 = np.bincount(r, weights=self.sign[used] * self.active[used], minlength=len(steps))
+        mse = self.mse_small + np.concatenate([[0.0], np.cumsum(inc)])
+        l0 = self.l0_small + np.concatenate([[0.0], np.cumsum(dl0)])
+        return mse, l0
+
+
+def _csr(h: torch.Tensor) -> scipy.sparse.csr_matrix:
+    return scipy.sparse.csr_matrix(h.numpy())
+
+
+def stream_pair(
+    small: Sae,
+    large: Sae,
+    acts: ActivationsLike,
+    families: Sequence[Family],
+    *,
+    batch_size: int = 4096,
+    progress: bool = True,
+) -> PairMoments:
+    """Read ``acts`` once and return every sum the pair's analyses need (see module docstring)."""
+    check_stitchable(small, large)
+    s, lg = as_dtype(small, torch.float64), as_dtype(large, torch.float64)
+    P = np.unique(np.concatenate([np.zeros(0, np.int64)] + [np.asarray(f.small_features, np.int64) for f in families]))
+    Pt = torch.from_numpy(P)
+    F, M = large.n_features, large.n_features + P.size
+    with torch.no_grad():
+        D = torch.cat([lg.W_dec, s.W_dec[Pt]])  # [M, d]: member rows
+        lin = torch.zeros(M, dtype=torch.float64)
+        active = torch.zeros(M, dtype=torch.float64)
+        co = np.zeros((M, M), dtype=np.float64)
+        sx = torch.zeros(small.d_in, dtype=torch.float64)
+        sxx = torch.zeros(small.d_in, dtype=torch.float64)
+        s_act = torch.zeros(F, dtype=torch.float64)
+        l_act = torch.zeros(F, dtype=torch.float64)
+        sse_s = sse_l = l0_s = l0_l = 0.0
+        n = 0
+        bar = tqdm(total=n_rows(acts), unit="tok", desc="stitch pass", disable=not progress)
+        for x in iter_acts(acts, batch_size, small.d_in):
+            x = x.to(torch.float64)
+            f = s.encode(x)
+            g = lg.encode(x)
+            r = f @ s.W_dec + s.b_dec - x
+            rl = g @ lg.W_dec + lg.b_dec - x
+            es, el = (r * r).sum(1), (rl * rl).sum(1)
+            h = torch.cat([g, -f[:, Pt]], dim=1)
+            lin += (h * (r @ D.T)).sum(0)
+            nz = h != 0
+            active += nz.sum(0)
+            hs = _csr(h)
+            co += (hs.T @ hs).toarray()
+            fires = nz[:, :F].double()
+            s_act += es @ fires
+            l_act += el @ fires
+            sse_s += float(es.sum())
+            sse_l += float(el.sum())
+            l0_s += float((f != 0).sum())
+            l0_l += float(nz[:, :F].sum())
+            sx += x.sum(0)
+            sxx += (x * x).sum(0)
+            n += x.shape[0]
+            bar.update(x.shape[0])
+        bar.close()
+        if n == 0:
+            raise ConfigError("no activations given (0 tokens)")
+        K = (D @ D.T).numpy()
+    cnt = active.numpy()[:F]
+    sa, la = s_act.numpy(), l_act.numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        small_active, small_inactive = sa / cnt, (sse_s - sa) / (n - cnt)
+        large_active, large_inactive = la / cnt, (sse_l - la) / (n - cnt)
+    return PairMoments(
+        n_tokens=n,
+        n_large=F,
+        small_members=P,
+        lin=lin.numpy() / n,
+        quad=(co / n) * K,
+        active=active.numpy() / n,
+        sign=np.concatenate([np.ones(F), -np.ones(P.size)]),
+        mse_small=sse_s / n,
+        l0_small=l0_s / n,
+        mse_large=sse_l / n,
+        l0_large=l0_l / n,
+        total_var=float((sxx / n - (sx / n) ** 2).sum()),
+        active_frac=cnt / n,
+        small_active=small_active,
+        small_inactive=small_inactive,
+        large_active=large_active,
+        large_inactive=large_inactive,
+    )
