@@ -150,6 +150,16 @@ def test_cfg_json_is_a_fifo(tmp_path, ladder):
              inputs=[ladder / "w16", ladder / "w32" / "sae.safetensors"])
 
 
+def test_out_manifest_nested(tmp_path, ladder):
+    """The manifest featgraph looks for in an existing --out is a user's file too: read with the same guards."""
+    from featgraph.output_dir import MANIFEST_FILE
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MANIFEST_FILE).write_text("[" * 200_000)
+    families([ladder], out, needles=(out, "refusing"))
+
+
 # -- safetensors: header validated before the library sees the file ------------------------------------------------
 def _weights(ladder: Path) -> Path:
     return ladder / "w32" / "sae.safetensors"
@@ -551,7 +561,7 @@ def test_store_nan_rows(tmp_path, ladder, store):
 
 def test_store_d_in_differs_from_saes(tmp_path, ladder):
     wide = make_store(tmp_path / "wide", d_in=D_IN + 4)
-    stitch_refused(tmp_path, ladder, wide, ("12", "8"))
+    stitch_refused(tmp_path, ladder, wide, (wide, "12", "8"))
 
 
 def test_frankenstein_bad_train_store(tmp_path, ladder, store):
