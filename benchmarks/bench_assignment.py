@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from featgraph.assignment import assign
+from featgraph.matching import resolve_method_device
 
 
 def sae_like_pair(n_a: int, n_b: int, d: int, shared: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +80,9 @@ def main() -> None:
     ap.add_argument("--n-b", type=int, default=None)
     ap.add_argument("--d", type=int, default=768)
     ap.add_argument("--shared", type=float, default=0.7)
-    ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--k", type=int, default=32, help="sparse-graph edges per row and column (assign's default)")
+    ap.add_argument("--k-check", type=int, default=64, help="check-list length (assign's default)")
+    ap.add_argument("--method", default="auto", help="candidate GEMM: auto, fp32 or bf16")
     ap.add_argument("--repeats", type=int, default=3, help="runs of featgraph's solve (the dense one runs once)")
     ap.add_argument("--dense-repeats", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="4096 features")
@@ -93,11 +96,13 @@ def main() -> None:
           f"numpy {np.__version__}, load average {os.getloadavg()[0]:.2f}")
     print(f"# BLAS: {blas()}")
     print(f"exact assignment of A [{n_a}, {args.d}] to B [{n_b}, {args.d}]: {args.shared:.0%} of the smaller side "
-          f"shared (noised permuted copies, cos 0.5-0.99), the rest random unit rows; k = {args.k}")
+          f"shared (noised permuted copies, cos 0.5-0.99), the rest random unit rows; k = {args.k}, "
+          f"k_check = {args.k_check}, candidate GEMM {args.method} (resolved: "
+          f"{resolve_method_device(args.method, 'cpu')[0] if args.method == 'auto' else args.method})")
     ours, res = [], None
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        res = assign(A, B, k=args.k)
+        res = assign(A, B, k=args.k, k_check=args.k_check, method=args.method)
         ours.append(time.perf_counter() - t0)
     gemm_t, solve_t, totals = [], [], []
     for _ in range(args.dense_repeats):

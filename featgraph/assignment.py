@@ -7,11 +7,13 @@ matrix.
 
 Algorithm (rows are the smaller side; the two are swapped when ``n_a > n_b`` and swapped back at the end):
 
-1. *Candidates.* One blocked fp32 GEMM pass over ``S = A @ B.T`` (the kernel, block buffer and unit-row
-   preparation of :mod:`featgraph.matching_blocked`) keeps each row's top ``k`` columns and each column's top
-   ``k`` rows, and the k-th largest value of every row and column. Their cos is recomputed in float64 (products of
-   float32 numbers are exact in float64). The pairs ``(i, i)`` are added too: they form a full matching, so the
-   sparse problem is always feasible (no row is left without a partner, whatever the candidates).
+1. *Candidates.* One blocked GEMM pass over ``S = A @ B.T`` (fp32, or bf16 where the CPU/GPU has it; the kernel,
+   block buffer and unit-row preparation of :mod:`featgraph.matching_blocked`) keeps each row's and each column's
+   ``k_check`` largest entries with their approximate values (the *check lists*) and so the ``k_check``-th largest
+   value of every row and column. The ``k`` largest of each list form the first sparse graph, their cos recomputed
+   in float64 (products of float32 numbers are exact in float64). The pairs ``(i, i)`` are added too: they form a
+   full matching, so the sparse problem is always feasible (no row is left without a partner, whatever the
+   candidates).
 2. *Sparse solve.* ``scipy.sparse.csgraph.min_weight_full_bipartite_matching`` (LAPJVsp) on the candidate
    graph with weights ``2 - cos`` (positive, and a constant shift per pair changes no optimum because every
    solution has ``min(n_a, n_b)`` pairs).
@@ -23,13 +25,16 @@ Algorithm (rows are the smaller side; the two are swapped when ``n_a > n_b`` and
    candidate columns ``j``. Its cycles are the alternating cycles and paths of the matching, none negative
    because the sparse solution is optimal on its graph, so Bellman-Ford (vectorised, only the rows that changed
    are relaxed again) converges to feasible ``U``.
-4. *Certificate on the FULL matrix.* Every pair not among the candidates has ``cos_ij <= min(r_i, c_j) + e``
-   (``r_i``, ``c_j``: k-th largest fp32 values of its row and column, ``e``: the rigorous fp32 GEMM error bound
-   of :func:`featgraph.matching.rounding_margin`). A sorted sweep over the columns finds, for every row at once,
-   whether ``U_i + V_j >= min(r_i, c_j) + e`` holds for all ``j``; rows where it does not are recomputed with the
-   GEMM in blocks and every entry within ``2e + 1e-6`` of violating ``U_i + V_j >= S_ij`` is decided in float64.
-   Candidate edges are checked in float64 directly. Entries that violate the constraint by more than ``tol``
-   are added to the candidate graph and steps 2-4 repeat until none does.
+4. *Certificate on the FULL matrix.* Every pair off the check lists has ``cos_ij <= min(r_i, c_j) + e_c``
+   (``r_i``, ``c_j``: the last value of its row's and column's list, ``e_c``: the rigorous error bound of the
+   candidate GEMM, :func:`featgraph.matching.rounding_margin`). A sorted sweep over the columns finds, for every
+   row at once, whether ``U_i + V_j >= min(r_i, c_j) + e_c`` holds for all ``j``; rows where it does not are
+   recomputed with an fp32 GEMM in blocks (and kept for the next round within a memory budget) and every entry
+   within ``2e + 1e-6`` of violating ``U_i + V_j >= S_ij`` is decided in float64 (``e``: the fp32 bound). Entries
+   of the check lists are flagged from their approximate values the same way, and the sparse graph's edges are
+   checked in float64 directly. Entries that violate the constraint by more than ``tol`` are added to the sparse
+   graph (with each checked row's ``k`` lowest-slack entries below ``PRICE_WINDOW``) and steps 2-4
+   repeat until none does.
 
 Why the answer is optimal. When no entry violates, ``(U, V)`` is dual feasible for the FULL problem up to
 ``delta = max(0, -min_ij (U_i + V_j - cos_ij))`` (float64, over every pair: unflagged pairs are provably
@@ -62,6 +67,8 @@ log = logging.getLogger(__name__)
 
 # a relaxation must lower a potential by more than this to count (see the module docstring: ties)
 RELAX_TOL = 1e-12
+# while some entry violates, entries with slack below this are added too (fewer rounds)
+PRICE_WINDOW = 0.01
 
 
 @dataclasses.dataclass
@@ -98,7 +105,7 @@ def assign(
     *,
     k: int = 32,
     k_check: int = 64,
-    method: str = "fp32",
+    method: str = "auto",
     device: str = "cpu",
     block_bytes: int = 1 << 28,
     tol: float = 1e-9,
@@ -107,9 +114,13 @@ def assign(
     """The assignment of ``a_unit``'s rows to ``b_unit``'s maximising the total cos, certified optimal.
 
     ``a_unit`` / ``b_unit``: unit (or zero) float32 rows from :func:`featgraph.matching.normalize_rows`, same
-    ``d_in``, any widths. ``k``: candidates kept per row and per column before the certificate adds what is
-    missing (larger k: fewer rounds, a larger sparse problem). ``block_bytes`` bounds the GEMM block. See the
-    module docstring for why the result is optimal and how rounding is handled.
+    ``d_in``, any widths. ``k``: the first sparse graph's edges per row and per column (exact float64 cos each);
+    ``k_check``: the longer lists of approximate values per row and per column that the certificate checks
+    directly, their last value bounding everything else (larger: fewer rows recomputed by the certificate, a
+    slower top-k). ``method``: the candidate pass's GEMM, ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 where the
+    hardware has it, as in :func:`featgraph.matching.match_pair`); the certificate's recomputed rows are always
+    fp32. ``block_bytes`` bounds a GEMM block (and twice it the rows cached between rounds). See the module
+    docstring for why the result is optimal and how rounding is handled.
     """
     a, _ = _as_unit(a_unit, f"SAE A ({np.shape(a_unit)[0] if np.ndim(a_unit) else 0} rows)")
     b, _ = _as_unit(b_unit, f"SAE B ({np.shape(b_unit)[0] if np.ndim(b_unit) else 0} rows)")
@@ -179,6 +190,10 @@ class _Solver:
         d = a.shape[1]
         self.e = rounding_margin(d, "fp32")  # the dense re-check runs in fp32
         self.e_c = rounding_margin(d, COMPUTE[self.method][1])  # the candidate pass in the method's dtype
+        # fp32 rows of S kept from one round's dense check for the next (the same rows tend to need it again)
+        self.cache_rows = np.zeros(0, np.int64)
+        self.cache_S: list = []
+        self.cache_budget = 2 * block_bytes
 
     # --- step 1: candidates -------------------------------------------------------------------------------
     def _blocks(self, rows: np.ndarray | None, fp32: bool):
@@ -293,9 +308,9 @@ class _Solver:
         margin = 2 * self.e + 1e-6
         Vt = torch.from_numpy(V.astype(np.float32)).to(self.dev)
         out_i, out_j = [], []
-        for idx, S in self._blocks(rows, fp32=True):
+        for idx, S in self._fp32_rows(rows):
             S.sub_(Vt)  # the block is scratch: S - V in place
-            lo = torch.from_numpy((U[idx] - margin).astype(np.float32)).to(self.dev)
+            lo = torch.from_numpy((U[idx] - margin - PRICE_WINDOW).astype(np.float32)).to(self.dev)
             hi = torch.from_numpy((U[idx] + margin).astype(np.float32)).to(self.dev)
             nr, nc = torch.nonzero((S > lo[:, None]) & (S <= hi[:, None]), as_tuple=True)
             out_i.append(idx[nr.cpu().numpy()])
@@ -312,10 +327,40 @@ class _Solver:
         jj = np.concatenate(out_j) if out_j else np.zeros(0, np.int64)
         return ii, jj, U[ii] + V[jj] - _dot64(self.a, self.b, ii, jj)
 
+    def _fp32_rows(self, rows: np.ndarray):
+        """``(row indices, scratch fp32 S block)`` for ``rows``: from the cache where it has them, else from the
+        GEMM (and then cached while the budget lasts)."""
+        torch = self.torch
+        pos = np.searchsorted(self.cache_rows, rows)
+        hit = np.zeros(rows.size, bool)
+        if self.cache_rows.size:
+            hit = (pos < self.cache_rows.size) & (self.cache_rows[np.minimum(pos, self.cache_rows.size - 1)] == rows)
+        if hit.any():
+            flat = torch.cat(self.cache_S) if len(self.cache_S) > 1 else self.cache_S[0]
+            self.cache_S = [flat]
+            per = max(1, self.block_bytes // (4 * self.m))
+            for s in range(0, int(hit.sum()), per):
+                p = torch.from_numpy(pos[hit][s : s + per]).to(self.dev)
+                yield rows[hit][s : s + per], flat.index_select(0, p)  # a copy: scratch
+        new_rows, new_S = [], []
+        room = self.cache_budget - self.cache_rows.size * self.m * 4
+        for idx, S in self._blocks(rows[~hit], fp32=True):
+            if room >= S.numel() * 4:
+                new_rows.append(idx)
+                new_S.append(S.clone())
+                room -= S.numel() * 4
+            yield idx, S
+        if new_rows:
+            allr = np.concatenate([self.cache_rows, *new_rows])
+            order = np.argsort(allr, kind="stable")
+            flat = torch.cat([*self.cache_S, *new_S])
+            self.cache_rows = allr[order]
+            self.cache_S = [flat.index_select(0, torch.from_numpy(order).to(self.dev))]
+
     def known_check(self, U: np.ndarray, V: np.ndarray):
         """``(i, j, float64 slack)`` of the check-list entries whose approximate value could violate (the others
         have ``cos <= value + e_c``, so a slack of at least 1e-6)."""
-        flag = self.known_v - V[self.known_j] > U[self.known_i] - self.e_c - 1e-6
+        flag = self.known_v - V[self.known_j] > U[self.known_i] - self.e_c - 1e-6 - PRICE_WINDOW
         ii, jj = self.known_i[flag], self.known_j[flag]
         return ii, jj, U[ii] + V[jj] - _dot64(self.a, self.b, ii, jj)
 
@@ -334,7 +379,12 @@ class _Solver:
             ii, jj, slack = np.concatenate([ki, di]), np.concatenate([kj, dj]), np.concatenate([ks, ds])
             if slack.size:
                 min_slack = min(min_slack, float(slack.min()))
-            vi, vj = _worst_per_row(ii, jj, slack, -self.tol, self.k)
+            # while anything violates, every checked row also gets its k lowest-slack entries below PRICE_WINDOW:
+            # the next duals will move, and nearly tight entries tend to become the next round's violations
+            if (slack < -self.tol).any():
+                vi, vj = _worst_per_row(ii, jj, slack, PRICE_WINDOW, self.k)
+            else:
+                vi = vj = np.zeros(0, np.int64)
             new_i, new_j = _unique_edges(vi, vj, self.m)
             if new_i.size:
                 old = np.sort(er * self.m + ec)
