@@ -212,6 +212,13 @@ def test_cli_eval_writes_table_and_config(bridge, tokens, tmp_path, monkeypatch)
     assert table.filter(pl.col("name") == "ident")["ce_recovered_mean"].item() == 1.0
     assert (tmp_path / "ev" / "metrics.md").read_text() in stdout
     assert json.loads((tmp_path / "ev" / "config.json").read_text())["hook_name"] == HOOK
+    # health columns for every SAE; random SAEs (most features useless) get one warning line each, naming
+    # the threshold; the identity SAE has no init record, so "moved" is unknown rather than a reason
+    assert {"moved_share", "useless_share", "undertrained"} <= set(table.columns)
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    flagged = table.filter(pl.col("undertrained") != "")["name"].to_list()
+    assert len(warnings) == len(flagged) and all("threshold 5%" in w for w in warnings)
+    assert "s32" in flagged and "ident" not in flagged  # every feature of the identity SAE carries signal
 
 
 def test_cli_eval_mixed_hooks_is_one_line(tmp_path):
