@@ -30,7 +30,7 @@ from featgraph.activation_store import ActivationStore
 from featgraph.synthetic import planted_ladder
 
 from .conftest import run_main, tiny_sae
-from .hostile import assert_refused
+from .hostile import assert_refused, tree_digest
 
 D_IN = 8
 HOOK = "blocks.0.hook_resid_pre"
@@ -693,21 +693,43 @@ def test_families_bad_tau_is_a_usage_error(tmp_path, ladder):
 
 
 # -- size bombs in a subprocess: bounded peak memory ---------------------------------------------------------------
-def _peak_rss_of(args: list[str]) -> tuple[int, str, int]:
-    """(exit code, stderr, peak RSS in bytes) of ``featgraph *args`` run in a fresh grandchild, so that the
-    measured peak is this run's alone (RUSAGE_CHILDREN keeps the maximum over every child ever waited for)."""
+_RUNNER = textwrap.dedent("""
+    import contextlib, io, json, resource, sys, traceback
+    resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))  # a regression: MemoryError, not a dead machine
+    from featgraph.cli.main import main
+    results = []
+    for args in json.loads(sys.argv[1]):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                main(args)
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            except BaseException:
+                code = -1
+                err.write(traceback.format_exc())
+        results.append([code, err.getvalue()])
+    print(json.dumps(results))
+""")
+
+
+def _run_measured(cases: list[list[str]]) -> tuple[list, int]:
+    """Run ``featgraph`` on each argument list in ONE fresh grandchild (the entry point in-process, so torch is
+    imported once); return its results and its peak RSS in bytes. The middle process exists so that
+    RUSAGE_CHILDREN, which keeps the maximum over every child ever waited for, measures this grandchild alone."""
     probe = textwrap.dedent("""
         import resource, subprocess, sys
-        def cap():  # a regression then fails with MemoryError instead of taking the machine down
-            resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
-        r = subprocess.run([sys.executable, "-m", "featgraph.cli.main", *sys.argv[1:]], capture_output=True,
-                           text=True, preexec_fn=cap)
-        sys.stdout.write(f"{r.returncode}\\n{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n")
-        sys.stdout.write(r.stderr)
+        r = subprocess.run([sys.executable, "-c", sys.argv[1], sys.argv[2]], capture_output=True, text=True)
+        sys.stderr.write(r.stderr)
+        print(r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "null")
+        print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     """)
-    res = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=300)
-    code, rss, *err = res.stdout.split("\n", 2)
-    return int(code), "".join(err), int(rss) * 1024
+    res = subprocess.run([sys.executable, "-c", probe, _RUNNER, json.dumps(cases)], capture_output=True, text=True,
+                         timeout=300)
+    results, rss = res.stdout.strip().splitlines()[-2:]
+    assert results != "null", res.stderr
+    return json.loads(results), int(rss) * 1024
 
 
 def test_size_bombs_fail_fast_in_bounded_memory(tmp_path, npz_pair):
@@ -725,12 +747,14 @@ def test_size_bombs_fail_fast_in_bounded_memory(tmp_path, npz_pair):
     dev.symlink_to("/dev/zero")  # endless: zipfile would read it whole looking for the end record
     cases = [(b, "4398046511104 bytes"), (st / "big", "data ends at byte"), (deep, "nested 1000000"),
              (dev, "not a regular file")]
-    for bad, needle in cases:
-        inputs = [a, bad]
-        before = {str(p): p.read_bytes() if p.is_file() and not p.is_symlink() else None for p in inputs}
-        code, err, rss = _peak_rss_of(["families", str(a), str(bad), "--out", str(tmp_path / "out"), "-q"])
-        assert code == 1 and needle in err and "Traceback" not in err, err
+    inputs = [a, b, st, deep]
+    before = tree_digest(*inputs)
+    runs = [["families", str(a), str(bad), "--out", str(tmp_path / f"out{i}"), "-q"]
+            for i, (bad, _) in enumerate(cases)]
+    results, rss = _run_measured(runs)
+    for (bad, needle), (code, err) in zip(cases, results, strict=True):
+        assert code == 1 and needle in err and "Traceback" not in err, (bad, err)
         assert len(err.strip().splitlines()) == 1, err
-        assert rss < 1.5 * 2**30, f"peak RSS {rss / 2**20:.0f} MiB on {bad}"
-        assert before == {str(p): p.read_bytes() if p.is_file() and not p.is_symlink() else None for p in inputs}
-        assert not (tmp_path / "out").exists()
+    assert rss < 1.5 * 2**30, f"peak RSS {rss / 2**20:.0f} MiB"
+    assert tree_digest(*inputs) == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(("out", ".out"))]
