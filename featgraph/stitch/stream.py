@@ -114,8 +114,10 @@ class PairMoments:
         return mse, l0
 
 
-def _csr(h: torch.Tensor) -> scipy.sparse.csr_matrix:
-    return scipy.sparse.csr_matrix(h.numpy())
+def _csr(a: torch.Tensor) -> scipy.sparse.csr_matrix:
+    """A batch of activations as a sparse matrix: few features fire per token, so decoding and the member sums
+    cost (number of active entries) x d instead of batch x features x d."""
+    return scipy.sparse.csr_matrix(a.numpy())
 
 
 def stream_pair(
@@ -131,50 +133,48 @@ def stream_pair(
     check_stitchable(small, large)
     s, lg = as_dtype(small, torch.float64), as_dtype(large, torch.float64)
     P = np.unique(np.concatenate([np.zeros(0, np.int64)] + [np.asarray(f.small_features, np.int64) for f in families]))
-    Pt = torch.from_numpy(P)
     F, M = large.n_features, large.n_features + P.size
     with torch.no_grad():
-        D = torch.cat([lg.W_dec, s.W_dec[Pt]])  # [M, d]: member rows
-        lin = torch.zeros(M, dtype=torch.float64)
-        active = torch.zeros(M, dtype=torch.float64)
-        co = np.zeros((M, M), dtype=np.float64)
-        sx = torch.zeros(small.d_in, dtype=torch.float64)
-        sxx = torch.zeros(small.d_in, dtype=torch.float64)
-        s_act = torch.zeros(F, dtype=torch.float64)
-        l_act = torch.zeros(F, dtype=torch.float64)
-        sse_s = sse_l = l0_s = l0_l = 0.0
-        n = 0
-        bar = tqdm(total=n_rows(acts), unit="tok", desc="stitch pass", disable=not progress)
-        for x in iter_acts(acts, batch_size, small.d_in):
-            x = x.to(torch.float64)
-            f = s.encode(x)
-            g = lg.encode(x)
-            r = f @ s.W_dec + s.b_dec - x
-            rl = g @ lg.W_dec + lg.b_dec - x
-            es, el = (r * r).sum(1), (rl * rl).sum(1)
-            h = torch.cat([g, -f[:, Pt]], dim=1)
-            lin += (h * (r @ D.T)).sum(0)
-            nz = h != 0
-            active += nz.sum(0)
-            hs = _csr(h)
-            co += (hs.T @ hs).toarray()
-            fires = nz[:, :F].double()
-            s_act += es @ fires
-            l_act += el @ fires
-            sse_s += float(es.sum())
-            sse_l += float(el.sum())
-            l0_s += float((f != 0).sum())
-            l0_l += float(nz[:, :F].sum())
-            sx += x.sum(0)
-            sxx += (x * x).sum(0)
-            n += x.shape[0]
-            bar.update(x.shape[0])
-        bar.close()
-        if n == 0:
-            raise ConfigError("no activations given (0 tokens)")
-        K = (D @ D.T).numpy()
-    cnt = active.numpy()[:F]
-    sa, la = s_act.numpy(), l_act.numpy()
+        Ws, Wl = s.W_dec.numpy(), lg.W_dec.numpy()
+        bs, bl = s.b_dec.numpy(), lg.b_dec.numpy()
+    D = np.concatenate([Wl, Ws[P]])  # [M, d]: member rows
+    lin = np.zeros(M)
+    active = np.zeros(M)
+    co = np.zeros((M, M))
+    sx, sxx = np.zeros(small.d_in), np.zeros(small.d_in)
+    s_act, l_act = np.zeros(F), np.zeros(F)
+    sse_s = sse_l = l0_s = l0_l = 0.0
+    n = 0
+    bar = tqdm(total=n_rows(acts), unit="tok", desc="stitch pass", disable=not progress)
+    for xt in iter_acts(acts, batch_size, small.d_in):
+        xt = xt.to(torch.float64)
+        with torch.no_grad():  # the encoders are dense: one float64 matmul per SAE, the floor of this pass
+            fs, gs = _csr(s.encode(xt)), _csr(lg.encode(xt))
+        x = xt.numpy()
+        r = fs @ Ws + bs - x
+        rl = gs @ Wl + bl - x
+        es, el = np.einsum("ij,ij->i", r, r), np.einsum("ij,ij->i", rl, rl)
+        hs = scipy.sparse.hstack([gs, -fs[:, P]], format="csr")  # signed member activations [B, M]
+        lin += np.einsum("md,md->m", np.asarray(hs.T @ r), D)
+        co += (hs.T @ hs).toarray()
+        active += np.bincount(hs.indices, minlength=M)
+        fires = scipy.sparse.csr_matrix((np.ones(gs.nnz), gs.indices, gs.indptr), shape=gs.shape)
+        s_act += fires.T @ es
+        l_act += fires.T @ el
+        sse_s += float(es.sum())
+        sse_l += float(el.sum())
+        l0_s += fs.nnz
+        l0_l += gs.nnz
+        sx += x.sum(0)
+        sxx += (x * x).sum(0)
+        n += x.shape[0]
+        bar.update(x.shape[0])
+    bar.close()
+    if n == 0:
+        raise ConfigError("no activations given (0 tokens)")
+    K = D @ D.T
+    cnt = active[:F]
+    sa, la = s_act, l_act
     with np.errstate(invalid="ignore", divide="ignore"):
         small_active, small_inactive = sa / cnt, (sse_s - sa) / (n - cnt)
         large_active, large_inactive = la / cnt, (sse_l - la) / (n - cnt)
@@ -182,9 +182,9 @@ def stream_pair(
         n_tokens=n,
         n_large=F,
         small_members=P,
-        lin=lin.numpy() / n,
+        lin=lin / n,
         quad=(co / n) * K,
-        active=active.numpy() / n,
+        active=active / n,
         sign=np.concatenate([np.ones(F), -np.ones(P.size)]),
         mse_small=sse_s / n,
         l0_small=l0_s / n,
