@@ -758,3 +758,54 @@ def test_size_bombs_fail_fast_in_bounded_memory(tmp_path, npz_pair):
     assert rss < 1.5 * 2**30, f"peak RSS {rss / 2**20:.0f} MiB"
     assert tree_digest(*inputs) == before
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(("out", ".out"))]
+
+
+# -- more of each command: the same readers behind index, frankenstein and report ----------------------------------
+def index_refused(tmp_path, sae_paths, needles, inputs=None):
+    out = tmp_path / "idx_out"
+    return assert_refused(["index", *sae_paths, "--out", out, "-q", "--device", "cpu"],
+                          inputs=inputs if inputs is not None else list(sae_paths), out=out, needles=needles)
+
+
+def test_index_bool_decoder(tmp_path, ladder):
+    w = _weights(ladder)
+    t = load_file(str(w))
+    t["W_dec"] = t["W_dec"] > 0
+    save_file(t, str(w))
+    index_refused(tmp_path, [ladder], (w, "dtype bool"))
+
+
+def test_index_nested_cfg(tmp_path, ladder):
+    cfg = ladder / "w64" / "cfg.json"
+    cfg.write_text('{"a": ' * 5000 + "1" + "}" * 5000)
+    index_refused(tmp_path, [ladder], (cfg, "nested 5000 levels"))
+
+
+def test_index_ladder_and_its_sae(tmp_path, ladder):
+    index_refused(tmp_path, [ladder, ladder / "w64" / "sae.safetensors"], ("the same SAE is given twice",))
+
+
+def test_index_pickle_payload(tmp_path, ladder):
+    marker = tmp_path / "pwned"
+    pt = tmp_path / "evil.pt"
+    torch.save({"W_dec": _Marker(str(marker))}, pt)
+    index_refused(tmp_path, [ladder / "w16", pt], (pt, "not a readable torch state dict"), inputs=[ladder, pt])
+    assert not marker.exists()
+
+
+def test_frankenstein_nan_store(tmp_path, ladder, store):
+    shard = store / "acts_00000.npy"
+    x = np.load(shard)
+    x[42] = np.inf
+    np.save(shard, x)
+    out = tmp_path / "out"
+    assert_refused(["frankenstein", ladder, "--acts", store, "--out", out, "-q", "--retrain-tokens", "100"],
+                   inputs=[ladder, store], out=out, needles=(shard, "NaN/inf", "row 42"))
+
+
+def test_report_same_sae_twice(tmp_path, ladder, store):
+    link = tmp_path / "alias"
+    link.symlink_to(ladder / "w16")
+    out = tmp_path / "out"
+    assert_refused(["report", ladder, link, "--acts", store, "--out", out, "-q", "--no-frankenstein"],
+                   inputs=[ladder, link, store], out=out, needles=("the same SAE is given twice",))
