@@ -141,3 +141,26 @@ def test_stitch_config_json_records_what_ran(tmp_path):
     cfg = json.loads((tmp_path / "o" / "config.json").read_text())
     assert cfg["n_tokens"] == 1000 and cfg["batch_size"] == 128 and cfg["small"] == str((tmp_path / "s24").resolve())
     assert (tmp_path / "o" / "swaps.parquet").exists() and not (tmp_path / "o" / "families.parquet").exists()
+
+
+def test_stitch_resolves_names_like_other_commands(tmp_path, monkeypatch):
+    """SMALL/LARGE that are not local paths go through expand_sae_paths (the hub resolution, stubbed here with
+    local folders); a name naming a whole ladder is refused, and --out inside a resolved folder too."""
+    import featgraph.hub as hub
+
+    small, large, x = _pair("relu")
+    store = _store(tmp_path, x)
+    cache = tmp_path / "cache"
+    small.save(cache / "s24")
+    large.save(cache / "l48")
+    names = {"rel/s24": [cache / "s24"], "rel/l48": [cache / "l48"], "rel": [cache / "s24", cache / "l48"]}
+    monkeypatch.setattr(hub, "looks_like_name", lambda raw: raw in names)
+    monkeypatch.setattr(hub, "resolve", lambda raw: list(names[raw]))
+    code, out, err = run_main("stitch", "rel/s24", "rel/l48", "--acts", store.folder, "--out", tmp_path / "o", "-q")
+    assert code == 0, err
+    assert "s24 -> l48 on 1500 tokens" in out
+    code, _, err = run_main("stitch", "rel", "rel/l48", "--acts", store.folder, "--out", tmp_path / "o2", "-q")
+    assert code == 1 and "SMALL rel names 2 SAEs" in err and err.count("\n") == 1
+    code, _, err = run_main("stitch", "rel/s24", "rel/l48", "--acts", store.folder, "--out", cache / "l48" / "o",
+                            "-q")
+    assert code == 1 and "inside" in err and not (cache / "l48" / "o").exists()
