@@ -52,8 +52,16 @@ HOOK = "blocks.3.hook_resid_pre"
 # the recipe (see the module docstring for why each value)
 L1 = 0.8
 LR = 1e-3
-EPOCHS = 5.0
+EPOCHS = 3.5  # 7,388 steps of 256
 DEAD_WINDOW = 50_000
+# Warm-ups and the resampling window, as fractions of the 7,388 steps: 106 steps of LR warm-up, 528 of L1 warm-up,
+# resampling up to step 5,277. (The bundled ladder's run started as a 5-epoch run, 10,554 steps with fractions
+# 0.01 / 0.05 / 0.5, and was shortened to 3.5 epochs from its step-3,000 checkpoint when the shared CPU fell behind;
+# these fractions give the same warm-up and resampling steps, equal up to float rounding.)
+_SCHEDULE = 10_554 / 7_388
+LR_WARMUP_FRACTION = 0.01 * _SCHEDULE
+L1_WARMUP_FRACTION = 0.05 * _SCHEDULE
+RESAMPLE_UNTIL = 0.5 * _SCHEDULE
 
 
 def build_stores(model, work: Path, *, context_size: int, n_train: int | None, n_heldout: int | None, seed: int,
@@ -140,7 +148,9 @@ def main() -> None:
     widths = [int(w) for w in args.widths.split(",")]
     controls = [tuple(int(v) for v in args.control.split(":"))] if args.control else []
     cfg = TrainConfig(architecture="relu", l1_coefficient=args.l1, lr=args.lr, batch_size=args.batch_size,
-                      epochs=args.epochs, seed=args.seed, dead_window=DEAD_WINDOW)
+                      epochs=args.epochs, seed=args.seed, dead_window=DEAD_WINDOW,
+                      lr_warmup_fraction=LR_WARMUP_FRACTION, l1_warmup_fraction=L1_WARMUP_FRACTION,
+                      resample_until=RESAMPLE_UNTIL)
     folders = train_ladder(train_store, widths, cfg, args.out, name_prefix="l3", save_dtype=torch.float16,
                            progress=not args.quiet, controls=controls, checkpoint_dir=args.work / "checkpoint",
                            health_acts=held_store, health_note=f"held-out store ({held_store.n_tokens} tokens)")
