@@ -36,13 +36,14 @@ import contextlib
 import dataclasses
 import functools
 import gzip
-import json
+import io
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from featgraph import readers
 from featgraph.errors import ConfigError, SaeFormatError, UnsupportedError
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,11 @@ def _load_registry(path: str, _mtime: int, _size: int) -> Registry:
     try:
         raw = p.read_bytes()
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        obj = json.loads(raw)
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:  # read to a cap: a gzip bomb stops there
+                raw = gz.read(readers.JSON_MAX_BYTES + 1)
+            if len(raw) > readers.JSON_MAX_BYTES:
+                raise ValueError(f"decompresses to more than {readers.JSON_MAX_BYTES} bytes")
+        obj = readers.parse_json_bytes(raw, p)  # the checked reader: depth, number size, duplicate keys
         fields = obj["sae_fields"]
         releases = {}
         for name, r in obj["releases"].items():
