@@ -809,3 +809,19 @@ def test_report_same_sae_twice(tmp_path, ladder, store):
     out = tmp_path / "out"
     assert_refused(["report", ladder, link, "--acts", store, "--out", out, "-q", "--no-frankenstein"],
                    inputs=[ladder, link, store], out=out, needles=("the same SAE is given twice",))
+
+
+@pytest.mark.parametrize("kind", ["nested", "gzip_bomb"])
+def test_release_registry_from_the_environment(tmp_path, ladder, monkeypatch, kind):
+    """A registry named by FEATGRAPH_RELEASE_REGISTRY is a user's file: nested JSON or a gzip bomb (200 MiB of
+    spaces in 200 KiB) gives one line, read through the checked reader and a capped gunzip."""
+    import gzip
+
+    reg = tmp_path / "registry.json"
+    if kind == "nested":
+        reg.write_text("[" * 200_000)
+    else:
+        reg.write_bytes(gzip.compress(b" " * (200 * 2**20), compresslevel=1))
+    monkeypatch.setenv("FEATGRAPH_RELEASE_REGISTRY", str(reg))
+    families([ladder / "w16", "some-release/some-sae"], tmp_path / "out", needles=("some-release/some-sae",),
+             inputs=[ladder, reg])
