@@ -45,13 +45,14 @@ def eval_cmd(
     from featgraph.evaluate import evaluate_ladder, metrics_markdown
     from featgraph.formats import load_sae
     from featgraph.io_utils import write_json
-    from featgraph.ladder import expand_sae_paths
+    from featgraph.ladder import check_loaded_saes, expand_sae_paths
     from featgraph.output_dir import check_output, open_output
 
     inputs = [*saes, *text_paths, *local_paths(model_name)]
     check_output(out, command="eval", inputs=inputs)  # before loading the model: a bad --out fails in a second
     paths = expand_sae_paths(saes)
     loaded = [load_sae(p) for p in paths]
+    check_loaded_saes(loaded, paths, distinct_widths=False)  # one d_in; a copy of an SAE is refused, seeds are not
     hooks = {hook_name or s.cfg.hook_name for s in loaded}
     if len(hooks) != 1 or None in hooks:
         raise ConfigError(f"the SAEs name hooks {sorted(map(str, hooks))}; pass one --hook")

@@ -230,11 +230,13 @@ def load_saes(
     if dup:
         raise ConfigError(f"duplicate SAE names {dup} (from {[str(p) for p in found]}); pass distinct --name values")
     saes = [load_sae(p) for p in found]
-    _check_loaded(saes, found, distinct_widths=distinct_widths)
+    check_loaded_saes(saes, found, distinct_widths=distinct_widths)
     return saes, names
 
 
-def _check_loaded(saes: Sequence, paths: Sequence[Path], *, distinct_widths: bool) -> None:
+def check_loaded_saes(saes: Sequence, paths: Sequence[Path], *, distinct_widths: bool) -> None:
+    """Loaded SAEs (from ``paths``) must share d_in; two of one width are refused with ``distinct_widths``, and
+    otherwise when their decoders are identical (a copy of one SAE under another path)."""
     if len({s.d_in for s in saes}) > 1:
         desc = ", ".join(f"{p} has d_in={s.d_in}" for s, p in zip(saes, paths, strict=True))
         raise ShapeMismatchError(f"the SAEs must share d_in: {desc}")
@@ -269,7 +271,7 @@ def load_stitch_pair(small: str | Path, large: str | Path) -> tuple[list, list[s
             detect_format(p)  # raises the precise "not an SAE" error
     check_distinct_saes(paths)
     saes = [load_sae(p) for p in paths]
-    _check_loaded(saes, paths, distinct_widths=False)
+    check_loaded_saes(saes, paths, distinct_widths=False)
     if saes[0].n_features >= saes[1].n_features:
         raise ConfigError(
             f"SMALL must be narrower than LARGE: SMALL {paths[0]} has width {saes[0].n_features}, LARGE "

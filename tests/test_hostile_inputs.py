@@ -825,3 +825,12 @@ def test_release_registry_from_the_environment(tmp_path, ladder, monkeypatch, ki
     monkeypatch.setenv("FEATGRAPH_RELEASE_REGISTRY", str(reg))
     families([ladder / "w16", "some-release/some-sae"], tmp_path / "out", needles=("some-release/some-sae",),
              inputs=[ladder, reg])
+
+
+def test_eval_copy_of_an_sae_before_model(tmp_path, ladder, no_model):
+    """eval allows equal widths (SAEs of several seeds) but not a byte copy of one SAE under another path."""
+    copy = tmp_path / "copy"
+    shutil.copytree(ladder / "w16", copy)
+    out = tmp_path / "out"
+    assert_refused(["eval", ladder / "w16", copy, "--out", out, "-q"], inputs=[ladder, copy], out=out,
+                   needles=("identical decoders", copy))
