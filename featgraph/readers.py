@@ -48,6 +48,10 @@ SAFETENSORS_DTYPES = {
 }
 # a .npy header is at most 64 KiB in format 1.0; 2.0/3.0 allow 4 GiB, which no real array needs
 NPY_MAX_HEADER = 2**20
+# A deflated npz member may expand to at most this multiple of its compressed size plus the slack: trained weights
+# barely compress (ratio ~1.1), while all-zero thresholds or biases compress ~1000x but are small. So memory stays
+# in proportion to the file even when a member's header and the zip directory agree on a huge zero-filled array.
+NPZ_MAX_RATIO, NPZ_RATIO_SLACK = 64, 64 * 2**20
 
 
 def _err(path: Path | str, what: str, exc: BaseException | None = None) -> SaeFormatError:
@@ -364,6 +368,11 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> np.n
                 raise SaeFormatError(
                     f"{where}: header claims shape {list(shape)} {dtype} ({nbytes} bytes) but the member holds "
                     f"{info.file_size - header_len} bytes of data"
+                )
+            if info.file_size > NPZ_MAX_RATIO * info.compress_size + NPZ_RATIO_SLACK:
+                raise SaeFormatError(
+                    f"{where}: {info.compress_size} compressed bytes claim to expand to {info.file_size} "
+                    f"(more than {NPZ_MAX_RATIO}x + {NPZ_RATIO_SLACK >> 20} MiB); a decompression bomb, not weights"
                 )
             buf = bytearray()
             while len(buf) < nbytes:  # chunks: a lying zip entry costs at most what it really decompresses to

@@ -198,3 +198,20 @@ def test_store_d_in_check_and_extra_meta_keys(tmp_path):
     again.check_d_in(4, "an SAE")
     with pytest.raises(ShapeMismatchError, match=r"d_in=4, but SAE x has d_in=6"):
         again.check_d_in(6, "SAE x")
+
+
+def test_npz_decompression_bomb_is_refused_before_inflating(tmp_path):
+    """Header and zip directory agree on 256 MiB of zeros that deflate to ~256 KiB: refused from the sizes."""
+    p = tmp_path / "bomb.npz"
+    n = 2**25  # float64 -> 256 MiB
+    header = repr({"descr": "<f8", "fortran_order": False, "shape": (n,)}).encode()
+    header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
+    with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED) as z, z.open("W_dec.npy", "w",
+                                                                                force_zip64=True) as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header)
+        chunk = bytes(2**22)
+        for _ in range(n * 8 // len(chunk)):
+            f.write(chunk)
+    assert p.stat().st_size < 2**20
+    with pytest.raises(SaeFormatError, match=r"bomb\.npz\[W_dec\]: \d+ compressed bytes claim to expand"):
+        readers.read_npz(p, ["W_dec"])
