@@ -110,12 +110,25 @@ def _metrics(N, c, p, na, sa, qa, nb, sb, qb) -> dict[str, np.ndarray]:
 
 
 def _to_csr(f) -> sp.csr_matrix:
-    """float64 CSR of a batch's nonzero activations (float32 values are exact in float64)."""
-    if hasattr(f, "detach"):
-        f = f.detach().cpu().numpy()
-    f = np.asarray(f)
-    r, c = np.nonzero(f)
-    return sp.csr_matrix((f[r, c].astype(np.float64), (r, c)), shape=f.shape)
+    """float64 CSR of a batch's nonzero activations (float32 values are exact in float64).
+
+    The nonzeros of the flattened batch come in row-major order, so the CSR arrays are built directly (no COO
+    sort); torch's nonzero measured ~2.4x faster than numpy's on [4096, 4608] batches.
+    """
+    import torch
+
+    t = f.detach().cpu() if isinstance(f, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(f))
+    if t.ndim != 2:
+        raise ShapeMismatchError(f"a batch of activations must be 2-D [n, F], got shape {list(t.shape)}")
+    t = t.contiguous()
+    n, F = t.shape
+    flat = t.view(-1)
+    idx = torch.nonzero(flat).flatten()
+    data = flat[idx].numpy().astype(np.float64)
+    idx = idx.numpy()
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(idx // F, minlength=n), out=indptr[1:])
+    return sp.csr_matrix((data, idx % F, indptr), shape=(n, F))
 
 
 class ActSimAccumulator:
@@ -184,14 +197,15 @@ class ActSimAccumulator:
             self._merge()
 
     def _add_dense(self, P: sp.csr_matrix, C: sp.csr_matrix) -> None:
+        import torch
+
         for M, out in ((P, self._dense_sum), (C, self._dense_count)):
             M = M.tocsr()
-            M.sum_duplicates()  # unique (row, col): the fancy-indexed += below adds each entry once
             flat = np.repeat(np.arange(M.shape[0], dtype=np.int64) * self.n_b, np.diff(M.indptr)) + M.indices
-            if out.dtype == np.int64:
-                out[flat] += np.rint(M.data).astype(np.int64)
-            else:
-                out[flat] += M.data
+            data = np.rint(M.data).astype(np.int64) if out.dtype == np.int64 else M.data
+            # index_add_ adds repeated indices one by one (so no canonical format is needed) and measured ~4x
+            # faster than numpy's fancy-indexed += on unsorted indices
+            torch.from_numpy(out).index_add_(0, torch.from_numpy(flat), torch.from_numpy(data))
 
     def _merge(self) -> None:
         for lst in (self._co_sum, self._co_count):
