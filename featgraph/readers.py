@@ -88,7 +88,9 @@ def _read_bytes(path: Path, limit: int) -> bytes:
 
 
 # -- JSON ---------------------------------------------------------------------------------------------------------
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# a string literal, or an unterminated one running to the end: every match succeeds where it starts, so the scan
+# stays linear even on repeated "\" (which a pattern that must find a closing quote rescans from every quote)
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
 
 
 def json_depth(data: bytes) -> int:

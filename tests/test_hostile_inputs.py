@@ -107,6 +107,8 @@ JSON_CASES = {
     "top_level_list": ("[1, 2]", ("expected a JSON object, got list",)),
     "empty": ("", ("empty file",)),
     "truncated": ('{"d_in": 8, "n_feat', ("not valid JSON",)),
+    # an unterminated string of escaped quotes: a depth scan that looks for each closing quote is quadratic here
+    "unterminated_escapes": ('{"a": "' + '\\"' * 400_000, ("Unterminated string",)),
 }
 
 
