@@ -46,6 +46,9 @@ SAFETENSORS_DTYPES = {
     "I32": 4, "U32": 4, "F32": 4,
     "I64": 8, "U64": 8, "F64": 8, "C64": 8,
 }
+# numpy's own limit on dimensions; also keeps prod(shape) of a hostile header cheap (a million-entry shape would
+# multiply ever-growing integers for minutes)
+MAX_NDIM = 64
 # a .npy header is at most 64 KiB in format 1.0; 2.0/3.0 allow 4 GiB, which no real array needs
 NPY_MAX_HEADER = 2**20
 # A deflated npz member may expand to at most this multiple of its compressed size plus the slack: trained weights
@@ -224,6 +227,8 @@ def safetensors_header(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
         if dtype not in SAFETENSORS_DTYPES:
             raise bad(f"{where}: unknown dtype {str(dtype)[:20]!r}")
+        if isinstance(shape, list) and len(shape) > MAX_NDIM:
+            raise bad(f"{where}: shape has {len(shape)} dimensions (at most {MAX_NDIM})")
         if not isinstance(shape, list) or not all(_nonneg_int(s) for s in shape):
             raise bad(f"{where}: shape {str(shape)[:80]} is not a list of non-negative integers")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_nonneg_int(o) for o in offsets)):
@@ -279,6 +284,8 @@ def _npy_header(f: Any, where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
             raise ValueError(f"unsupported .npy version {version}")
     except (ValueError, OSError, EOFError, SyntaxError) as e:
         raise _err(where, "not a readable .npy array", e) from e
+    if len(shape) > MAX_NDIM:
+        raise SaeFormatError(f"{where}: header claims {len(shape)} dimensions (at most {MAX_NDIM})")
     if dtype.hasobject or dtype.kind not in "biufc":
         raise SaeFormatError(f"{where}: array of dtype {dtype} (only numeric arrays are read; no pickle)")
     return tuple(int(s) for s in shape), dtype, bool(fortran)

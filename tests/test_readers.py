@@ -215,3 +215,18 @@ def test_npz_decompression_bomb_is_refused_before_inflating(tmp_path):
     assert p.stat().st_size < 2**20
     with pytest.raises(SaeFormatError, match=r"bomb\.npz\[W_dec\]: \d+ compressed bytes claim to expand"):
         readers.read_npz(p, ["W_dec"])
+
+
+def test_headers_with_a_million_dimensions_are_refused_quickly(tmp_path):
+    """prod() over a hostile million-entry shape multiplies ever-growing integers: refused from its length."""
+    raw = json.dumps({"W": {"dtype": "F32", "shape": [2] * 10**6, "data_offsets": [0, 8]}}).encode()
+    p = tmp_path / "x.safetensors"
+    p.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 8)
+    with pytest.raises(SaeFormatError, match="shape has 1000000 dimensions"):
+        readers.safetensors_header(p)
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": (1,) * 70}).encode()
+    header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
+    q = tmp_path / "x.npy"
+    q.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 4)
+    with pytest.raises(SaeFormatError, match="70 dimensions"):
+        readers.read_npy(q)
