@@ -47,8 +47,9 @@ import numpy as np
 import torch
 
 from featgraph.errors import BadWeightsError, ConfigError, SaeFormatError, UnsupportedError
-from featgraph.formats import cfg_choice, cfg_value
-from featgraph.formats_common import (
+from featgraph.formats.common import (
+    cfg_choice,
+    cfg_value,
     check_decoder,
     dtype_name,
     read_json,

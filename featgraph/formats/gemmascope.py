@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from featgraph.errors import SaeFormatError, ShapeMismatchError, UnsupportedError
-from featgraph.formats_common import check_decoder, fold_b_dec, read_npz
+from featgraph.formats.common import check_decoder, fold_b_dec, read_npz
 from featgraph.io_utils import atomic_path
 from featgraph.sae import Sae, SaeConfig
 

@@ -3,7 +3,7 @@ Scope.
 
 Everything returned is in featgraph's orientation (rows are features): ``load_decoder`` gives float32 ``W_dec
 [F, d_in]``, ``load_sae`` a :class:`featgraph.sae.Sae` with canonical weights. Each format lives in its own
-module (``featgraph.formats_<name>``), whose docstring states the file layout and the orientation of every
+module (``featgraph.formats.<name>``), whose docstring states the file layout and the orientation of every
 tensor; this module detects the format from the files present and dispatches. Detection reads at most one
 small JSON file, and the per-format modules (which import torch) load only when a reader or writer is called.
 
@@ -13,10 +13,9 @@ Files are untrusted: safetensors, ``np.load(allow_pickle=False)`` and ``torch.lo
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -115,7 +114,7 @@ def _resolve(path: str | Path, format: str) -> tuple[Path, str]:
 
 
 def _module(fmt: str) -> ModuleType:
-    return importlib.import_module(f"featgraph.formats_{fmt}")
+    return importlib.import_module(f"featgraph.formats.{fmt}")
 
 
 def load_decoder(path: str | Path, *, format: str = "auto") -> tuple[str, np.ndarray]:
@@ -129,8 +128,6 @@ def load_decoder(path: str | Path, *, format: str = "auto") -> tuple[str, np.nda
     attention-head SAEs, transcoders): their decoder directions are what the library stores, which is all
     that matching needs."""
     p, fmt = _resolve(path, format)
-    if fmt == "featgraph":
-        return fmt, _featgraph_decoder(p)
     return fmt, _module(fmt).read_decoder(p)
 
 
@@ -144,12 +141,7 @@ def load_sae(path: str | Path, *, format: str = "auto", allow_transcoder: bool =
     unless ``allow_transcoder`` (its encode and decode are then the library's).
     """
     p, fmt = _resolve(path, format)
-    if fmt == "featgraph":
-        from featgraph.sae import Sae
-
-        sae = Sae.load(p if p.is_dir() else p.parent)
-    else:
-        sae = _module(fmt).read_sae(p)
+    sae = _module(fmt).read_sae(p)
     if sae.cfg.extra.get("transcode") and not allow_transcoder:
         raise UnsupportedError(
             f"{p}: transcode=true: a transcoder's decoder writes a different site from the one its encoder "
@@ -157,56 +149,6 @@ def load_sae(path: str | Path, *, format: str = "auto", allow_transcoder: bool =
             "decoder, load_sae(..., allow_transcoder=True) its encode/decode"
         )
     return sae
-
-
-def _featgraph_decoder(p: Path) -> np.ndarray:
-    from featgraph.formats_common import check_decoder, read_safetensors
-    from featgraph.sae import WEIGHTS_NAME, read_featgraph_cfg
-
-    folder = p if p.is_dir() else p.parent
-    cfg = read_featgraph_cfg(folder)
-    weights = folder / WEIGHTS_NAME
-    return check_decoder(read_safetensors(weights, ["W_dec"])["W_dec"], weights, (cfg.n_features, cfg.d_in))
-
-
-# -- cfg values: every format reader checks the type of each value it uses ------------------------------------
-_KINDS = {
-    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-    "bool": ("true or false", lambda v: isinstance(v, bool)),
-    "str": ("a string", lambda v: isinstance(v, str)),
-    "dict": ("an object", lambda v: isinstance(v, dict)),
-}
-
-
-def cfg_value(cfg: dict[str, Any], key: str, kind: str, where: Path | str, *, default: Any = None,
-              minimum: int | None = None) -> Any:
-    """``cfg[key]`` if it is of ``kind`` (``int``, ``bool``, ``str``, ``dict``; ``minimum`` for ints), else a
-    one-line SaeFormatError naming the file, the key and the value; ``default`` when absent or null."""
-    v = cfg.get(key)
-    if v is None:
-        return default
-    want, ok = _KINDS[kind]
-    if not ok(v) or (minimum is not None and v < minimum):
-        if minimum is not None:
-            want += f" >= {minimum}"
-        raise SaeFormatError(f"{where}: {key}={_short(v)} is not {want}")
-    return v
-
-
-def cfg_choice(cfg: dict[str, Any], key: str, choices: tuple[str, ...], where: Path | str, *,
-               default: str | None = None) -> str | None:
-    """``cfg[key]``, which must be one of ``choices`` (strings), else a SaeFormatError naming the value."""
-    v = cfg_value(cfg, key, "str", where)
-    if v is None:
-        return default
-    if v not in choices:
-        raise SaeFormatError(f"{where}: {key}={_short(v)} is not one of {list(choices)}")
-    return v
-
-
-def _short(v: Any) -> str:
-    text = json.dumps(v) if not isinstance(v, str) else repr(v)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def save_saelens(sae: Sae, folder: str | Path) -> Path:

@@ -1,4 +1,4 @@
-"""Helpers shared by the per-format readers and writers in ``featgraph.formats_*``.
+"""Helpers shared by the per-format readers and writers in ``featgraph.formats``.
 
 Every function here turns library exceptions (safetensors, numpy, torch, json) into :mod:`featgraph.errors`
 types whose message names the file, so that each reader stays a short list of "which tensor, which
@@ -188,3 +188,43 @@ def write_json_into(path: Path, obj: dict[str, Any]) -> None:
     """Stable, sorted JSON; for files inside a folder that :func:`featgraph.io_utils.atomic_dir` renames into
     place."""
     path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+# -- cfg values: every format reader checks the type of each value it uses ------------------------------------
+_KINDS = {
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "dict": ("an object", lambda v: isinstance(v, dict)),
+}
+
+
+def cfg_value(cfg: dict[str, Any], key: str, kind: str, where: Path | str, *, default: Any = None,
+              minimum: int | None = None) -> Any:
+    """``cfg[key]`` if it is of ``kind`` (``int``, ``bool``, ``str``, ``dict``; ``minimum`` for ints), else a
+    one-line SaeFormatError naming the file, the key and the value; ``default`` when absent or null."""
+    v = cfg.get(key)
+    if v is None:
+        return default
+    want, ok = _KINDS[kind]
+    if not ok(v) or (minimum is not None and v < minimum):
+        if minimum is not None:
+            want += f" >= {minimum}"
+        raise SaeFormatError(f"{where}: {key}={_short(v)} is not {want}")
+    return v
+
+
+def cfg_choice(cfg: dict[str, Any], key: str, choices: tuple[str, ...], where: Path | str, *,
+               default: str | None = None) -> str | None:
+    """``cfg[key]``, which must be one of ``choices`` (strings), else a SaeFormatError naming the value."""
+    v = cfg_value(cfg, key, "str", where)
+    if v is None:
+        return default
+    if v not in choices:
+        raise SaeFormatError(f"{where}: {key}={_short(v)} is not one of {list(choices)}")
+    return v
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."

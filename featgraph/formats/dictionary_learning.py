@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from featgraph.errors import ConfigError, SaeFormatError, UnsupportedError
-from featgraph.formats import cfg_value
-from featgraph.formats_common import (
+from featgraph.formats.common import (
+    cfg_value,
     check_decoder,
     fold_b_dec,
     log,

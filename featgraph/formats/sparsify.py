@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from featgraph.errors import ConfigError, SaeFormatError, UnsupportedError
-from featgraph.formats import cfg_choice, cfg_value
-from featgraph.formats_common import (
+from featgraph.formats.common import (
+    cfg_choice,
+    cfg_value,
     check_decoder,
     fold_b_dec,
     read_json,
