@@ -45,7 +45,24 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FILE = ".featgraph-manifest.json"
 
+# Fault injection for the kill tests (tests/test_faults.py): with FEATGRAPH_FAULT_AT=<point> a run stops at that
+# named moment of writing, creates the file FEATGRAPH_FAULT_MARKER and waits to be killed, so that a SIGKILL lands
+# exactly there instead of wherever a timer happens to fall. Unset (always, outside those tests) it costs one
+# environment lookup per point.
+FAULT_POINTS = ("temp-created", "results-written", "before-swap", "mid-swap", "after-swap")
+
 PathLike = str | os.PathLike[str]
+
+
+def fault_point(name: str) -> None:
+    """Stop here for good when FEATGRAPH_FAULT_AT names this point (see FAULT_POINTS)."""
+    if os.environ.get("FEATGRAPH_FAULT_AT") != name:
+        return
+    import time
+
+    Path(os.environ["FEATGRAPH_FAULT_MARKER"]).touch()
+    while True:  # the test kills this process; nothing after this point may run
+        time.sleep(60)
 
 
 # -- checks -----------------------------------------------------------------------------------------------------
@@ -304,7 +321,9 @@ def open_output(
     tmp_fd = _lock_fd(tmp)  # held until the end: the temporary is in use while this process lives
     tmp_key = os.path.realpath(tmp)
     try:
+        fault_point("temp-created")
         yield tmp
+        fault_point("results-written")
         write_manifest(tmp, command)
         public_mode(tmp, is_dir=True)
         _swap(tmp, target, command, label)
@@ -329,13 +348,17 @@ def _swap(tmp: Path, target: Path, command: str, label: str) -> None:
     parent_fd = _lock_fd(target.parent)
     try:
         check_replaceable(target, command, label=label)  # a user may have put files there during the run
+        fault_point("before-swap")
         if os.path.lexists(target) and any(target.iterdir()):
             old = target.parent / featgraph_temp_name(target.name, "old")
             os.replace(target, old)
+            fault_point("mid-swap")
             os.replace(tmp, target)
+            fault_point("after-swap")
             _remove_manifest_files(old)
         else:
             os.replace(tmp, target)  # rename(2) replaces an empty folder
+            fault_point("after-swap")
     finally:
         _unlock_fd(target.parent, parent_fd)
 
