@@ -8,7 +8,7 @@ matrix.
 Algorithm (rows are the smaller side; the two are swapped when ``n_a > n_b`` and swapped back at the end):
 
 1. *Candidates.* One blocked GEMM pass over ``S = A @ B.T`` (fp32, or bf16 where the CPU/GPU has it; the kernel,
-   block buffer and unit-row preparation of :mod:`featgraph.matching_blocked`) keeps each row's and each column's
+   block buffer and unit-row preparation of :mod:`featgraph.matching.blocked`) keeps each row's and each column's
    ``k_check`` largest entries with their approximate values (the *check lists*) and so the ``k_check``-th largest
    value of every row and column. The ``k`` largest of each list form the first sparse graph, their cos recomputed
    in float64 (products of float32 numbers are exact in float64). The pairs ``(i, i)`` are added too: they form a
@@ -61,7 +61,7 @@ import math
 import numpy as np
 
 from featgraph.errors import ConfigError, ShapeMismatchError
-from featgraph.matching import _as_unit, rounding_margin
+from featgraph.matching.core import _as_unit, rounding_margin
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +175,8 @@ class _Solver:
     ):
         import torch
 
-        from featgraph.matching import _resolve_method
-        from featgraph.matching_blocked import COMPUTE, BlockBuffer, PreparedUnits, resolve_device
+        from featgraph.matching.api import _resolve_method
+        from featgraph.matching.blocked import COMPUTE, BlockBuffer, PreparedUnits, resolve_device
 
         self.a, self.b = a, b
         self.n, self.m = a.shape[0], b.shape[0]
@@ -199,7 +199,7 @@ class _Solver:
     def _blocks(self, rows: np.ndarray | None, fp32: bool):
         """Yield ``(row indices, S block [r, m])``: the candidate pass's dtype over all rows (``rows`` None), or
         fp32 over the given rows."""
-        from featgraph.matching_blocked import _gemm, block_rows, exact_matmul_settings
+        from featgraph.matching.blocked import _gemm, block_rows, exact_matmul_settings
 
         torch = self.torch
         lhs_all, rhs = (self.A.unit32, self.B.unit32) if fp32 else (self.A.gemm, self.B.gemm)

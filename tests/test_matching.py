@@ -15,7 +15,7 @@ from featgraph.matching import (
     normalize_rows,
     rounding_margin,
 )
-from featgraph.matching_blocked import GROUP, PreparedUnits
+from featgraph.matching.blocked import GROUP, PreparedUnits
 from featgraph.synthetic import _child_at_cos, planted_ladder
 
 TAU = 0.7
@@ -207,7 +207,7 @@ def test_ladder_matches_each_pair_and_uploads_each_sae_once(method, monkeypatch)
 
 
 def test_block_buffer_stays_within_the_budget(monkeypatch):
-    from featgraph.matching_blocked import BlockBuffer
+    from featgraph.matching.blocked import BlockBuffer
 
     reserved = []
     orig = BlockBuffer.reserve
@@ -282,7 +282,7 @@ def test_bad_inputs_raise_named_errors():
 
 def test_torch_recheck_used_on_cuda_equals_the_numpy_one():
     # the CUDA path decides candidates with torch ops; run them on the CPU so they are tested here too
-    from featgraph.matching_blocked import _dot64_numpy, _dot64_torch
+    from featgraph.matching.blocked import _dot64_numpy, _dot64_torch
 
     rng = np.random.default_rng(1)
     a, _ = normalize_rows(rng.standard_normal((50, 40)))
