@@ -247,6 +247,7 @@ class _Solver:
         order = np.argsort(key, kind="stable")
         first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
         self.known_i, self.known_j, self.known_v = ki[first], kj[first], kv[first].astype(np.float64)
+        self.known_cos = np.full(first.size, np.nan)  # float64 cos, filled in as the certificate needs them
         ks, kcs = min(self.k, kr), min(self.k, kc)
         er = np.concatenate([np.repeat(np.arange(n), ks), col_idx_np[:, :kcs].ravel(), np.arange(n)])
         ec = np.concatenate([row_idx[:, :ks].ravel(), np.repeat(np.arange(m), kcs), np.arange(n)])
@@ -359,10 +360,22 @@ class _Solver:
 
     def known_check(self, U: np.ndarray, V: np.ndarray):
         """``(i, j, float64 slack)`` of the check-list entries whose approximate value could violate (the others
-        have ``cos <= value + e_c``, so a slack of at least 1e-6)."""
+        have ``cos <= value + e_c``, so a slack of at least 1e-6). Each entry's float64 cos is computed once and
+        kept for later rounds; entries of the sparse graph are checked with the graph's own float64 cos."""
         flag = self.known_v - V[self.known_j] > U[self.known_i] - self.e_c - 1e-6 - PRICE_WINDOW
+        flag &= ~self.known_in_graph
+        need = flag & np.isnan(self.known_cos)
+        if need.any():
+            self.known_cos[need] = _dot64(self.a, self.b, self.known_i[need], self.known_j[need])
         ii, jj = self.known_i[flag], self.known_j[flag]
-        return ii, jj, U[ii] + V[jj] - _dot64(self.a, self.b, ii, jj)
+        return ii, jj, U[ii] + V[jj] - self.known_cos[flag]
+
+    def _mark_graph(self, er: np.ndarray, ec: np.ndarray) -> None:
+        """Which check-list entries are edges of the sparse graph (both key arrays are sorted and unique)."""
+        key = er * self.m + ec
+        kk = self.known_i * self.m + self.known_j
+        pos = np.minimum(np.searchsorted(key, kk), key.size - 1)
+        self.known_in_graph = key[pos] == kk
 
     def run(self, max_rounds: int) -> dict:
         er, ec = self.candidates()
@@ -373,6 +386,7 @@ class _Solver:
             mcos = _dot64(self.a, self.b, np.arange(self.n), match)
             U, V = self.duals(er, ec, cos, match, mcos)
             min_slack = min(float((U[er] + V[ec] - cos).min()), float(V.min()))
+            self._mark_graph(*_unique_edges(er, ec, self.m))
             ki, kj, ks = self.known_check(U, V)
             check = self.rows_to_check(U, V)
             di, dj, ds = self.dense_check(check, U, V) if check.size else (np.zeros(0, np.int64),) * 2 + (np.zeros(0),)
