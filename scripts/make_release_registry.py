@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Generate featgraph's release registry (``featgraph/registry/releases.json.gz``) from SAELens's
+"""Generate featgraph's release registry (``featgraph/hub/registry/releases.json.gz``) from SAELens's
 ``pretrained_saes.yaml``. Regenerate it with this script; never edit the output by hand.
 
 The shipped registry was made from the yaml of the SAELens repository (jbloomAus/SAELens) at tag v6.18.0:
 
     python3 scripts/make_release_registry.py pretrained_saes.yaml --sae-lens-version 6.18.0 \\
-        --source-commit 91ca16ccd0684e4dd6323cd4f23ded734339ec54 --out featgraph/registry/releases.json.gz
+        --source-commit 91ca16ccd0684e4dd6323cd4f23ded734339ec54 --out featgraph/hub/registry/releases.json.gz
 
 Only what featgraph needs is kept: per release the hub repo, the model, SAELens's conversion function and the
 featgraph format it implies (or null where featgraph reads none); per SAE its id, its path in the repo, its model

@@ -23,6 +23,7 @@ import polars as pl
 import pytest
 
 from featgraph import hub
+from featgraph.errors import ConfigError, SaeFormatError
 from featgraph.formats import load_decoder, save_gemmascope, save_saelens, save_sparsify
 from featgraph.graph import read_graphml
 from featgraph.synthetic import planted_ladder
@@ -215,11 +216,11 @@ def test_online_fetches_only_the_files_needed(hubsrc, monkeypatch):
     _fill_cache(hubsrc, monkeypatch)  # a second run finds every file cached and downloads nothing
     assert mock.fetched() == downloaded
     # online failures are one-line errors too
-    with pytest.raises(hub.SaeFormatError, match=r"repo featgraph-test/nope not found on the hub"):
+    with pytest.raises(SaeFormatError, match=r"repo featgraph-test/nope not found on the hub"):
         hub.resolve("hf://featgraph-test/nope/x")
-    with pytest.raises(hub.SaeFormatError, match=r"has no revision 'v9'"):
+    with pytest.raises(SaeFormatError, match=r"has no revision 'v9'"):
         hub.resolve(f"hf://{FS_REPO}@v9/{FS_IDS[0]}")
-    with pytest.raises(hub.SaeFormatError, match=r"has no SAE at 'nowhere'"):
+    with pytest.raises(SaeFormatError, match=r"has no SAE at 'nowhere'"):
         hub.resolve(f"hf://{FS_REPO}/nowhere")
     # an hf:// folder's layout is found by which files exist (Gemma Scope, dictionary_learning, SAELens, sparsify)
     (local,) = hub.resolve("hf://featgraph-test/tiny-sparsify/layers.1")
@@ -375,11 +376,11 @@ def test_gemmascope_paths_through_hf_uri(hubenv):
 
 
 def test_release_sites_and_widths(hubenv):
-    with pytest.raises(hub.ConfigError, match=r"2 sites \(layer_0, layer_1\); pick one as tiny-scope-res@SITE"):
+    with pytest.raises(ConfigError, match=r"2 sites \(layer_0, layer_1\); pick one as tiny-scope-res@SITE"):
         hub.resolve("tiny-scope-res")
-    with pytest.raises(hub.ConfigError, match=r"2 SAEs of width 1024 at layer_1"):
+    with pytest.raises(ConfigError, match=r"2 SAEs of width 1024 at layer_1"):
         hub.resolve("tiny-scope-res@layer_1")
-    with pytest.raises(hub.ConfigError, match=r"no site 'layer_7'; its sites: layer_0, layer_1"):
+    with pytest.raises(ConfigError, match=r"no site 'layer_7'; its sites: layer_0, layer_1"):
         hub.resolve("tiny-scope-res@layer_7")
     paths = hub.resolve("tiny-scope-res-canonical")  # one site, one SAE per width: a ladder
     assert [load_decoder(p)[1].shape[0] for p in paths] == [1024, 2048]
