@@ -10,10 +10,12 @@ Algorithm (rows are the smaller side; the two are swapped when ``n_a > n_b`` and
 1. *Candidates.* One blocked GEMM pass over ``S = A @ B.T`` (fp32, or bf16 where the CPU/GPU has it; the kernel,
    block buffer and unit-row preparation of :mod:`featgraph.matching.blocked`) keeps each row's and each column's
    ``k_check`` largest entries with their approximate values (the *check lists*) and so the ``k_check``-th largest
-   value of every row and column. The ``k`` largest of each list form the first sparse graph, their cos recomputed
-   in float64 (products of float32 numbers are exact in float64). The pairs ``(i, i)`` are added too: they form a
-   full matching, so the sparse problem is always feasible (no row is left without a partner, whatever the
-   candidates).
+   value of every row and column (rows whose largest value is below ``LONG_ROWS_BELOW``, the unshared features,
+   keep ``LONG_FACTOR`` times longer lists: their assigned cos is close to their k-th largest, so a short list
+   leaves the certificate's bound too weak). The ``k`` largest of each list form the first sparse graph, their
+   cos recomputed in float64 (products of float32 numbers are exact in float64). The pairs ``(i, i)`` are added
+   too: they form a full matching, so the sparse problem is always feasible (no row is left without a partner,
+   whatever the candidates).
 2. *Sparse solve.* ``scipy.sparse.csgraph.min_weight_full_bipartite_matching`` (LAPJVsp) on the candidate
    graph with weights ``2 - cos`` (positive, and a constant shift per pair changes no optimum because every
    solution has ``min(n_a, n_b)`` pairs).
@@ -69,6 +71,9 @@ log = logging.getLogger(__name__)
 RELAX_TOL = 1e-12
 # while some entry violates, entries with slack below this are added too (fewer rounds)
 PRICE_WINDOW = 0.01
+# rows whose largest approximate cos is below this get check lists LONG_FACTOR times longer (see candidates())
+LONG_ROWS_BELOW = 0.35
+LONG_FACTOR = 4
 
 
 @dataclasses.dataclass
@@ -225,10 +230,22 @@ class _Solver:
         row_idx = np.empty((n, kr), np.int64)
         col_val = torch.full((m, kc), float("-inf"), device=self.dev)
         col_idx = torch.zeros((m, kc), dtype=torch.int64, device=self.dev)
+        long_rows, long_i, long_j, long_v = [], [], [], []
+        kl = min(LONG_FACTOR * kr, m)
         for idx, S in self._blocks(None, fp32=False):
             v, j = torch.topk(S, kr, dim=1)
             row_val[idx] = v.float().cpu().numpy()
             row_idx[idx] = j.cpu().numpy()
+            # rows without a strong partner (unshared features) have their assigned cos close to their k-th
+            # largest, so the certificate's bound rarely clears them: longer lists for those rows only
+            low = torch.nonzero(v[:, 0].float() < LONG_ROWS_BELOW).flatten()
+            if low.numel() and kl > kr:
+                lv, lj = torch.topk(S[low], kl, dim=1)
+                rows = idx[low.cpu().numpy()]
+                long_rows.append(rows)
+                long_i.append(np.repeat(rows, kl))
+                long_j.append(lj.cpu().numpy().ravel())
+                long_v.append(lv.float().cpu().numpy().ravel())
             # columns: a transposed copy, then a row top-k (torch's top-k along dim 0 measured ~3x slower)
             bv, bi = torch.topk(S.T.contiguous(), min(kc, idx.size), dim=1)
             bi += int(idx[0])  # blocks of the full pass are consecutive rows
@@ -239,10 +256,14 @@ class _Solver:
         col_idx_np = col_idx.cpu().numpy()
         self.row_kth = row_val[:, -1].astype(np.float64)  # sorted descending
         self.col_kth = col_val_np[:, -1].astype(np.float64)
+        if long_rows:
+            lr = np.concatenate(long_rows)
+            lv = np.concatenate(long_v)
+            self.row_kth[lr] = lv.reshape(-1, kl)[:, -1]
         # every (row, column, approximate value) of the check lists, once
-        ki = np.concatenate([np.repeat(np.arange(n), kr), col_idx_np.ravel()])
-        kj = np.concatenate([row_idx.ravel(), np.repeat(np.arange(m), kc)])
-        kv = np.concatenate([row_val.ravel(), col_val_np.ravel()])
+        ki = np.concatenate([np.repeat(np.arange(n), kr), col_idx_np.ravel(), *long_i])
+        kj = np.concatenate([row_idx.ravel(), np.repeat(np.arange(m), kc), *long_j])
+        kv = np.concatenate([row_val.ravel(), col_val_np.ravel(), *long_v])
         key = ki * m + kj
         order = np.argsort(key, kind="stable")
         first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
