@@ -178,3 +178,18 @@ def test_bad_inputs_raise_featgraph_errors_naming_the_problem():
         assign(unit(rng, 5, 8), unit(rng, 5, 8), k=0)
     with pytest.raises(ShapeMismatchError, match="no features"):
         assign(np.zeros((0, 8), np.float32), unit(rng, 5, 8))
+
+
+def test_rows_without_a_strong_partner_get_longer_check_lists():
+    """In d=256 no random row has a partner above 0.35, so every row keeps LONG_FACTOR x k_check entries."""
+    from featgraph import assignment as asg
+
+    rng = np.random.default_rng(12)
+    a, b = unit(rng, 500, 256), unit(rng, 600, 256)
+    solver = asg._Solver(a, b, 2, 4, "fp32", "cpu", 1 << 24, 1e-9)
+    solver.candidates()
+    per_row = np.bincount(solver.known_i, minlength=500)
+    assert per_row.min() >= asg.LONG_FACTOR * 4
+    res = assign(a, b, k=2, k_check=4, method="fp32")
+    check_valid(res, a, b)
+    assert res.total == pytest.approx(dense_total(a, b), abs=1e-9)
