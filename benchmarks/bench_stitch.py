@@ -63,7 +63,7 @@ def run_child(root: Path, args: list[str]) -> tuple[float, float]:
 def encode_floor(small: Path, large: Path, store: Path, n_tokens: int) -> float:
     import torch
 
-    from featgraph.activation_store import ActivationStore
+    from featgraph.activations.store import ActivationStore
     from featgraph.formats import load_sae
     from featgraph.stitch.batches import StoreRows
 

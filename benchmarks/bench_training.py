@@ -31,7 +31,7 @@ def gemm_flops(seconds: float = 2.0) -> float:
 def bench_activations(model, hook: str, contexts: torch.Tensor, batch: int) -> tuple[float, float]:
     """(measured tokens/s, FLOPs per token) of hook activations with stop_at_layer."""
     from featgraph.activations import hook_activations
-    from featgraph.model_source import stop_layer_for
+    from featgraph.activations.model import stop_layer_for
 
     hook_activations(model, contexts[:batch], hook)  # warm-up
     t0 = time.perf_counter()

@@ -77,7 +77,7 @@ def train(
     import torch
     from featgraph.cli.common import local_paths
 
-    from featgraph.activation_store import ActivationStore
+    from featgraph.activations.store import ActivationStore
     from featgraph.errors import ConfigError
     from featgraph.output_dir import check_output
     from featgraph.train import TrainConfig, train_ladder

@@ -46,7 +46,7 @@ from featgraph.activations import (
     collect_activations,
     load_model,
 )
-from featgraph.text_sources import check_provenance, corpus_contexts_with_provenance
+from featgraph.activations.text import check_provenance, corpus_contexts_with_provenance
 
 HOOK = "blocks.3.hook_resid_pre"
 # the recipe (see the module docstring for why each value)

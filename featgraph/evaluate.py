@@ -58,7 +58,7 @@ HEALTH_COLUMNS = ("dead_share", "rare_share", "dense_share", "moved_share", "use
 
 
 def _as_batches(acts: Any, batch_size: int) -> Iterable[torch.Tensor]:
-    from featgraph.activation_store import ActivationStore
+    from featgraph.activations.store import ActivationStore
 
     if isinstance(acts, (str, Path)):
         acts = ActivationStore(acts)
@@ -113,7 +113,7 @@ def reconstruction_metrics(sae: Sae, acts: Any, *, batch_size: int = 4096) -> di
 
 
 def _first_position(model: Any, tokens: torch.Tensor, exclude_bos: bool) -> int:
-    from featgraph.model_source import bos_token_id
+    from featgraph.activations.model import bos_token_id
 
     return int(exclude_bos and bool((tokens[:, 0] == bos_token_id(model)).all()))
 
@@ -161,7 +161,7 @@ def ce_baselines(
 ) -> dict[str, Any]:
     """CE clean, zero-ablated and mean-ablated (they do not depend on the SAE: compute once per ladder)."""
     from featgraph.activations import hook_activations
-    from featgraph.model_source import check_hook_name
+    from featgraph.activations.model import check_hook_name
 
     check_hook_name(model, hook_name)
     tokens = _check_tokens(tokens)
@@ -289,7 +289,7 @@ def evaluate_sae(
 
 def _health_acts(acts: Any) -> Any:
     """``acts`` in a form :func:`featgraph.stitch.batches.iter_acts` reads (a store folder is opened)."""
-    from featgraph.activation_store import ActivationStore
+    from featgraph.activations.store import ActivationStore
 
     if isinstance(acts, (str, Path)):
         return ActivationStore(acts)

@@ -49,7 +49,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from featgraph.activation_store import ActivationStore
+from featgraph.activations.store import ActivationStore
 from featgraph.errors import ConfigError
 from featgraph.sae import Sae, SaeConfig
 

@@ -8,7 +8,7 @@ import torch
 from scipy.stats import spearmanr
 
 from featgraph.act_similarity import ActSimAccumulator, activation_similarity, decoder_vs_activation
-from featgraph.activation_store import ActivationStore
+from featgraph.activations.store import ActivationStore
 from featgraph.errors import ConfigError, ShapeMismatchError
 from featgraph.matching import normalize_rows
 from tests.conftest import tiny_sae

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from featgraph.activation_store import ActivationStore
 from featgraph.activations import (
     Document,
     activations_in_memory,
@@ -18,8 +17,9 @@ from featgraph.activations import (
     text_source,
     tokenize_contexts,
 )
+from featgraph.activations.store import ActivationStore
+from featgraph.activations.text import pydoc_topics
 from featgraph.errors import ConfigError, HookNameError, SaeFormatError, ShapeMismatchError
-from featgraph.text_sources import pydoc_topics
 from tests.conftest import tiny_bridge
 
 HOOK = "blocks.1.hook_resid_pre"
@@ -115,7 +115,7 @@ def test_collect_matches_direct_hook_and_leaves_out_bos(bridge, tokens, tmp_path
 
 
 def test_collection_resumes_after_a_kill(bridge, tokens, tmp_path, monkeypatch):
-    import featgraph.activations as acts_mod
+    import featgraph.activations.collect as acts_mod
 
     full = collect_activations(
         bridge,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featgraph.activation_store import ActivationStore
+from featgraph.activations.store import ActivationStore
 from featgraph.io_utils import parse_temp_name
 from featgraph.output_dir import FAULT_POINTS
 from featgraph.synthetic import planted_ladder

@@ -26,7 +26,7 @@ import pytest
 import torch
 from safetensors.numpy import load_file, save_file
 
-from featgraph.activation_store import ActivationStore
+from featgraph.activations.store import ActivationStore
 from featgraph.synthetic import planted_ladder
 
 from .conftest import run_main, tiny_sae
@@ -68,13 +68,13 @@ def store(tmp_path) -> Path:
 def no_model(monkeypatch):
     """Any model load fails the test: eval/collect cases must be refused before the 20-30 s model load."""
     import featgraph.activations
-    import featgraph.model_source
+    import featgraph.activations.model
 
     def boom(*a, **k):
         pytest.fail("the model was loaded before the bad input was refused")
 
     monkeypatch.setattr(featgraph.activations, "load_model", boom)
-    monkeypatch.setattr(featgraph.model_source, "load_model", boom)
+    monkeypatch.setattr(featgraph.activations.model, "load_model", boom)
 
 
 def meta_of(store: Path) -> dict:

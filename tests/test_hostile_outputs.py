@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featgraph.activation_store import ActivationStore
+from featgraph.activations.store import ActivationStore
 from featgraph.errors import ConfigError
 from featgraph.output_dir import MANIFEST_FILE, check_output, open_output, remove_stale
 from featgraph.synthetic import planted_ladder
@@ -46,7 +46,7 @@ def work(tmp_path, monkeypatch):
         raise AssertionError("the model was loaded before --out was checked")
 
     monkeypatch.setattr("featgraph.activations.load_model", no_model)
-    monkeypatch.setattr("featgraph.model_source.load_model", no_model)
+    monkeypatch.setattr("featgraph.activations.model.load_model", no_model)
     monkeypatch.chdir(tmp_path)
     return work
 

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from featgraph import readers
-from featgraph.activation_store import ActivationStore
+from featgraph.activations.store import ActivationStore
 from featgraph.errors import ConfigError, SaeFormatError, ShapeMismatchError
 from featgraph.formats import load_decoder
 from featgraph.ladder import check_distinct_saes, load_ladder, load_saes, load_stitch_pair

@@ -28,9 +28,9 @@ def smollm2():
 
 def test_smollm2_end_to_end(smollm2, tmp_path):
     from featgraph.activations import activations_in_memory, collect_activations, tokenize_contexts
+    from featgraph.activations.text import pydoc_topics
     from featgraph.evaluate import ce_metrics, reconstruction_metrics
     from featgraph.formats import load_sae
-    from featgraph.text_sources import pydoc_topics
     from featgraph.train import TrainConfig, train_sae
 
     model = smollm2
@@ -66,7 +66,7 @@ def test_collect_cli_writes_a_heldout_store(smollm2, tmp_path, monkeypatch):
     from featgraph.cli.main import cli
 
     import featgraph.activations
-    from featgraph.activation_store import ActivationStore
+    from featgraph.activations.store import ActivationStore
 
     monkeypatch.setattr(featgraph.activations, "load_model", lambda name=None: smollm2)
     out = tmp_path / "held"

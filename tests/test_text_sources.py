@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from featgraph import text_sources as ts
+from featgraph.activations import text as ts
 from featgraph.errors import ConfigError
 
 

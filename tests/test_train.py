@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from featgraph.activation_store import ActivationStore
+from featgraph.activations.store import ActivationStore
 from featgraph.errors import ConfigError
 from featgraph.formats import load_sae
 from featgraph.sae import Sae

@@ -1,11 +1,11 @@
 """Activations of a real model at one hook, written to an on-disk store.
 
-The pieces live in small modules and are re-exported here:
+The pieces live in small modules of this package and are re-exported here and by ``featgraph.activations``:
 
-- :mod:`featgraph.model_source`: :func:`load_model` (bundled SmolLM2 by default, offline), hook-name checks;
-- :mod:`featgraph.text_sources`: :func:`default_corpus`, :func:`text_source`, :func:`split_documents`,
+- :mod:`featgraph.activations.model`: :func:`load_model` (bundled SmolLM2 by default, offline), hook-name checks;
+- :mod:`featgraph.activations.text`: :func:`default_corpus`, :func:`text_source`, :func:`split_documents`,
   :func:`tokenize_contexts`;
-- :mod:`featgraph.activation_store`: :class:`ActivationStore`.
+- :mod:`featgraph.activations.store`: :class:`ActivationStore`.
 
 :func:`collect_activations` runs the model over token contexts with ``stop_at_layer`` (blocks after the hook
 are skipped) and appends shards to a store, resuming a store left unfinished by a killed run.
@@ -21,9 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from featgraph.activation_store import ActivationStore, tokens_fingerprint
-from featgraph.errors import ConfigError
-from featgraph.model_source import (
+from featgraph.activations.model import (
     DEFAULT_MODEL,
     bos_token_id,
     check_hook_name,
@@ -31,7 +29,8 @@ from featgraph.model_source import (
     model_name,
     stop_layer_for,
 )
-from featgraph.text_sources import (
+from featgraph.activations.store import ActivationStore, tokens_fingerprint
+from featgraph.activations.text import (
     Document,
     corpus_contexts,
     corpus_contexts_with_provenance,
@@ -40,6 +39,7 @@ from featgraph.text_sources import (
     text_source,
     tokenize_contexts,
 )
+from featgraph.errors import ConfigError
 
 __all__ = [
     "DEFAULT_MODEL", "ActivationStore", "Document", "activations_in_memory", "collect_activations", "collect_corpus",

@@ -1,7 +1,7 @@
 """The activations a stitch analysis reads, as float batches in order, and the column encodes it needs.
 
 One iterator (:func:`iter_acts`) serves every consumer in :mod:`featgraph.stitch`: a ``[N, d]`` tensor or array
-is sliced, an :class:`~featgraph.activation_store.ActivationStore` is streamed shard by shard (never read whole),
+is sliced, an :class:`~featgraph.activations.store.ActivationStore` is streamed shard by shard (never read whole),
 so memory is bounded by the batch size, not by the store.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from featgraph.activation_store import ActivationStore
+from featgraph.activations.store import ActivationStore
 from featgraph.errors import ConfigError, ShapeMismatchError
 from featgraph.sae import Sae
 

@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from featgraph.activation_store import ActivationStore
+from featgraph.activations.store import ActivationStore
 from featgraph.config import FrankensteinConfig, StitchConfig
 from featgraph.output_dir import check_output, open_output
 from featgraph.stitch.batches import StoreRows
@@ -47,7 +47,7 @@ def make_evaluator(acts: Any, store: ActivationStore, ce_contexts: int, model: A
     if ce_contexts <= 0:
         return Evaluator(acts)
     if model is None or isinstance(model, str):
-        from featgraph.model_source import load_model
+        from featgraph.activations.model import load_model
 
         model = load_model(model)
     tokens = store.tokens()[:ce_contexts]

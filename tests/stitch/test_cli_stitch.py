@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from featgraph.cli.main import cli, main
 
-from featgraph.activation_store import ActivationStore
+from featgraph.activations.store import ActivationStore
 from featgraph.formats import load_sae
 from featgraph.sae import Sae
 from featgraph.synthetic import planted_ladder

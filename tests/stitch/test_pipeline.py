@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from featgraph.activation_store import ActivationStore
+from featgraph.activations.store import ActivationStore
 from featgraph.config import FrankensteinConfig, ReportConfig, StitchConfig
 from featgraph.errors import ConfigError
 from featgraph.stitch.batches import StoreRows, iter_acts
