@@ -26,23 +26,14 @@ from featgraph.cli.common import model_option, quiet_option, text_option
 @click.option("--context-size", default=128, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @quiet_option
-def collect(
-    model_name: str | None,
-    text_paths: tuple[str, ...],
-    hook_name: str,
-    split: str,
-    n_tokens: int,
-    context_size: int,
-    seed: int,
-    out: str,
-    quiet: bool,
-) -> None:
+def collect(model_name: str | None, text_paths: tuple[str, ...], hook_name: str, split: str, n_tokens: int,
+            context_size: int, seed: int, out: str, quiet: bool) -> None:
     """Collect activations at HOOK into OUT (sharded, memory-mapped; a killed run resumes)."""
-    from featgraph.activations import collect_corpus
+    from featgraph.commands import run_collect
+    from featgraph.config import CollectConfig
 
-    store = collect_corpus(out, model_name_or_path=model_name, text_paths=text_paths, hook_name=hook_name,
-                           split=split, n_tokens=n_tokens, context_size=context_size, seed=seed,
-                           progress=not quiet)
+    store = run_collect(CollectConfig(out=out, model=model_name, text=text_paths, hook=hook_name, split=split,
+                                      n_tokens=n_tokens, context_size=context_size, seed=seed, progress=not quiet))
     click.echo(
         f"wrote {store.meta['n_tokens']} activations of {store.meta['model']} at {hook_name} ({split} split) to {out}"
     )

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from featgraph.cli.common import model_option, out_option, quiet_option, text_option
 
 
 @click.command("train")
 @click.option("--widths", required=True, help="Comma-separated SAE widths, e.g. 576,1152,2304,4608.")
-@click.option(
-    "--acts",
-    "acts_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Activation store folder; collected from --model/--text first when it does not exist yet.",
-)
+@click.option("--acts", "acts_dir", required=True, type=click.Path(file_okay=False),
+              help="Activation store folder; collected from --model/--text first when it does not exist yet.")
 @model_option
 @text_option("Held-out documents are skipped.")
 @click.option("--hook", "hook_name", default="blocks.3.hook_resid_pre", show_default=True)
 @click.option("--context-size", default=128, show_default=True)
-@click.option(
-    "--collect-tokens", default=1_000_000, show_default=True, help="Tokens to collect into a new store."
-)
+@click.option("--collect-tokens", default=1_000_000, show_default=True, help="Tokens to collect into a new store.")
 @click.option("--architecture", type=click.Choice(["relu", "topk"]), default="relu", show_default=True)
 @click.option("--k", type=int, default=None, help="Active features per token (topk).")
 @click.option("--l1", "l1_coefficient", default=2.0, show_default=True, help="L1 coefficient (relu).")
@@ -34,107 +25,27 @@ from featgraph.cli.common import model_option, out_option, quiet_option, text_op
 @click.option("--seed", default=0, show_default=True)
 @click.option("--name-prefix", default="sae", show_default=True, help="SAEs are saved as <prefix>-<width>.")
 @click.option("--fp16", is_flag=True, help="Save weights in float16 (half the disk).")
-@click.option(
-    "--saelens",
-    "saelens_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Also write SAELens-format copies under this folder.",
-)
-@click.option(
-    "--eval-acts",
-    "eval_acts_dir",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="Held-out activation store for the health.json written beside each SAE (default: the training store).",
-)
+@click.option("--saelens", "saelens_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write SAELens-format copies under this folder.")
+@click.option("--eval-acts", "eval_acts_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Held-out activation store for the health.json written beside each SAE (default: the training "
+              "store).")
 @out_option
 @quiet_option
-def train(
-    widths: str,
-    acts_dir: str,
-    model_name: str | None,
-    text_paths: tuple[str, ...],
-    hook_name: str,
-    context_size: int,
-    collect_tokens: int,
-    architecture: str,
-    k: int | None,
-    l1_coefficient: float,
-    lr: float,
-    batch_size: int,
-    epochs: float,
-    train_tokens: int | None,
-    seed: int,
-    name_prefix: str,
-    fp16: bool,
-    saelens_dir: str | None,
-    eval_acts_dir: str | None,
-    out: str,
-    quiet: bool,
-) -> None:
+def train(widths: str, acts_dir: str, model_name: str | None, text_paths: tuple[str, ...], hook_name: str,
+          context_size: int, collect_tokens: int, architecture: str, k: int | None, l1_coefficient: float,
+          lr: float, batch_size: int, epochs: float, train_tokens: int | None, seed: int, name_prefix: str,
+          fp16: bool, saelens_dir: str | None, eval_acts_dir: str | None, out: str, quiet: bool) -> None:
     """Train one SAE per width on the same activations, batches and settings; save them in OUT."""
-    import torch
-    from featgraph.cli.common import local_paths
+    from featgraph.commands import run_train
+    from featgraph.config import TrainRunConfig
+    from featgraph.train import TrainConfig
 
-    from featgraph.activations.store import ActivationStore
-    from featgraph.errors import ConfigError
-    from featgraph.output_dir import check_output
-    from featgraph.train import TrainConfig, train_ladder
-
-    # every output checked before collecting or training (train_ladder checks again with the store it gets)
-    inputs = [acts_dir, eval_acts_dir, *text_paths, *local_paths(model_name)]
-    check_output(out, command="train", inputs=[*inputs, saelens_dir])
-    if saelens_dir is not None:
-        check_output(saelens_dir, command="train-saelens", inputs=[*inputs, out], label="--saelens")
-
-    try:
-        width_list = [int(w) for w in widths.split(",") if w.strip()]
-    except ValueError as e:
-        raise ConfigError(f"--widths must be comma-separated integers, got {widths!r}") from e
-    cfg = TrainConfig(
-        architecture=architecture,
-        k=k,
-        l1_coefficient=l1_coefficient,
-        lr=lr,
-        batch_size=batch_size,
-        epochs=epochs,
-        n_tokens=train_tokens,
-        seed=seed,
-    )
-    store_path = Path(acts_dir)
-    if not (store_path / "meta.json").exists() or not ActivationStore(store_path).meta["complete"]:
-        from featgraph.activations import collect_corpus
-
-        collect_corpus(store_path, model_name_or_path=model_name, text_paths=text_paths, hook_name=hook_name,
-                       split="train", n_tokens=collect_tokens, context_size=context_size, seed=seed,
-                       progress=not quiet)
-    store = ActivationStore(store_path)
-    config = {
-        "command": "train",
-        "widths": width_list,
-        "acts": str(store_path),
-        "hook_name": store.hook_name,
-        "model": store.meta["model"],
-        "fp16": fp16,
-        "saelens": saelens_dir,
-        "train": cfg.__dict__,
-        "store_tokens": store.n_tokens,
-    }
-    folders = train_ladder(
-        store,
-        width_list,
-        cfg,
-        out,
-        name_prefix=name_prefix,
-        save_dtype=torch.float16 if fp16 else None,
-        saelens_dir=saelens_dir,
-        progress=not quiet,
-        # without a held-out store: the first 65,536 training tokens (seen in training; said in health.json)
-        health_acts=ActivationStore(eval_acts_dir) if eval_acts_dir else store.read(65_536),
-        health_note=(f"held-out store {eval_acts_dir}" if eval_acts_dir
-                     else f"first 65,536 tokens of the training store {store_path} (seen in training)"),
-        config=config,
-    )
-    for f in folders:
+    hyper = TrainConfig(architecture=architecture, k=k, l1_coefficient=l1_coefficient, lr=lr, batch_size=batch_size,
+                        epochs=epochs, n_tokens=train_tokens, seed=seed)
+    cfg = TrainRunConfig(widths=widths, acts=acts_dir, out=out, model=model_name, text=text_paths, hook=hook_name,
+                         context_size=context_size, seed=seed, collect_tokens=collect_tokens, train=hyper,
+                         name_prefix=name_prefix, fp16=fp16, saelens=saelens_dir, eval_acts=eval_acts_dir,
+                         progress=not quiet)
+    for f in run_train(cfg):
         click.echo(str(f))

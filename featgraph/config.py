@@ -196,3 +196,180 @@ class ReportConfig(FrankensteinConfig):
 
 
 # -- the other commands' configs go below this line (engineer 7: families, index, eval, collect, train) -------------
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)) or not all(isinstance(n, str) and n for n in value):
+        raise ConfigError(f"names must be a list of non-empty strings, got {value!r}")
+    return tuple(value)
+
+
+def _saes(command: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, (str, os.PathLike)):
+        value = (value,)
+    if not value:
+        raise ConfigError(f"{command} needs at least one SAE")
+    return tuple(check_path("saes", s) for s in value)  # type: ignore[misc]
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
+    return str(value)
+
+
+@dataclasses.dataclass
+class FamiliesConfig(CommandConfig):
+    """``featgraph families SAE...``: match every adjacent pair of a ladder, novel features, families, trees.
+
+    ``config.json`` beside the result is the summary's ``config`` (resolved paths, names, d_in, the method and
+    device "auto" became, version), written by :func:`featgraph.families.run_families`."""
+
+    command: ClassVar[str] = "families"
+    path_fields: ClassVar[tuple[str, ...]] = ("saes", "index")
+    saes: tuple[str, ...] = ()
+    out: str = ""
+    tau: float = 0.7
+    names: tuple[str, ...] | None = None  #: SAE names in the order found (default: folder names)
+    index: str | None = None  #: a saved similarity index to take the unit rows from
+    plots: bool = False
+    method: str = "auto"
+    device: str = "auto"
+    progress: bool = run_only(True)
+
+    def __post_init__(self) -> None:
+        from featgraph.matching.core import METHODS  # numpy only: the matcher's own list of methods
+
+        self.tau = check_tau(self.tau)
+        self.saes = _saes(self.command, self.saes)
+        self.out = check_path("out", self.out)
+        self.names = None if self.names is None else _names(self.names)
+        self.index = check_path("index", self.index, optional=True)
+        self.plots = bool(self.plots)
+        self.method = _choice("method", self.method, METHODS)
+        self.device = check_device(self.device)
+
+
+@dataclasses.dataclass
+class IndexConfig(CommandConfig):
+    """``featgraph index SAE...``: one persisted similarity index per SAE (``featgraph families --index``)."""
+
+    command: ClassVar[str] = "index"
+    path_fields: ClassVar[tuple[str, ...]] = ("saes",)
+    saes: tuple[str, ...] = ()
+    out: str = ""
+    names: tuple[str, ...] | None = None
+    format: str = "auto"
+    device: str = "auto"
+    progress: bool = run_only(True)
+
+    def __post_init__(self) -> None:
+        from featgraph.formats.dispatch import FORMATS  # numpy only
+
+        self.saes = _saes(self.command, self.saes)
+        self.out = check_path("out", self.out)
+        self.names = None if self.names is None else _names(self.names)
+        if self.format not in ("auto", *FORMATS):
+            raise ConfigError(f"unknown SAE format {self.format!r}; expected 'auto' or one of {FORMATS}")
+        self.device = check_device(self.device)
+
+
+@dataclasses.dataclass
+class _ModelTextOptions(CommandConfig):
+    """Fields the commands that run a model share: which model, which text, context size, seed."""
+
+    model: str | None = None  #: hub name or local folder (default: the bundled SmolLM2-135M)
+    text: tuple[str, ...] = ()  #: text files or folders (default: the pinned offline corpus)
+    context_size: int = 128
+    seed: int = 0
+    progress: bool = run_only(True)
+
+    def __post_init__(self) -> None:
+        self.model = check_path("model", self.model, optional=True)
+        self.text = tuple(check_path("text", t) for t in self.text)  # type: ignore[misc]
+        self.seed = check_seed(self.seed)
+
+    def _check_counts(self, n_tokens: Any) -> int:
+        """``n_tokens >= 1`` and ``context_size >= 2`` (a context gives ``context_size - 1`` rows without BOS)."""
+        ok = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (n_tokens, self.context_size))
+        if not ok or n_tokens < 1 or self.context_size < 2:
+            raise ConfigError(f"n_tokens must be >= 1 and context_size >= 2, got {n_tokens!r} and "
+                              f"{self.context_size!r}")
+        self.context_size = int(self.context_size)
+        return int(n_tokens)
+
+
+@dataclasses.dataclass
+class EvalConfig(_ModelTextOptions):
+    """``featgraph eval SAE...``: the post's metrics table on held-out text (``metrics.parquet``, ``metrics.md``)."""
+
+    command: ClassVar[str] = "eval"
+    path_fields: ClassVar[tuple[str, ...]] = ("saes", "text", "model")
+    saes: tuple[str, ...] = ()
+    out: str = ""
+    n_tokens: int = 20_000
+    hook: str | None = None  #: model site (default: the SAEs' own hook_name)
+    batch_size: int = 8  #: contexts per model forward
+    ce: bool = True  #: CE loss recovered (spliced forwards); False: reconstruction metrics only
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.saes = _saes(self.command, self.saes)
+        self.out = check_path("out", self.out)
+        self.n_tokens = self._check_counts(self.n_tokens)
+        self.batch_size = check_int("batch_size", self.batch_size, minimum=1)
+        self.ce = bool(self.ce)
+
+
+@dataclasses.dataclass
+class CollectConfig(_ModelTextOptions):
+    """``featgraph collect``: a model's activations at one hook into an on-disk store (its ``meta.json`` records
+    the run: model, hook, split, token provenance)."""
+
+    command: ClassVar[str] = "collect"
+    path_fields: ClassVar[tuple[str, ...]] = ("text", "model")
+    out: str = ""
+    hook: str = "blocks.3.hook_resid_pre"
+    split: str = "heldout"
+    n_tokens: int = 100_000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.out = check_path("out", self.out)
+        self.split = _choice("split", self.split, ("train", "heldout"))
+        self.n_tokens = self._check_counts(self.n_tokens)
+
+
+@dataclasses.dataclass
+class TrainRunConfig(_ModelTextOptions):
+    """``featgraph train``: collect a training store if needed, then one SAE per width on the same batches.
+
+    The hyperparameters are :class:`featgraph.train.TrainConfig` (``train``); this is the command around them."""
+
+    command: ClassVar[str] = "train"
+    path_fields: ClassVar[tuple[str, ...]] = ("acts", "eval_acts", "text", "model")
+    widths: tuple[int, ...] = ()
+    acts: str = ""
+    out: str = ""
+    hook: str = "blocks.3.hook_resid_pre"
+    collect_tokens: int = 1_000_000
+    train: Any = None  #: a featgraph.train.TrainConfig (default: its defaults)
+    name_prefix: str = "sae"
+    fp16: bool = False
+    saelens: str | None = None  #: also write SAELens-format copies under this folder
+    eval_acts: str | None = None  #: held-out store for health.json (default: the training store's first tokens)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.widths, str):
+            try:
+                self.widths = tuple(int(w) for w in self.widths.split(",") if w.strip())
+            except ValueError as e:
+                raise ConfigError(f"--widths must be comma-separated integers, got {self.widths!r}") from e
+        self.widths = tuple(check_int("widths", w, minimum=1) for w in self.widths)  # type: ignore[misc]
+        self.acts = check_path("acts", self.acts)
+        self.out = check_path("out", self.out)
+        self.collect_tokens = self._check_counts(self.collect_tokens)
+        if not isinstance(self.name_prefix, str) or not self.name_prefix:
+            raise ConfigError(f"name_prefix must be a non-empty string, got {self.name_prefix!r}")
+        self.fp16 = bool(self.fp16)
+        self.saelens = check_path("saelens", self.saelens, optional=True)
+        self.eval_acts = check_path("eval_acts", self.eval_acts, optional=True)

@@ -25,7 +25,7 @@ import networkx as nx
 import numpy as np
 import polars as pl
 
-from featgraph.config import check_tau  # the one tau check, kept importable from here
+from featgraph.config import FamiliesConfig, check_tau  # the one tau check, kept importable from here
 from featgraph.errors import ConfigError
 from featgraph.graph import Family, families_from_edges, kind_counts, ladder_graph, write_graphml
 from featgraph.io_utils import write_json
@@ -68,8 +68,8 @@ def check_out_dir(
 
 
 def run_families(
-    paths_or_ladder: Sequence[str | os.PathLike[str]] | Ladder,
-    out_dir: str | os.PathLike[str],
+    cfg: FamiliesConfig | Sequence[str | os.PathLike[str]] | Ladder,
+    out_dir: str | os.PathLike[str] | None = None,
     *,
     tau: float = 0.7,
     names: Sequence[str] | None = None,
@@ -79,26 +79,42 @@ def run_families(
     device: str = "auto",
     progress: bool = True,
 ) -> FamiliesResult:
-    """Match every adjacent pair of a ladder, find novel features and families, write it all to ``out_dir``.
+    """Match every adjacent pair of a ladder, find novel features and families, write it all to ``cfg.out``.
 
-    ``paths_or_ladder``: SAE paths (or one folder of SAE folders) for :func:`featgraph.ladder.load_ladder`, or
-    a loaded :class:`~featgraph.ladder.Ladder`. ``names`` overrides the SAE names (paths only). ``index_dir``:
-    take the normalised decoder rows from a saved similarity index (refused when stale). ``method``/``device``
-    are passed to :func:`featgraph.matching.match_ladder`.
+    ``cfg``: a :class:`featgraph.config.FamiliesConfig` (what ``featgraph families`` builds). For scripts the
+    older spelling still works: SAE paths (or one folder of SAE folders) or a loaded
+    :class:`~featgraph.ladder.Ladder`, then ``out_dir`` and the options as keywords, which become the same config.
+    ``names`` overrides the SAE names (paths only). ``index_dir``: take the normalised decoder rows from a saved
+    similarity index (refused when stale). ``method``/``device`` are passed to
+    :func:`featgraph.matching.match_ladder`.
     """
-    tau = check_tau(tau)
-    given = [e.path for e in paths_or_ladder] if isinstance(paths_or_ladder, Ladder) else list(paths_or_ladder)
-    inputs = [*given, index_dir]
+    loaded: Ladder | None = None
+    if not isinstance(cfg, FamiliesConfig):
+        if isinstance(cfg, Ladder):
+            check_tau(tau)  # the order of checks the CLI has: tau, then names
+            if names is not None:
+                raise ConfigError("names apply only when loading SAEs from paths; this ladder is already loaded")
+            loaded, saes = cfg, [str(e.path) for e in cfg]
+        else:
+            saes = [str(p) for p in cfg]
+        cfg = FamiliesConfig(saes=tuple(saes), out=out_dir, tau=tau, names=names, index=index_dir,  # type: ignore
+                             plots=plots, method=method, device=device, progress=progress)
+    return _run_families(cfg, loaded)
+
+
+def _run_families(cfg: FamiliesConfig, loaded: Ladder | None) -> FamiliesResult:
+    tau, index_dir, plots, method, device, progress = (
+        cfg.tau, cfg.index, cfg.plots, cfg.method, cfg.device, cfg.progress)
+    out_dir = cfg.out
+    inputs: list[Any] = [*cfg.saes, index_dir]
     out = check_out_dir(out_dir, inputs)  # before any loading or matching: a bad --out fails in a second
-    if isinstance(paths_or_ladder, Ladder):
-        if names is not None:
-            raise ConfigError("names apply only when loading SAEs from paths; this ladder is already loaded")
-        ladder = paths_or_ladder
+    if loaded is not None:
+        ladder = loaded
     else:
         from featgraph.hub import progress_bars  # SAEs named by release/hf:// download with bars unless --quiet
 
         with progress_bars(progress):
-            ladder = load_ladder(list(paths_or_ladder), names=list(names) if names is not None else None)
+            ladder = load_ladder(list(cfg.saes), names=list(cfg.names) if cfg.names is not None else None)
         inputs += [e.path for e in ladder]  # names resolve to hub-cache folders: --out may not lie there either
         check_out_dir(out_dir, inputs)
     if len(ladder) < 2:
