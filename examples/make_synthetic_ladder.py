@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import torch
 
-from featgraph.io_utils import write_json
+from featgraph.io.files import write_json
 from featgraph.sae import Sae, SaeConfig
 from featgraph.synthetic import planted_ladder, random_sae_tensors
 

@@ -142,7 +142,7 @@ def main() -> None:
         return
 
     from featgraph.evaluate import evaluate_ladder, metrics_markdown
-    from featgraph.io_utils import atomic_write, write_json
+    from featgraph.io.files import atomic_write, write_json
     from featgraph.train import TrainConfig, train_ladder
 
     widths = [int(w) for w in args.widths.split(",")]

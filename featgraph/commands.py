@@ -24,7 +24,7 @@ def run_index(cfg: IndexConfig) -> list[Any]:
     import featgraph
     from featgraph.index import build_ladder_index, resolve_index_device
     from featgraph.ladder import load_ladder
-    from featgraph.output_dir import check_output
+    from featgraph.io.output import check_output
 
     check_output(cfg.out, command="index", inputs=list(cfg.saes))  # before loading any SAE
     resolved = resolve_index_device(cfg.device)
@@ -54,9 +54,9 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     from featgraph.errors import ConfigError
     from featgraph.evaluate import evaluate_ladder, metrics_markdown
     from featgraph.formats import load_sae
-    from featgraph.io_utils import write_json
+    from featgraph.io.files import write_json
     from featgraph.ladder import check_loaded_saes, expand_sae_paths
-    from featgraph.output_dir import check_output, open_output
+    from featgraph.io.output import check_output, open_output
 
     inputs = cfg.inputs()
     check_output(cfg.out, command="eval", inputs=inputs)  # before loading the model: a bad --out fails in a second
@@ -119,7 +119,7 @@ def run_train(cfg: TrainRunConfig) -> list[Path]:
 
     from featgraph.activations.store import ActivationStore
     from featgraph.config import local_paths
-    from featgraph.output_dir import check_output
+    from featgraph.io.output import check_output
     from featgraph.train import TrainConfig, train_ladder
 
     # every output checked before collecting or training (train_ladder checks again with the store it gets)

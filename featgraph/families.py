@@ -4,7 +4,7 @@ For every adjacent pair (small, large) of the ladder, every large feature gets i
 small SAE and its argmax (from :mod:`featgraph.matching`, or a saved :mod:`featgraph.index`); edges are the
 pairs with cos > tau; novel features have max cos <= tau; families are the connected components with an edge,
 and splitting trees the same across the whole ladder (:mod:`featgraph.graph`). ``out_dir`` is checked before
-any matching (never an input, never a foreign folder, writable: :mod:`featgraph.output_dir`), and everything is
+any matching (never an input, never a foreign folder, writable: :mod:`featgraph.io.output`), and everything is
 written into a temporary folder that replaces ``out_dir`` only when the whole run succeeded, so a failed or
 killed run leaves nothing behind. Outputs (see :mod:`featgraph.tables` and :mod:`featgraph.graph` for their
 schemas): ``features.parquet``, ``edges.parquet``, ``families.parquet``, ``summary.json`` (per-pair counts and
@@ -28,7 +28,7 @@ import polars as pl
 from featgraph.config import FamiliesConfig, check_tau  # the one tau check, kept importable from here
 from featgraph.errors import ConfigError
 from featgraph.graph import Family, families_from_edges, kind_counts, ladder_graph, write_graphml
-from featgraph.io_utils import write_json
+from featgraph.io.files import write_json
 from featgraph.ladder import Ladder, load_ladder
 from featgraph.tables import edges_table, families_table, features_table, write_parquet
 
@@ -61,8 +61,8 @@ def check_out_dir(
     out_dir: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str] | None] = ()
 ) -> Path:
     """Refuse an ``out_dir`` that overlaps an input, is a file, holds anything but an earlier families run's own
-    files, or is not writable (see :func:`featgraph.output_dir.check_output`); returns its resolved path."""
-    from featgraph.output_dir import check_output
+    files, or is not writable (see :func:`featgraph.io.output.check_output`); returns its resolved path."""
+    from featgraph.io.output import check_output
 
     return check_output(out_dir, command=COMMAND, inputs=inputs)
 
@@ -150,7 +150,7 @@ def _run_families(cfg: FamiliesConfig, loaded: Ladder | None) -> FamiliesResult:
 
     features = annotate_results(ladder, features, graph, summary)
 
-    from featgraph.output_dir import open_output
+    from featgraph.io.output import open_output
 
     files = [FEATURES_FILE, EDGES_FILE, FAMILIES_FILE, SUMMARY_FILE, CONFIG_FILE, GRAPH_FILE]
     with open_output(out, command=COMMAND, inputs=inputs) as tmp:

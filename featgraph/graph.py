@@ -69,7 +69,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 from featgraph.errors import SaeFormatError
-from featgraph.io_utils import atomic_write
+from featgraph.io.files import atomic_write
 
 if TYPE_CHECKING:
     import polars as pl

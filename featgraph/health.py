@@ -175,7 +175,7 @@ def undertrained_reasons(health: dict[str, Any]) -> list[str]:
 
 def write_health(sae: Sae, acts: ActivationsLike, target: Any, *, note: str = "") -> dict[str, Any]:
     """Compute :func:`sae_health` on ``acts`` and write it (plus ``eval_set``, what ``acts`` were) atomically."""
-    from featgraph.io_utils import write_json
+    from featgraph.io.files import write_json
 
     health = sae_health(sae, acts) | {"eval_set": note or "unspecified activations"}
     write_json(target, health)

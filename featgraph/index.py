@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from featgraph.errors import ConfigError, SaeFormatError, ShapeMismatchError, StaleIndexError
-from featgraph.io_utils import read_json, write_json
+from featgraph.io.files import read_json, write_json
 from featgraph.ladder import Ladder, LadderEntry
 from featgraph.matching import normalize_rows
-from featgraph.output_dir import atomic_dir, check_output, open_output
-from featgraph.readers import check_flat_ip_file, read_npy
+from featgraph.io.output import atomic_dir, check_output, open_output
+from featgraph.io.arrays import check_flat_ip_file, read_npy
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def build_ladder_index(
     ``config.json`` when ``config`` is given).
 
     ``out_dir`` is checked first (never an SAE's folder, file or ladder folder; never a foreign folder) and
-    written as a whole (:func:`featgraph.output_dir.open_output`): a failed or killed run leaves the earlier
+    written as a whole (:func:`featgraph.io.output.open_output`): a failed or killed run leaves the earlier
     index, if any, as it was.
     """
     from tqdm.auto import tqdm

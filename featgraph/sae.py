@@ -25,8 +25,8 @@ import torch
 from safetensors.torch import save_file
 
 from featgraph.errors import BadWeightsError, ConfigError, SaeFormatError, ShapeMismatchError
-from featgraph.io_utils import read_json
-from featgraph.output_dir import atomic_dir
+from featgraph.io.files import read_json
+from featgraph.io.output import atomic_dir
 
 ARCHITECTURES = ("relu", "jumprelu", "topk")
 CFG_NAME = "cfg.json"
@@ -204,7 +204,7 @@ class Sae(torch.nn.Module):
         folder = Path(folder)
         cfg = read_featgraph_cfg(folder)
         weights = folder / WEIGHTS_NAME
-        from featgraph.formats.common import read_safetensors  # header checked, float weights (featgraph.readers)
+        from featgraph.formats.common import read_safetensors  # header checked, float weights (featgraph.io.readers)
 
         tensors = read_safetensors(weights)
         return cls.from_tensors(tensors, cfg, where=str(weights))

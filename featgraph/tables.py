@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from featgraph.graph import Family, family_of_features, ladder_tree_ids
-from featgraph.io_utils import atomic_path
+from featgraph.io.files import atomic_path
 
 FEATURES_SCHEMA = pl.Schema(
     {

@@ -316,7 +316,7 @@ def train_ladder(
 
     Returns the saved folders when ``out_dir`` is given (``out_dir/<prefix>-<width>``, featgraph format, and a
     SAELens copy under ``saelens_dir`` when given), else the trained :class:`Sae` objects. ``out_dir`` and
-    ``saelens_dir`` are checked before training and written as whole folders (:mod:`featgraph.output_dir`), with
+    ``saelens_dir`` are checked before training and written as whole folders (:mod:`featgraph.io.output`), with
     ``config`` as ``config.json`` in ``out_dir`` when given.
     """
     cfg = cfg or TrainConfig()
@@ -419,7 +419,7 @@ def train_ladder(
             for sae, folder in zip(saes, folders, strict=True):
                 write_health(sae, health_acts, out_tmp / folder.name / "health.json", note=health_note)
         if config is not None:
-            from featgraph.io_utils import write_json
+            from featgraph.io.files import write_json
 
             write_json(out_tmp / "config.json", config)
     return folders
@@ -431,7 +431,7 @@ def _check_outputs(out_dir: str | Path | None, saelens_dir: str | Path | None, i
     import contextlib
     import functools
 
-    from featgraph.output_dir import check_output, open_output
+    from featgraph.io.output import check_output, open_output
 
     factories = []
     for path, other, command in ((out_dir, saelens_dir, "train"), (saelens_dir, out_dir, "train-saelens")):
@@ -466,7 +466,7 @@ class _Checkpoint:
         return int(st["step"])
 
     def save(self, step: int, trainers: list[_Trainer]) -> None:
-        from featgraph.io_utils import atomic_write
+        from featgraph.io.files import atomic_write
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         state = {"key": self.key, "step": step, "trainers": [t.state() for t in trainers]}

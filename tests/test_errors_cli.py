@@ -140,7 +140,7 @@ def test_single_sae(tmp_path, ladder):
 
 def test_out_is_a_foreign_folder(tmp_path, ladder):
     code, _, stderr = run_main("families", ladder, "--out", ladder, "-q")
-    assert code == 1 and "is the input" in stderr  # featgraph.output_dir: --out may never be an input
+    assert code == 1 and "is the input" in stderr  # featgraph.io.output: --out may never be an input
     assert sorted(p.name for p in ladder.iterdir()) == ["sae16", "sae40"]  # untouched
 
 

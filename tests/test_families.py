@@ -52,7 +52,7 @@ def read_outputs(out: Path):
 def test_outputs_equal_the_float64_brute_force(tmp_path, planted, method):
     res = run_families(make_ladder(planted), tmp_path / "out", tau=TAU, method=method, progress=False)
     features, edges, families, summary = read_outputs(tmp_path / "out")
-    # every file written is listed, and featgraph's manifest (featgraph.output_dir) says so too
+    # every file written is listed, and featgraph's manifest (featgraph.io.output) says so too
     manifest = ".featgraph-manifest.json"
     assert sorted([*res.files, manifest]) == sorted(p.name for p in (tmp_path / "out").iterdir())
     assert json.loads((tmp_path / "out" / manifest).read_text())["files"] == sorted(res.files)

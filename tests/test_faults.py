@@ -4,7 +4,7 @@ Each run is a real process (``python -m featgraph.cli.main``). A killed run must
 one complete earlier result (compared byte for byte with a reference run: these commands write byte-identical
 files), and after the next successful run nothing stray is left beside ``--out``: no ``.<out>.featgraph-*.tmp``
 nor ``.old`` folder and no half file. The moments: exactly at each named point of writing (the temporary made,
-the results written, before, between and after the two renames of the swap: ``featgraph.output_dir.fault_point``
+the results written, before, between and after the two renames of the swap: ``featgraph.io.output.fault_point``
 stops the run there and the test kills it), and, as a timing-dependent extra, at seeded random delays after the
 temporary appears and from the start (loading), with and without an earlier result in place.
 """
@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from featgraph.activations.store import ActivationStore
-from featgraph.io_utils import parse_temp_name
-from featgraph.output_dir import FAULT_POINTS
+from featgraph.io.files import parse_temp_name
+from featgraph.io.output import FAULT_POINTS
 from featgraph.synthetic import planted_ladder
 
 from .conftest import run_main, write_ladder
@@ -114,7 +114,7 @@ COMMANDS = ["families", "index", "stitch"]
 
 
 def kill_at(name: str, work, out: Path, point: str) -> None:
-    """Run ``name`` with the fault point ``point`` armed: it stops exactly there (featgraph.output_dir.fault_point)
+    """Run ``name`` with the fault point ``point`` armed: it stops exactly there (featgraph.io.output.fault_point)
     and is SIGKILLed once it says so."""
     ladder, acts, outs = work
     marker = outs.parent / f"marker-{point}"

@@ -154,7 +154,7 @@ def test_cfg_json_is_a_fifo(tmp_path, ladder):
 
 def test_out_manifest_nested(tmp_path, ladder):
     """The manifest featgraph looks for in an existing --out is a user's file too: read with the same guards."""
-    from featgraph.output_dir import MANIFEST_FILE
+    from featgraph.io.output import MANIFEST_FILE
 
     out = tmp_path / "out"
     out.mkdir()

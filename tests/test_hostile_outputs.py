@@ -1,4 +1,4 @@
-"""Hostile ``--out`` values for every command (featgraph.output_dir), through the console entry point.
+"""Hostile ``--out`` values for every command (featgraph.io.output), through the console entry point.
 
 Every refusal exits 1 (2 for click usage errors) with at most 3 lines and no traceback, names the paths at fault,
 and leaves every input and ``--out`` byte-identical with nothing new beside ``--out`` (tests/hostile.py). The
@@ -22,7 +22,7 @@ import pytest
 
 from featgraph.activations.store import ActivationStore
 from featgraph.errors import ConfigError
-from featgraph.output_dir import MANIFEST_FILE, check_output, open_output, remove_stale
+from featgraph.io.output import MANIFEST_FILE, check_output, open_output, remove_stale
 from featgraph.synthetic import planted_ladder
 
 from .conftest import run_main, write_ladder
@@ -279,7 +279,7 @@ def test_stale_temporaries_of_dead_owners_are_removed_live_ones_kept(tmp_path):
 
 
 def test_single_file_temporaries_are_recognisable_and_cleaned(tmp_path):
-    from featgraph.io_utils import write_json
+    from featgraph.io.files import write_json
 
     stale = tmp_path / f".meta.json.featgraph-{_dead_pid()}-0a0a.tmp"
     stale.write_text("{half")
@@ -297,7 +297,7 @@ def test_check_output_has_no_side_effects(work, tmp_path):
 def test_collect_resumes_a_store_in_place_and_removes_its_stale_temporaries(work, tmp_path):
     """collect writes its store in place (resumable by design): a store, or a folder a killed run left with only
     tokens.npy, is accepted and its half-written shard's temporary removed; anything else is refused."""
-    from featgraph.output_dir import check_store_output
+    from featgraph.io.output import check_store_output
 
     store = work / "acts"
     stale = store / f".acts_00001.npy.featgraph-{_dead_pid()}-0b0b.tmp"

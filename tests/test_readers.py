@@ -1,4 +1,4 @@
-"""featgraph.readers and the SAE-identity checks, from Python (the CLI side is tests/test_hostile_inputs.py).
+"""featgraph.io.readers and the SAE-identity checks, from Python (the CLI side is tests/test_hostile_inputs.py).
 
 Valid files must still read exactly as the libraries read them (the guards refuse only what is broken), and each
 guard is shown to fire on the smallest input that should trip it.
@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from featgraph import readers
+from featgraph.io import arrays, readers
 from featgraph.activations.store import ActivationStore
 from featgraph.errors import ConfigError, SaeFormatError, ShapeMismatchError
 from featgraph.formats import load_decoder
@@ -92,7 +92,7 @@ def test_npz_reads_fortran_order_and_compressed_members(tmp_path):
     a = np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4))
     p = tmp_path / "x.npz"
     np.savez_compressed(p, a=a, b=np.ones(2, np.float64))
-    got = readers.read_npz(p, ["a", "b"])
+    got = arrays.read_npz(p, ["a", "b"])
     assert np.array_equal(got["a"], a) and got["b"].dtype == np.float64
 
 
@@ -101,18 +101,18 @@ def test_npz_header_and_zip_size_disagree(tmp_path):
     with zipfile.ZipFile(p, "w") as z:
         z.writestr("a.npy", _npy_bytes(np.zeros(4, np.float32))[:-4])  # header says 16 data bytes, holds 12
     with pytest.raises(SaeFormatError, match=r"x\.npz\[a\]: header claims shape \[4\] float32 \(16 bytes\)"):
-        readers.read_npz(p, ["a"])
+        arrays.read_npz(p, ["a"])
 
 
 def test_npy_shape_dtype_and_size_checks(tmp_path):
     p = tmp_path / "x.npy"
     np.save(p, np.zeros((3, 2), np.float32))
-    assert readers.read_npy(p, shape=(None, 2), dtype="float32").shape == (3, 2)
+    assert arrays.read_npy(p, shape=(None, 2), dtype="float32").shape == (3, 2)
     with pytest.raises(SaeFormatError, match=r"shape \[3, 2\], expected \[3, 5\]"):
-        readers.read_npy(p, shape=(3, 5))
+        arrays.read_npy(p, shape=(3, 5))
     p.write_bytes(p.read_bytes() + b"\0")
     with pytest.raises(SaeFormatError, match="trailing data"):
-        readers.read_npy(p)
+        arrays.read_npy(p)
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -131,9 +131,9 @@ def test_flat_ip_check_accepts_what_faiss_writes(tmp_path):
     ix.add(np.random.default_rng(0).standard_normal((9, 6)).astype(np.float32))
     p = tmp_path / "i.faiss"
     faiss.write_index(ix, str(p))
-    readers.check_flat_ip_file(p, d=6, ntotal=9)
+    arrays.check_flat_ip_file(p, d=6, ntotal=9)
     with pytest.raises(SaeFormatError, match="expected 10 x 6"):
-        readers.check_flat_ip_file(p, d=6, ntotal=10)
+        arrays.check_flat_ip_file(p, d=6, ntotal=10)
 
 
 # -- SAE identity, widths and the stitch pair ----------------------------------------------------------------------
@@ -214,7 +214,7 @@ def test_npz_decompression_bomb_is_refused_before_inflating(tmp_path):
             f.write(chunk)
     assert p.stat().st_size < 2**20
     with pytest.raises(SaeFormatError, match=r"bomb\.npz\[W_dec\]: \d+ compressed bytes claim to expand"):
-        readers.read_npz(p, ["W_dec"])
+        arrays.read_npz(p, ["W_dec"])
 
 
 def test_headers_with_a_million_dimensions_are_refused_quickly(tmp_path):
@@ -229,4 +229,4 @@ def test_headers_with_a_million_dimensions_are_refused_quickly(tmp_path):
     q = tmp_path / "x.npy"
     q.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 4)
     with pytest.raises(SaeFormatError, match="70 dimensions"):
-        readers.read_npy(q)
+        arrays.read_npy(q)

@@ -136,14 +136,14 @@ def collect_corpus(store_dir: str | Path, *, model_name_or_path: str | None = No
     What ``featgraph collect`` does, and ``featgraph train`` when its store does not exist yet. BOS is left out
     of the store, so each context of ``context_size`` gives ``context_size - 1`` rows.
 
-    ``store_dir`` is checked before the model loads (:func:`featgraph.output_dir.check_store_output`: never an
+    ``store_dir`` is checked before the model loads (:func:`featgraph.io.output.check_store_output`: never an
     input, never a folder holding anything but a store, writable). A store is written in place, shard by shard,
     so a killed run leaves either nothing (killed before the store was created) or a resumable store:
     ``meta.json`` records the contexts done, every shard and ``meta.json`` are renamed into place whole, and the
     next run with the same arguments continues after the last recorded shard (a shard renamed but not yet
     recorded is written again; a half-written shard's featgraph temporary is removed).
     """
-    from featgraph.output_dir import check_store_output
+    from featgraph.io.output import check_store_output
 
     if n_tokens < 1 or context_size < 2:
         raise ConfigError(f"n_tokens must be >= 1 and context_size >= 2, got {n_tokens} and {context_size}")

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from featgraph.errors import ConfigError, SaeFormatError, ShapeMismatchError
-from featgraph.io_utils import atomic_write, write_json
-from featgraph.readers import read_json, read_npy
+from featgraph.io.files import atomic_write, write_json
+from featgraph.io.arrays import read_npy
+from featgraph.io.readers import read_json
 
 META_NAME = "meta.json"
 TOKENS_NAME = "tokens.npy"

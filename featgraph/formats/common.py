@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from featgraph.errors import BadWeightsError, SaeFormatError, ShapeMismatchError
-from featgraph.io_utils import read_json  # noqa: F401  (the format readers import it from here)
+from featgraph.io.files import read_json  # noqa: F401  (the format readers import it from here)
 
 log = logging.getLogger("featgraph.formats")
 
@@ -50,8 +50,8 @@ def refuse_non_float(name: str, dtype: Any, where: Path | str) -> None:
 
 
 def safetensors_keys(path: Path) -> list[str]:
-    """Tensor names in a safetensors file (reads only the header, validated by :mod:`featgraph.readers`)."""
-    from featgraph import readers
+    """Tensor names in a safetensors file (reads only the header, validated by :mod:`featgraph.io.readers`)."""
+    from featgraph.io import readers
 
     return list(readers.safetensors_header(path))
 
@@ -59,11 +59,11 @@ def safetensors_keys(path: Path) -> list[str]:
 def read_safetensors(path: Path, names: list[str] | None = None) -> dict[str, torch.Tensor]:
     """The named tensors (all when ``names`` is None) of a safetensors file; a missing name is an error.
 
-    The header is validated first (:func:`featgraph.readers.safetensors_header`: offsets inside the file and
+    The header is validated first (:func:`featgraph.io.readers.safetensors_header`: offsets inside the file and
     consistent with shape x dtype), and weight tensors (:data:`WEIGHT_NAMES`) must be floating point, checked
     from the header before any data is read. ``safe_open`` + ``get_tensor`` reads only the requested tensors.
     """
-    from featgraph import readers
+    from featgraph.io import readers
 
     header = readers.safetensors_header(path)
     for name in header if names is None else names:
@@ -74,10 +74,10 @@ def read_safetensors(path: Path, names: list[str] | None = None) -> dict[str, to
 
 def read_npz(path: Path, names: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
     """Named float arrays of an ``.npz`` (no pickle; sizes checked before allocating, see
-    :func:`featgraph.readers.read_npz`)."""
-    from featgraph import readers
+    :func:`featgraph.io.arrays.read_npz`)."""
+    from featgraph.io.arrays import read_npz as checked_read_npz
 
-    arrays = readers.read_npz(path, names)
+    arrays = checked_read_npz(path, names)
     for name, arr in arrays.items():
         refuse_non_float(name, arr.dtype, path)
     return arrays
@@ -179,13 +179,13 @@ def dtype_name(t: torch.Tensor) -> str:
 
 
 def _require_file(path: Path) -> None:
-    from featgraph.readers import require_file
+    from featgraph.io.readers import require_file
 
     require_file(path)
 
 
 def write_json_into(path: Path, obj: dict[str, Any]) -> None:
-    """Stable, sorted JSON; for files inside a folder that :func:`featgraph.io_utils.atomic_dir` renames into
+    """Stable, sorted JSON; for files inside a folder that :func:`featgraph.io.files.atomic_dir` renames into
     place."""
     path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 

@@ -46,7 +46,7 @@ from featgraph.formats.common import (
     torch_load_state_dict,
     write_json_into,
 )
-from featgraph.output_dir import atomic_dir
+from featgraph.io.output import atomic_dir
 from featgraph.sae import Sae, SaeConfig, fold_decoder_norms
 
 WEIGHTS_NAME = "ae.pt"

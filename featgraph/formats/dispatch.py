@@ -52,7 +52,7 @@ def detect_format(path: str | Path, *, missing_ok: bool = False) -> str | None:
     fmt = _detect_folder(p) if p.is_dir() else _detect_file(p)
     if fmt is None and not missing_ok:
         if p.is_dir():
-            # featgraph's own output manifest (featgraph.output_dir) says nothing about the format
+            # featgraph's own output manifest (featgraph.io.output) says nothing about the format
             entries = [c for c in p.iterdir() if c.name != ".featgraph-manifest.json"]
             names = sorted(c.name + ("/" if c.is_dir() else "") for c in entries)
             found = ", ".join(names[:12]) + (f", ... ({len(names)} entries)" if len(names) > 12 else "")
@@ -93,7 +93,7 @@ def _detect_file(file: Path) -> str | None:
 def _has_featgraph_tag(cfg_path: Path) -> bool:
     """True for our own cfg.json; an unreadable one is left to the sparsify reader to report with its
     reason."""
-    from featgraph.readers import read_json  # the checked reader: a 200,000-deep cfg.json must not recurse
+    from featgraph.io.readers import read_json  # the checked reader: a 200,000-deep cfg.json must not recurse
 
     try:
         obj = read_json(cfg_path)

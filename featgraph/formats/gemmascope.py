@@ -21,7 +21,7 @@ import torch
 
 from featgraph.errors import SaeFormatError, ShapeMismatchError, UnsupportedError
 from featgraph.formats.common import check_decoder, fold_b_dec, read_npz
-from featgraph.io_utils import atomic_path
+from featgraph.io.files import atomic_path
 from featgraph.sae import Sae, SaeConfig
 
 WEIGHTS_NAME = "params.npz"
@@ -34,7 +34,7 @@ def _file(path: Path) -> Path:
 
 def _members(path: Path) -> set[str]:
     """Array names in the archive (the zip directory only); an unreadable file is refused naming it."""
-    from featgraph.readers import npz_members  # checked: a device or FIFO named .npz is never read to its end
+    from featgraph.io.arrays import npz_members  # checked: a device or FIFO named .npz is never read to its end
 
     return npz_members(path)
 
@@ -49,7 +49,7 @@ def _read(path: Path, names: tuple[str, ...], *, whole_sae: bool = False) -> dic
         if lower is not None and lower in members and name in members:
             raise SaeFormatError(f"{path}: holds both {name!r} and {lower!r}; which one is the SAE's is ambiguous")
         stored[name] = lower if lower is not None and lower in members and name not in members else name
-    # featgraph.readers: member headers and sizes checked, no pickle, floats only
+    # featgraph.io.readers: member headers and sizes checked, no pickle, floats only
     arrays = read_npz(path, tuple(stored.values()))
     out = {name: arrays[key] for name, key in stored.items()}
     if whole_sae and "scaling_factor" in members:  # decoder-only reads accept it: directions are unchanged

@@ -59,7 +59,7 @@ from featgraph.formats.common import (
     shape_from_cfg,
     write_json_into,
 )
-from featgraph.output_dir import atomic_dir
+from featgraph.io.output import atomic_dir
 from featgraph.sae import Sae, SaeConfig, fold_decoder_norms
 
 CFG_NAME = "cfg.json"

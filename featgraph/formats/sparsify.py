@@ -39,7 +39,7 @@ from featgraph.formats.common import (
     require,
     write_json_into,
 )
-from featgraph.output_dir import atomic_dir
+from featgraph.io.output import atomic_dir
 from featgraph.sae import Sae, SaeConfig
 
 CFG_NAME = "cfg.json"

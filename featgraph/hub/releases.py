@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from featgraph import readers
+from featgraph.io import readers
 from featgraph.errors import ConfigError
 
 REGISTRY_PATH = Path(__file__).resolve().parent / "registry" / "releases.json.gz"

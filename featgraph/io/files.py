@@ -3,7 +3,7 @@
 A failed or killed run therefore never leaves a half-written file behind. Temporary names are featgraph's own,
 ``.<target name>.featgraph-<pid>-<hex>.tmp``, and their owner holds an ``fcntl.flock`` on them while it lives,
 so the next write of the same target can tell a killed run's leftover (lock free, pid dead) from one in use and
-removes only the former. Whole folders: :mod:`featgraph.output_dir`.
+removes only the former. Whole folders: :mod:`featgraph.io.output`.
 """
 
 from __future__ import annotations
@@ -120,10 +120,10 @@ def atomic_write(target: str | os.PathLike[str], write: Callable[[Path], Any]) -
 def read_json(path: str | os.PathLike[str], *, required: bool = True) -> dict[str, Any]:
     """A JSON object from ``path`` (``{}`` when absent and not ``required``); errors name the file.
 
-    The checked reader lives in :func:`featgraph.readers.read_json` (size, depth, number and key guards); this
+    The checked reader lives in :func:`featgraph.io.readers.read_json` (size, depth, number and key guards); this
     name stays for the modules that import it from here.
     """
-    from featgraph.readers import read_json as checked
+    from featgraph.io.readers import read_json as checked
 
     return checked(path, required=required)
 

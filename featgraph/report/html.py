@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from featgraph.io_utils import atomic_write
+from featgraph.io.files import atomic_write
 from featgraph.stitch.figures import pngs
 from featgraph.stitch.frankenstein import FrankensteinAnalysis
 from featgraph.stitch.pair import PairAnalysis

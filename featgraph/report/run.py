@@ -15,8 +15,8 @@ from typing import Any
 import polars as pl
 
 from featgraph.config import ReportConfig
-from featgraph.io_utils import write_json
-from featgraph.output_dir import check_output, open_output
+from featgraph.io.files import write_json
+from featgraph.io.output import check_output, open_output
 from featgraph.report.html import render_html, write_html
 from featgraph.stitch.evaluator import POINT_COLUMNS
 from featgraph.stitch.frankenstein import FrankensteinAnalysis, analyze_frankenstein, write_frankenstein_files

@@ -212,7 +212,7 @@ def pngs(analysis: Any) -> dict[str, bytes]:
 
 def save_figure(fig: Figure, path: str, dpi: int = 110) -> None:
     """Write a PNG atomically."""
-    from featgraph.io_utils import atomic_write
+    from featgraph.io.files import atomic_write
 
     data = figure_png(fig, dpi)
     atomic_write(path, lambda p: p.write_bytes(data))

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from featgraph.config import check_tau
 from featgraph.errors import ConfigError, ShapeMismatchError
-from featgraph.io_utils import atomic_write, write_json
+from featgraph.io.files import atomic_write, write_json
 from featgraph.ladder import width_order
 from featgraph.matching import match_saes
 from featgraph.sae import Sae, SaeConfig

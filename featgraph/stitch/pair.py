@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from featgraph.graph import family_of_features
-from featgraph.io_utils import atomic_write, write_json
+from featgraph.io.files import atomic_write, write_json
 from featgraph.matching import is_novel, match_saes
 from featgraph.sae import Sae
 from featgraph.stitch import figures as plots
@@ -273,7 +273,7 @@ def _path_table(small: Sae, large: Sae, plan, m, evaluator: Evaluator, ce_points
 
 
 def write_pair_files(a: PairAnalysis, out: Path, config: dict[str, Any] | None = None) -> Path:
-    """The files of a pair analysis, into a folder the caller owns (a temporary of :mod:`featgraph.output_dir`)."""
+    """The files of a pair analysis, into a folder the caller owns (a temporary of :mod:`featgraph.io.output`)."""
     from featgraph.tables import write_parquet
 
     out = Path(out)

@@ -1,6 +1,6 @@
 """The library entry points of ``featgraph stitch`` and ``featgraph frankenstein``: config in, folder out.
 
-Each one checks ``--out`` against every input before loading anything (:mod:`featgraph.output_dir`; SAEs named by
+Each one checks ``--out`` against every input before loading anything (:mod:`featgraph.io.output`; SAEs named by
 release or ``hf://`` are checked again once resolved into the hub cache), loads the SAEs and opens the activation
 store (streamed, never read whole), runs the analysis and writes the whole folder atomically with the config as
 ``config.json``. The CLI commands and ``examples/stitch_smollm2.py`` call these and nothing below them.
@@ -14,7 +14,7 @@ from typing import Any
 
 from featgraph.activations.store import ActivationStore
 from featgraph.config import FrankensteinConfig, StitchConfig
-from featgraph.output_dir import check_output, open_output
+from featgraph.io.output import check_output, open_output
 from featgraph.stitch.batches import StoreRows
 from featgraph.stitch.evaluator import Evaluator
 from featgraph.stitch.frankenstein import FrankensteinAnalysis, analyze_frankenstein, write_frankenstein_files
