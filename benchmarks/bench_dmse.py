@@ -3,7 +3,7 @@
     python benchmarks/bench_dmse.py [--tokens 16384] [--subset 32] [--threads 2]
 
 Baseline ("one-at-a-time"): for each candidate, build the hybrid SAE with featgraph.stitch.hybrid.add_features and
-evaluate it with featgraph.evaluate.reconstruction_metrics (float32, as a user would), then subtract the small
+evaluate it with featgraph.training.evaluate.reconstruction_metrics (float32, as a user would), then subtract the small
 SAE's MSE. It is timed on ``--subset`` candidates and extrapolated linearly to all 1536 (each candidate costs
 the same: one hybrid build and one full evaluation); the output says so. Ours:
 featgraph.stitch.delta_mse.delta_mse_add, all candidates in one pass, accumulated in float64. Both run in this
@@ -20,11 +20,11 @@ import time
 import numpy as np
 import torch
 
-from featgraph.evaluate import reconstruction_metrics
 from featgraph.sae import Sae, SaeConfig
 from featgraph.stitch.delta_mse import delta_mse_add
 from featgraph.stitch.hybrid import add_features
 from featgraph.synthetic import planted_ladder, random_sae_tensors
+from featgraph.training.evaluate import reconstruction_metrics
 
 
 def build(W: np.ndarray, seed: int) -> Sae:

@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import networkx as nx
 import numpy as np
 
-from featgraph.graph import families_from_edges, ladder_graph, write_graphml
+from featgraph.graph import families_from_edges, ladder_graph
+from featgraph.graphml import write_graphml
 from featgraph.synthetic import planted_ladder
 from featgraph.tables import edges_table, features_table
 
@@ -67,7 +68,7 @@ def main() -> None:
     n, e = rows["ours"][3:]
     print(f"ladder graph: {n} nodes, {e} edges; both files read back to the same graph: {same}")
     print(f"{'writer':<32}{'seconds':>10}{'peak RSS growth MB':>20}{'file MB':>10}")
-    for name, key in (("featgraph.graph.write_graphml", "ours"), ("networkx.write_graphml", "networkx")):
+    for name, key in (("featgraph.graphml.write_graphml", "ours"), ("networkx.write_graphml", "networkx")):
         t, m, size = rows[key][:3]
         print(f"{name:<32}{t:>10.2f}{m:>20.0f}{size:>10.1f}")
 

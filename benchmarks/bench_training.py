@@ -49,7 +49,7 @@ def bench_activations(model, hook: str, contexts: torch.Tensor, batch: int) -> t
 
 
 def bench_training(d: int, widths: list[int], batch: int, steps: int) -> list[tuple[int, float]]:
-    from featgraph.train import TrainConfig, _Trainer
+    from featgraph.training.trainer import TrainConfig, _Trainer
 
     x = torch.randn(batch, d)
     out = []

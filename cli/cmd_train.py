@@ -39,7 +39,7 @@ def train(widths: str, acts_dir: str, model_name: str | None, text_paths: tuple[
     """Train one SAE per width on the same activations, batches and settings; save them in OUT."""
     from featgraph.commands import run_train
     from featgraph.config import TrainRunConfig
-    from featgraph.train import TrainConfig
+    from featgraph.training import TrainConfig
 
     hyper = TrainConfig(architecture=architecture, k=k, l1_coefficient=l1_coefficient, lr=lr, batch_size=batch_size,
                         epochs=epochs, n_tokens=train_tokens, seed=seed)

@@ -15,7 +15,8 @@ from pathlib import Path
 import polars as pl
 
 from featgraph.families import run_families
-from featgraph.graph import read_graphml, splitting_tree, tree_depth
+from featgraph.graph import splitting_tree, tree_depth
+from featgraph.graphml import read_graphml
 from featgraph.ladder import Ladder, LadderEntry
 from featgraph.synthetic import planted_ladder
 

@@ -14,12 +14,12 @@ Steps (each resumes or is skipped when its output exists, so a killed run can be
    pass over the same shuffled batches, so the ladder's SAEs differ only in width and the control only in its
    init seed; the training state is checkpointed under ``--work/checkpoint`` every 1,000 steps and a restarted
    run resumes there; saved in fp16 to ``--out/l3-<width>`` and ``--out/seed-control/l3-1152-seed1``, each with
-   its ``health.json`` (featgraph.health on the held-out store);
+   its ``health.json`` (featgraph.training.health on the held-out store);
 4. metrics on held-out tokens only: reconstruction and health on the held-out store, CE on the first 64 held-out
    contexts through the full model; novel / random-like shares per adjacent pair and the seed control's
    overlap; ``--out/metrics.parquet`` and ``--out/METRICS.md``.
 
-The recipe (``featgraph.train``; why each value): batch 256 for 7 epochs (14,776 steps): on a half-million-token
+The recipe (``featgraph.training``; why each value): batch 256 for 7 epochs (14,776 steps): on a half-million-token
 store the budget is steps, not tokens; L1 0.8 (L1 2.0 at this length drives L0 to ~4); Adam lr 1e-3 with a 1%
 warm-up and a linear decay over the last 20%; L1 warm-up over 5%; encoder initialised as the decoder's transpose;
 b_dec at the geometric median; dead features (silent for 50,000 tokens) resampled during the first half.
@@ -86,8 +86,8 @@ def build_stores(model, work: Path, *, context_size: int, n_train: int | None, n
 
 def pair_stats(folders: list[Path], control: Path | None) -> str:
     """Markdown: novel / random-like shares per adjacent pair and the seed control's overlap with its twin."""
-    from featgraph.health import max_cos_to, random_max_cos_threshold
     from featgraph.sae import Sae
+    from featgraph.training.health import max_cos_to, random_max_cos_threshold
 
     saes = [Sae.load(f) for f in folders]
     lines = ["| pair | novel (max cos <= 0.7) | random-like (max cos < p99 of random) | p99 of random |",
@@ -141,9 +141,9 @@ def main() -> None:
     if args.collect_only:
         return
 
-    from featgraph.evaluate import evaluate_ladder, metrics_markdown
     from featgraph.io.files import atomic_write, write_json
-    from featgraph.train import TrainConfig, train_ladder
+    from featgraph.training import TrainConfig, train_ladder
+    from featgraph.training.evaluate import evaluate_ladder, metrics_markdown
 
     widths = [int(w) for w in args.widths.split(",")]
     controls = [tuple(int(v) for v in args.control.split(":"))] if args.control else []

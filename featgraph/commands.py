@@ -23,8 +23,8 @@ def run_index(cfg: IndexConfig) -> list[Any]:
     """One :class:`~featgraph.index.SimilarityIndex` per SAE under ``cfg.out`` (+ manifest.json, config.json)."""
     import featgraph
     from featgraph.index import build_ladder_index, resolve_index_device
-    from featgraph.ladder import load_ladder
     from featgraph.io.output import check_output
+    from featgraph.ladder import load_ladder
 
     check_output(cfg.out, command="index", inputs=list(cfg.saes))  # before loading any SAE
     resolved = resolve_index_device(cfg.device)
@@ -52,11 +52,11 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     """The post's metrics for ``cfg.saes`` on held-out text: ``metrics.parquet``, ``metrics.md``, ``config.json``."""
     from featgraph.activations import activations_in_memory, corpus_contexts, load_model
     from featgraph.errors import ConfigError
-    from featgraph.evaluate import evaluate_ladder, metrics_markdown
     from featgraph.formats import load_sae
     from featgraph.io.files import write_json
-    from featgraph.ladder import check_loaded_saes, expand_sae_paths
     from featgraph.io.output import check_output, open_output
+    from featgraph.ladder import check_loaded_saes, expand_sae_paths
+    from featgraph.training.evaluate import evaluate_ladder, metrics_markdown
 
     inputs = cfg.inputs()
     check_output(cfg.out, command="eval", inputs=inputs)  # before loading the model: a bad --out fails in a second
@@ -97,7 +97,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
             "ce": cfg.ce,
             "n_contexts": len(tokens),
         })
-    # thresholds are named in the reason (featgraph.health)
+    # thresholds are named in the reason (featgraph.training.health)
     warnings = [f"{row['name']} looks under-trained: {row['undertrained']}"
                 for row in table.iter_rows(named=True) if row["undertrained"]]
     return EvalResult(table, md, warnings)
@@ -120,7 +120,7 @@ def run_train(cfg: TrainRunConfig) -> list[Path]:
     from featgraph.activations.store import ActivationStore
     from featgraph.config import local_paths
     from featgraph.io.output import check_output
-    from featgraph.train import TrainConfig, train_ladder
+    from featgraph.training import TrainConfig, train_ladder
 
     # every output checked before collecting or training (train_ladder checks again with the store it gets)
     inputs = [cfg.acts, cfg.eval_acts, *cfg.text, *local_paths(cfg.model)]

@@ -342,7 +342,7 @@ class CollectConfig(_ModelTextOptions):
 class TrainRunConfig(_ModelTextOptions):
     """``featgraph train``: collect a training store if needed, then one SAE per width on the same batches.
 
-    The hyperparameters are :class:`featgraph.train.TrainConfig` (``train``); this is the command around them."""
+    The hyperparameters are :class:`featgraph.training.TrainConfig` (``train``); this is the command around them."""
 
     command: ClassVar[str] = "train"
     path_fields: ClassVar[tuple[str, ...]] = ("acts", "eval_acts", "text", "model")
@@ -351,7 +351,7 @@ class TrainRunConfig(_ModelTextOptions):
     out: str = ""
     hook: str = "blocks.3.hook_resid_pre"
     collect_tokens: int = 1_000_000
-    train: Any = None  #: a featgraph.train.TrainConfig (default: its defaults)
+    train: Any = None  #: a featgraph.training.TrainConfig (default: its defaults)
     name_prefix: str = "sae"
     fp16: bool = False
     saelens: str | None = None  #: also write SAELens-format copies under this folder

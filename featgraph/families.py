@@ -27,7 +27,8 @@ import polars as pl
 
 from featgraph.config import FamiliesConfig, check_tau  # the one tau check, kept importable from here
 from featgraph.errors import ConfigError
-from featgraph.graph import Family, families_from_edges, kind_counts, ladder_graph, write_graphml
+from featgraph.graph import Family, families_from_edges, kind_counts, ladder_graph
+from featgraph.graphml import write_graphml
 from featgraph.io.files import write_json
 from featgraph.ladder import Ladder, load_ladder
 from featgraph.tables import edges_table, families_table, features_table, write_parquet

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from featgraph.errors import ConfigError, SaeFormatError, ShapeMismatchError, StaleIndexError
+from featgraph.io.arrays import check_flat_ip_file, read_npy
 from featgraph.io.files import read_json, write_json
+from featgraph.io.output import atomic_dir, check_output, open_output
 from featgraph.ladder import Ladder, LadderEntry
 from featgraph.matching import normalize_rows
-from featgraph.io.output import atomic_dir, check_output, open_output
-from featgraph.io.arrays import check_flat_ip_file, read_npy
 
 log = logging.getLogger(__name__)
 

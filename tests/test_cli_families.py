@@ -8,7 +8,7 @@ import polars as pl
 from click.testing import CliRunner
 from featgraph.cli.main import cli
 
-from featgraph.graph import read_graphml
+from featgraph.graphml import read_graphml
 from featgraph.synthetic import planted_ladder
 
 from .conftest import write_ladder

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from featgraph.errors import HookNameError, ShapeMismatchError
-from featgraph.evaluate import (
+from featgraph.sae import Sae, SaeConfig
+from featgraph.training.evaluate import (
     TABLE_COLUMNS,
     ce_baselines,
     ce_metrics,
@@ -19,7 +20,6 @@ from featgraph.evaluate import (
     metrics_markdown,
     reconstruction_metrics,
 )
-from featgraph.sae import Sae, SaeConfig
 from tests.conftest import tiny_bridge, tiny_sae
 
 HOOK = "blocks.1.hook_resid_pre"

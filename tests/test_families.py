@@ -13,7 +13,8 @@ import pytest
 
 from featgraph.errors import ConfigError
 from featgraph.families import SUMMARY_KIND, check_out_dir, check_tau, run_families
-from featgraph.graph import node_id, read_graphml
+from featgraph.graph import node_id
+from featgraph.graphml import read_graphml
 from featgraph.ladder import Ladder, LadderEntry
 from featgraph.synthetic import planted_ladder
 from featgraph.tables import EDGES_SCHEMA, FAMILIES_SCHEMA, FEATURES_SCHEMA, read_table

@@ -25,11 +25,10 @@ from featgraph.graph import (
     node_id,
     pair_graph,
     parse_node_id,
-    read_graphml,
     splitting_tree,
     tree_depth,
-    write_graphml,
 )
+from featgraph.graphml import read_graphml, write_graphml
 from featgraph.synthetic import planted_ladder
 from featgraph.tables import edges_table, features_table
 

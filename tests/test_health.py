@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from featgraph.evaluate import evaluate_ladder
-from featgraph.health import (
+from featgraph.sae import Sae
+from featgraph.stitch.batches import as_dtype
+from featgraph.training import TrainConfig, initial_decoder, train_ladder
+from featgraph.training.evaluate import evaluate_ladder
+from featgraph.training.health import (
     frequency_histogram,
     init_cosines,
     random_like_share,
@@ -18,9 +21,6 @@ from featgraph.health import (
     sae_health,
     undertrained_reasons,
 )
-from featgraph.sae import Sae
-from featgraph.stitch.batches import as_dtype
-from featgraph.train import TrainConfig, initial_decoder, train_ladder
 
 from .conftest import tiny_sae
 from .test_train import planted, store_of

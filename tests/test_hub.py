@@ -25,7 +25,7 @@ import pytest
 from featgraph import hub
 from featgraph.errors import ConfigError, SaeFormatError
 from featgraph.formats import load_decoder, save_gemmascope, save_saelens, save_sparsify
-from featgraph.graph import read_graphml
+from featgraph.graphml import read_graphml
 from featgraph.synthetic import planted_ladder
 
 from .conftest import run_main, tiny_sae

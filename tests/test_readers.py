@@ -15,10 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from featgraph.io import arrays, readers
 from featgraph.activations.store import ActivationStore
 from featgraph.errors import ConfigError, SaeFormatError, ShapeMismatchError
 from featgraph.formats import load_decoder
+from featgraph.io import arrays, readers
 from featgraph.ladder import check_distinct_saes, load_ladder, load_saes, load_stitch_pair
 
 from .conftest import tiny_sae

@@ -29,9 +29,9 @@ def smollm2():
 def test_smollm2_end_to_end(smollm2, tmp_path):
     from featgraph.activations import activations_in_memory, collect_activations, tokenize_contexts
     from featgraph.activations.text import pydoc_topics
-    from featgraph.evaluate import ce_metrics, reconstruction_metrics
     from featgraph.formats import load_sae
-    from featgraph.train import TrainConfig, train_sae
+    from featgraph.training import TrainConfig, train_sae
+    from featgraph.training.evaluate import ce_metrics, reconstruction_metrics
 
     model = smollm2
     assert os.environ.get("HF_HUB_OFFLINE") == "1"  # the loader made sure nothing tries the network

@@ -11,7 +11,7 @@ from featgraph.activations.store import ActivationStore
 from featgraph.errors import ConfigError
 from featgraph.formats import load_sae
 from featgraph.sae import Sae
-from featgraph.train import TrainConfig, train_ladder, train_sae
+from featgraph.training import TrainConfig, train_ladder, train_sae
 
 from .conftest import run_main
 
@@ -133,7 +133,7 @@ def test_fp16_checkpoint_halves_size(planted_store, tmp_path):
 
 
 def test_resampling_replaces_dead_features_with_poorly_reconstructed_inputs():
-    from featgraph.train import _Trainer
+    from featgraph.training.trainer import _Trainer
 
     x, _ = planted(512)
     cfg = TrainConfig(dead_window=1000)
@@ -189,7 +189,7 @@ def test_cli_train_bad_widths_is_one_line(planted_store, tmp_path):
 
 
 def test_killed_run_resumes_from_its_checkpoint_to_the_same_weights(planted_store, tmp_path, monkeypatch):
-    from featgraph import train as train_mod
+    from featgraph.training import trainer as train_mod
 
     store, _ = planted_store
     cfg = TrainConfig(batch_size=256, n_tokens=256 * 60, checkpoint_every=20, resample_every=25, dead_window=2000)
@@ -232,7 +232,7 @@ def test_seed_control_trains_beside_the_ladder_without_changing_it(planted_store
 
 
 def test_geometric_median_resists_outliers():
-    from featgraph.train import geometric_median
+    from featgraph.training import geometric_median
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(999, 4, generator=g) * 0.1 + 1.0
@@ -243,7 +243,7 @@ def test_geometric_median_resists_outliers():
 
 @pytest.mark.parametrize("dense_below", [0.0, 1.1])  # always dense, always gathered
 def test_hand_written_relu_gradients_equal_autograd(monkeypatch, dense_below):
-    from featgraph import train as train_mod
+    from featgraph.training import trainer as train_mod
 
     monkeypatch.setattr(train_mod, "DENSE_BELOW", dense_below)
     t = train_mod._Trainer(300, 40, TrainConfig(), b_dec=0.1 * torch.randn(40), seed=1)

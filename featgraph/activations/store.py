@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from featgraph.errors import ConfigError, SaeFormatError, ShapeMismatchError
-from featgraph.io.files import atomic_write, write_json
 from featgraph.io.arrays import read_npy
+from featgraph.io.files import atomic_write, write_json
 from featgraph.io.readers import read_json
 
 META_NAME = "meta.json"

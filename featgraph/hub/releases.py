@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from featgraph.io import readers
 from featgraph.errors import ConfigError
+from featgraph.io import readers
 
 REGISTRY_PATH = Path(__file__).resolve().parent / "registry" / "releases.json.gz"
 REGISTRY_ENV = "FEATGRAPH_RELEASE_REGISTRY"

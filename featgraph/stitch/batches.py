@@ -69,7 +69,7 @@ def encode_columns(sae: Sae, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor
 class StoreRows:
     """Rows ``offset .. offset + n_tokens`` of an activation store, read in order batch by batch (never whole):
     each batch is one :meth:`ActivationStore.read` of the memory-mapped shards, so memory holds one batch.
-    Iterating yields batches of :data:`EVAL_BATCH` rows (what :func:`featgraph.evaluate.reconstruction_metrics`
+    Iterating yields batches of :data:`EVAL_BATCH` rows (what :func:`featgraph.training.evaluate.reconstruction_metrics`
     reads). An empty range is refused naming the store.
     """
 

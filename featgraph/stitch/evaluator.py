@@ -1,6 +1,6 @@
 """Evaluating the SAEs a stitch analysis compares: the rows of its points and comparison tables.
 
-:class:`Evaluator` lives here, beside the analyses that use it, rather than in :mod:`featgraph.evaluate`: it is
+:class:`Evaluator` lives here, beside the analyses that use it, rather than in :mod:`featgraph.training.evaluate`: it is
 stitch's policy over evaluate's metrics (one set of activations and one set of CE contexts for every SAE of a
 report, results cached per SAE, CE only at the path steps asked for), and evaluate stays the plain metric
 library that eval and train use. The pair pipeline does not call it for reconstruction: the pair's own MSE, L0
@@ -50,7 +50,7 @@ class Evaluator:
 
     def baselines(self, sae: Sae) -> dict[str, Any]:
         if self._baselines is None:
-            from featgraph.evaluate import ce_baselines
+            from featgraph.training.evaluate import ce_baselines
 
             self._baselines = ce_baselines(self.model, self.tokens, self._hook(sae), batch_size=self.model_batch_size)
         return self._baselines
@@ -60,7 +60,7 @@ class Evaluator:
         object), so a ladder SAE is evaluated once per report. Health is left out: no stitch table shows it."""
         key = (name, id(sae))
         if key not in self._rows:
-            from featgraph.evaluate import evaluate_sae
+            from featgraph.training.evaluate import evaluate_sae
 
             kw = {"model": self.model, "tokens": self.tokens, "baselines": self.baselines(sae)} if self.has_ce else {}
             row = evaluate_sae(sae, acts=self.acts, hook_name=self._hook(sae), name=name,
@@ -74,7 +74,7 @@ class Evaluator:
         if id(sae) not in self._ce:
             vals = {c: float("nan") for c in CE_COLUMNS}
             if self.has_ce:
-                from featgraph.evaluate import ce_metrics
+                from featgraph.training.evaluate import ce_metrics
 
                 m = ce_metrics(sae, self.model, self.tokens, self._hook(sae), batch_size=self.model_batch_size,
                                baselines=self.baselines(sae))

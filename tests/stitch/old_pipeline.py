@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from featgraph.evaluate import evaluate_sae
 from featgraph.matching import match_saes
 from featgraph.stitch.delta_mse import (
     active_inactive_mse,
@@ -21,6 +20,7 @@ from featgraph.stitch.delta_mse import (
     two_by_two,
 )
 from featgraph.stitch.interpolate import interpolation_path, plan_interpolation
+from featgraph.training.evaluate import evaluate_sae
 
 
 def old_analyze_pair(small, large, acts, *, tau: float = 0.7, batch_size: int = 4096) -> dict[str, Any]:

@@ -6,7 +6,7 @@ Definitions (GUIDE.md, "Metrics"), all on held-out activations:
   set, ``rare`` = active on fewer than :data:`RARE` of the tokens (dead included), ``dense`` = active on more than
   :data:`DENSE`. A log-spaced histogram of the frequencies goes with them.
 - **moved**: a decoder row moved when its cosine to its own initial row is below :data:`MOVED_COS`. The initial
-  rows are regenerated from the recipe and seed that :func:`featgraph.train.train_ladder` records in
+  rows are regenerated from the recipe and seed that :func:`featgraph.training.train_ladder` records in
   ``cfg.extra['init']``; for SAEs trained elsewhere this diagnostic is unknown (``None``).
 - **useless or harmful**: removing feature ``j`` from its SAE, with everything else fixed, changes the
   reconstruction by ``-f_j d_j``, so ``dMSE_remove_j = E[-2 f_j (x_hat - x) . d_j + f_j^2 ||d_j||^2]``
@@ -80,7 +80,7 @@ def removal_delta_mse(sae: Sae, acts: ActivationsLike, *, batch_size: int = 4096
 
 def initial_decoder_of(sae: Sae) -> torch.Tensor | None:
     """The SAE's initial unit decoder rows, regenerated from ``cfg.extra['init']``; None when not recorded."""
-    from featgraph.train import init_seed, initial_decoder
+    from featgraph.training.trainer import init_seed, initial_decoder
 
     extra = sae.cfg.extra if isinstance(sae.cfg.extra, dict) else {}
     init, train = extra.get("init"), extra.get("train")

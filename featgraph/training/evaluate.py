@@ -45,7 +45,7 @@ TABLE_COLUMNS = (
     "ce_recovered_mean",
     "n_tokens",
     "n_tokens_ce",
-    # training health (featgraph.health): shares of features, NaN where not computed or unknown
+    # training health (featgraph.training.health): shares of features, NaN where not computed or unknown
     "dead_share",
     "rare_share",
     "dense_share",
@@ -252,7 +252,7 @@ def evaluate_sae(
 ) -> dict[str, Any]:
     """Reconstruction metrics, plus CE metrics when ``model`` and ``tokens`` are given (else NaN).
 
-    With ``health`` the training-health shares of :func:`featgraph.health.sae_health` on ``acts`` are added
+    With ``health`` the training-health shares of :func:`featgraph.training.health.sae_health` on ``acts`` are added
     (``moved_share`` is NaN for SAEs without a recorded init) and ``undertrained`` says why the SAE looks
     under-trained ("" when it does not).
     """
@@ -279,7 +279,7 @@ def evaluate_sae(
         } | {"n_tokens_ce": 0}
     row |= {c: float("nan") for c in (*HEALTH_COLUMNS, "random_like_share")} | {"undertrained": ""}
     if health:
-        from featgraph.health import sae_health
+        from featgraph.training.health import sae_health
 
         h = sae_health(sae, _health_acts(acts), batch_size=batch_size)
         row |= {c: float("nan") if h[c] is None else float(h[c]) for c in HEALTH_COLUMNS}
@@ -351,7 +351,7 @@ def evaluate_ladder(
             )
         )
     if health:
-        from featgraph.health import random_like_share
+        from featgraph.training.health import random_like_share
 
         for sae, row in zip(loaded, rows, strict=True):
             smaller = [s for s in loaded if s.n_features < sae.n_features and s.d_in == sae.d_in]
@@ -384,8 +384,8 @@ def metrics_markdown(table: Any, *, note: str = "") -> str:
         )
     text = "\n".join(lines) + "\n"
     text += (
-        "\nHealth (featgraph.health, on the same tokens): rare = active on < 0.01% of tokens (dead included), dense ="
-        " active on > 10%; moved = decoder row at cos < 0.9 to its own initial row (n/a: init not recorded);"
+        "\nHealth (featgraph.training.health, on the same tokens): rare = active on < 0.01% of tokens (dead included), "
+        "dense = active on > 10%; moved = decoder row at cos < 0.9 to its own initial row (n/a: init not recorded);"
         " useless = removal lowers MSE or raises it by < 0.01%; random-like = max cos to the next narrower SAE below"
         " the 99th percentile of random unit vectors.\n"
     )
