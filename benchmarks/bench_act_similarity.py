@@ -6,7 +6,8 @@ synthetic model activations: each token a sum of 24 random A decoder directions 
 noise, so that related features co-fire. Each batch is encoded once by both SAEs (timed on its own line: both
 methods need it); then on the same dense activations:
 
-* sparse (featgraph.act_similarity.ActSimAccumulator): CSR of the active entries, per-feature sums, ``f_A^T f_B``
+* sparse (featgraph.compare.act_similarity.ActSimAccumulator): CSR of the active entries, per-feature sums,
+  ``f_A^T f_B``
   and the co-occurrence counts as sparse-sparse products, merged in float64;
 * dense (the product it replaces): ``f_A^T f_B`` and ``(f_A>0)^T (f_B>0)`` as float32 GEMMs (the fastest dense
   route here; counts are exact integers in float32 up to 2^24 tokens), accumulated over batches in float64, plus
@@ -32,7 +33,7 @@ import time
 import numpy as np
 import torch
 
-from featgraph.act_similarity import ActSimAccumulator
+from featgraph.compare.act_similarity import ActSimAccumulator
 from featgraph.sae import Sae, SaeConfig
 from featgraph.synthetic import planted_ladder, random_sae_tensors
 

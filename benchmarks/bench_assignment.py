@@ -5,7 +5,7 @@ their A feature uniform in [0.5, 0.99]) and fresh random directions for the rest
 the same width (the seed-comparison case) unless --n-b says otherwise.
 
 For each size it prints the dense baseline (the float64 cos matrix, then ``linear_sum_assignment(maximize=True)``:
-both the solve alone and matrix + solve), featgraph's :func:`featgraph.assignment.assign`, the medians of
+both the solve alone and matrix + solve), featgraph's :func:`featgraph.compare.assignment.assign`, the medians of
 ``--repeats`` runs, the ratio, the answer check (the same optimal total to 1e-9, the certified gap bound) and the
 BLAS that ran (threadpoolctl, when installed).
 
@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from featgraph.assignment import assign
+from featgraph.compare.assignment import assign
 from featgraph.matching import resolve_method_device
 
 
@@ -116,7 +116,7 @@ def main() -> None:
     print(f"{'scipy linear_sum_assignment (dense, solve only)':<58}{base_solve:>10.2f}   "
           + ", ".join(f"{t:.2f}" for t in solve_t))
     print(f"{'scipy dense: float64 cos matrix + solve':<58}{base_all:>10.2f}")
-    print(f"{'featgraph.assignment.assign (candidates + LAPJVsp + cert.)':<58}{ours_m:>10.2f}   "
+    print(f"{'featgraph.compare.assignment.assign (candidates + LAPJVsp + cert.)':<58}{ours_m:>10.2f}   "
           + ", ".join(f"{t:.2f}" for t in ours))
     print(f"speed-up: {base_solve / ours_m:.1f}x against the dense solve alone, "
           f"{base_all / ours_m:.1f}x against matrix + solve")

@@ -1,4 +1,4 @@
-"""featgraph.act_similarity: the sparse one-pass statistics against dense numpy computations."""
+"""featgraph.compare.act_similarity: the sparse one-pass statistics against dense numpy computations."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from featgraph.act_similarity import ActSimAccumulator, activation_similarity, decoder_vs_activation
 from featgraph.activations.store import ActivationStore
+from featgraph.compare.act_similarity import ActSimAccumulator, activation_similarity, decoder_vs_activation
 from featgraph.errors import ConfigError, ShapeMismatchError
 from featgraph.matching import normalize_rows
 from tests.conftest import tiny_sae

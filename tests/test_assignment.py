@@ -1,4 +1,4 @@
-"""featgraph.assignment: the certified sparse assignment against scipy's dense linear_sum_assignment."""
+"""featgraph.compare.assignment: the certified sparse assignment against scipy's dense linear_sum_assignment."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import bellman_ford
 
-from featgraph.assignment import Assignment, assign, assign_dense, bellman_ford_min
+from featgraph.compare.assignment import Assignment, assign, assign_dense, bellman_ford_min
 from featgraph.errors import BadWeightsError, ConfigError, ShapeMismatchError
 from featgraph.matching import normalize_rows
 from featgraph.synthetic import planted_ladder
@@ -182,7 +182,7 @@ def test_bad_inputs_raise_featgraph_errors_naming_the_problem():
 
 def test_rows_without_a_strong_partner_get_longer_check_lists():
     """In d=256 no random row has a partner above 0.35, so every row keeps LONG_FACTOR x k_check entries."""
-    from featgraph import assignment as asg
+    from featgraph.compare import solver as asg
 
     rng = np.random.default_rng(12)
     a, b = unit(rng, 500, 256), unit(rng, 600, 256)
