@@ -2,12 +2,13 @@
 
 ``model`` loads the model (bundled SmolLM2 by default, offline) and checks hook names, ``text`` is the pinned
 default corpus and the tokenizer helpers, ``store`` the on-disk :class:`ActivationStore` (shards + meta, resumable),
-``collect`` runs the model over token contexts into a store (or into memory). A new text source goes in ``text``,
-a new model family in ``model``, a new on-disk layout in ``store``.
+``collect`` runs the model over token contexts into a store (or into memory), and ``batches`` is the one way every
+consumer reads activations back (:func:`iter_acts` over a tensor, a store or any :class:`Activations`). A new text
+source goes in ``text``, a new model family in ``model``, a new on-disk layout in ``store``.
 
 Public names: load_model, collect_activations, collect_corpus, activations_in_memory, hook_activations,
-ActivationStore, default_corpus, corpus_contexts, text_source, split_documents, tokenize_contexts. They load on
-first use, so ``featgraph.activations.text`` (stdlib only) stays free of torch.
+ActivationStore, Activations, iter_acts, StoreRows, default_corpus, corpus_contexts, text_source, split_documents,
+tokenize_contexts. They load on first use, so ``featgraph.activations.text`` (stdlib only) stays free of torch.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any
 __all__ = [
     "DEFAULT_MODEL", "ActivationStore", "Document", "activations_in_memory", "collect_activations", "collect_corpus",
     "corpus_contexts", "default_corpus", "hook_activations", "load_model", "split_documents", "text_source",
-    "tokenize_contexts",
+    "tokenize_contexts", "Activations", "ActivationsLike", "StoreRows", "iter_acts", "n_rows",
 ]
+_BATCHES = {"Activations", "ActivationsLike", "StoreRows", "iter_acts", "n_rows"}
 
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        return getattr(importlib.import_module("featgraph.activations.collect"), name)
+        module = "batches" if name in _BATCHES else "collect"
+        return getattr(importlib.import_module(f"featgraph.activations.{module}"), name)
     raise AttributeError(f"module 'featgraph.activations' has no attribute {name!r}")

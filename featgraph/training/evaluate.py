@@ -288,7 +288,7 @@ def evaluate_sae(
 
 
 def _health_acts(acts: Any) -> Any:
-    """``acts`` in a form :func:`featgraph.stitch.batches.iter_acts` reads (a store folder is opened)."""
+    """``acts`` in a form :func:`featgraph.activations.batches.iter_acts` reads (a store folder is opened)."""
     from featgraph.activations.store import ActivationStore
 
     if isinstance(acts, (str, Path)):

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from featgraph.activations.batches import ActivationsLike, iter_acts
 from featgraph.errors import ConfigError
 from featgraph.sae import Sae
-from featgraph.stitch.batches import ActivationsLike, iter_acts
 from featgraph.stitch.delta_mse import delta_mse_groups
 
 RARE = 1e-4
