@@ -98,7 +98,8 @@ def main() -> None:
     p.add_argument("--store", type=Path, default=Path("/tmp/acts200k"))
     p.add_argument("--ladder", type=Path, default=REPO / "ladders" / "smollm2-135m")
     p.add_argument("--tokens", type=int, default=100_000)
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=3, help="runs of the new pipeline (median)")
+    p.add_argument("--old-runs", type=int, default=None, help="runs of the old one (default: --runs)")
     p.add_argument("--memory-tokens", default="50000,200000", help="other token counts for the new pipeline")
     a = p.parse_args()
     small, large = a.ladder / "l3-576", a.ladder / "l3-1152"
@@ -109,7 +110,7 @@ def main() -> None:
     res = {}
     for label, root in (("old (0.1, 2160269)", a.old), ("new (streaming)", REPO)):
         times, rss = [], []
-        for r in range(a.runs):
+        for r in range(a.runs if root == REPO or a.old_runs is None else a.old_runs):
             out = work / f"{label.split()[0]}{r}"
             w, m = run_child(root, ["stitch", str(small), str(large), "--acts", str(a.store), "--n-tokens",
                                     str(a.tokens), "--out", str(out), "-q"])
