@@ -53,6 +53,18 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
+def lazy_getattr(package: str, exports: dict[str, str]) -> Any:
+    """A module ``__getattr__`` for ``package`` that imports ``package.<exports[name]>`` on first use of ``name``:
+    the one way featgraph's packages keep their public names cheap to import (no torch until used)."""
+
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            return getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         module = _EXPORTS[name]

@@ -13,8 +13,7 @@ tokenize_contexts. They load on first use, so ``featgraph.activations.text`` (st
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from featgraph import lazy_getattr
 
 __all__ = [
     "DEFAULT_MODEL", "ActivationStore", "Document", "activations_in_memory", "collect_activations", "collect_corpus",
@@ -23,9 +22,4 @@ __all__ = [
 ]
 _BATCHES = {"Activations", "ActivationsLike", "StoreRows", "iter_acts", "n_rows"}
 
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        module = "batches" if name in _BATCHES else "collect"
-        return getattr(importlib.import_module(f"featgraph.activations.{module}"), name)
-    raise AttributeError(f"module 'featgraph.activations' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {name: "batches" if name in _BATCHES else "collect" for name in __all__})

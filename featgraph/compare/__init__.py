@@ -10,8 +10,7 @@ decoder_vs_activation. Modules load on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from featgraph import lazy_getattr
 
 _EXPORTS = {
     "Assignment": "assignment", "assign": "assignment", "assign_dense": "assignment",
@@ -20,8 +19,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"featgraph.compare.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'featgraph.compare' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

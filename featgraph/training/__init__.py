@@ -12,8 +12,7 @@ evaluate_sae, evaluate_ladder, metrics_markdown, sae_health. They load on first 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from featgraph import lazy_getattr
 
 _EXPORTS = {
     "TrainConfig": "trainer", "initial_decoder": "trainer", "init_seed": "trainer",
@@ -25,8 +24,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"featgraph.training.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'featgraph.training' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
