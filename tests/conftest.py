@@ -62,6 +62,15 @@ def run_main(*args) -> tuple[int, str, str]:
         return code, out.getvalue().decode(), err.getvalue().decode()
 
 
+def invoke(*args):
+    """:func:`run_main` with the result as attributes (``exit_code``, ``stdout``, ``stderr``, ``output`` = both),
+    for tests that read a command's output line by line."""
+    from types import SimpleNamespace
+
+    code, out, err = run_main(*args)
+    return SimpleNamespace(exit_code=code, stdout=out, stderr=err, output=out + err)
+
+
 def tiny_bridge(n_layers: int):
     """A tiny random transformer-lens bridge (no download): d_model 16, 4 heads, vocab 50, seeded."""
     from transformer_lens.config import TransformerBridgeConfig

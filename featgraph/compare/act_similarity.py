@@ -10,7 +10,7 @@ token where its activation is nonzero. Per pair (i of A, j of B) the metrics (as
   fires: ``P_ij / sqrt(Q_i Q_j)``. Why only per-feature sums are needed: the sum of ``f_i^2`` over the union of
   the two supports equals ``Q_i`` (``f_i`` is 0 wherever i does not fire, so the tokens where only j fires add
   nothing), and likewise for ``f_j`` and for ``f_i f_j``. So the masked cos is the plain cos of the two activation
-  columns; tests/test_act_similarity.py checks it against the cos computed on the masked tokens.
+  columns; tests/compare/test_act_similarity.py checks it against the cos computed on the masked tokens.
 
 with ``n_i`` (tokens where i fires), ``S_i`` (sum of ``f_i``), ``Q_i`` (sum of ``f_i^2``) per feature, and per pair
 ``C_ij`` (tokens where both fire) and ``P_ij`` (sum of ``f_i f_j``). ``C`` and ``P`` are zero for every pair that

@@ -53,7 +53,7 @@ from featgraph.io.files import featgraph_temp_name, is_stale_temp, parse_temp_na
 log = logging.getLogger(__name__)
 
 
-# Fault injection for the kill tests (tests/test_faults.py): with FEATGRAPH_FAULT_AT=<point> a run stops at that
+# Fault injection for the kill tests (tests/io/test_faults.py): with FEATGRAPH_FAULT_AT=<point> a run stops at that
 # named moment of writing, creates the file FEATGRAPH_FAULT_MARKER and waits to be killed, so that a SIGKILL lands
 # exactly there instead of wherever a timer happens to fall. Unset (always, outside those tests) it costs one
 # environment lookup per point.

@@ -41,7 +41,7 @@ The bound needs fp32 accumulation, which :func:`featgraph.matching.blocked.exact
 the call (``float32_matmul_precision("highest")`` so CPU fp32 GEMMs do not go through bf16; on CUDA, TF32 and
 bf16 reduced-precision reductions off). AMX/AVX512-BF16 kernels add pairs of exact bf16 products into fp32
 accumulators, which is fewer roundings than the bound counts; their flushing of denormals changes a product by
-less than 2^-126, covered by the slack of :func:`rounding_margin`. tests/test_matching.py checks the bound
+less than 2^-126, covered by the slack of :func:`rounding_margin`. tests/matching/test_matching.py checks the bound
 against observed errors and checks every path against the brute force with pairs planted at tau +- 1e-6 (and
 +- 3e-8, below fp32's own rounding error), both as a row's max and as a second-best match.
 """

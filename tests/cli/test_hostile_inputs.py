@@ -28,9 +28,8 @@ from safetensors.numpy import load_file, save_file
 
 from featgraph.activations.store import ActivationStore
 from featgraph.synthetic import planted_ladder
-
-from .conftest import run_main, tiny_sae
-from .hostile import assert_refused, tree_digest
+from tests.conftest import run_main, tiny_sae
+from tests.hostile import assert_refused, tree_digest
 
 D_IN = 8
 HOOK = "blocks.0.hook_resid_pre"

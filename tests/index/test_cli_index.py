@@ -1,4 +1,4 @@
-"""``featgraph index`` through click's CliRunner and the console entry point, on real SAE folders."""
+"""``featgraph index`` through the console entry point (tests.conftest.invoke), on real SAE folders."""
 
 from __future__ import annotations
 
@@ -6,18 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from featgraph.cli.main import cli, main
+from featgraph.cli.main import main
 
 from featgraph.index import load_ladder_index
 from featgraph.ladder import load_ladder
 from featgraph.synthetic import planted_ladder
-
-from .conftest import write_ladder
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+from tests.conftest import invoke, write_ladder
 
 
 def test_index_writes_one_folder_per_sae_manifest_and_config(tmp_path):

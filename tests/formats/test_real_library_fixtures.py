@@ -24,11 +24,10 @@ from featgraph import formats
 from featgraph.errors import UnsupportedError
 from featgraph.formats import load_decoder, load_sae
 from featgraph.sae import Sae
+from tests.conftest import tiny_sae
+from tests.hostile import assert_refused
 
-from .conftest import tiny_sae
-from .hostile import assert_refused
-
-ROOT = Path(__file__).parent / "fixtures" / "real_libs"
+ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "real_libs"
 FORWARD = sorted(p.name for p in ROOT.iterdir() if (p / "library.json").is_file())
 REVERSE = sorted(p.name for p in (ROOT / "reverse").iterdir() if (p / "library.json").is_file())
 # fixtures featgraph must refuse to encode with, and the flag the one-line message must name
@@ -272,7 +271,7 @@ def test_flags_featgraph_cannot_run_are_refused_where_encode_is_needed(tmp_path,
 def test_families_matches_a_refused_file_by_its_decoder(tmp_path):
     """Matching needs decoder directions only, which are right for every library file: families runs on the
     files whose encode featgraph refuses, and finds the planted copies."""
-    from .conftest import run_main
+    from tests.conftest import run_main
 
     src = _copy(tmp_path, "saelens-layer_norm")
     W = load_decoder(src)[1]

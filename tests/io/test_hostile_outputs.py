@@ -24,9 +24,8 @@ from featgraph.activations.store import ActivationStore
 from featgraph.errors import ConfigError
 from featgraph.io.output import MANIFEST_FILE, check_output, open_output, remove_stale
 from featgraph.synthetic import planted_ladder
-
-from .conftest import run_main, write_ladder
-from .hostile import assert_refused, tree_digest
+from tests.conftest import run_main, write_ladder
+from tests.hostile import assert_refused, tree_digest
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""``featgraph families`` through click's CliRunner on real SAE folders (featgraph format)."""
+"""``featgraph families`` through the console entry point (tests.conftest.invoke) on real SAE folders."""
 
 from __future__ import annotations
 
@@ -6,18 +6,11 @@ import json
 
 import polars as pl
 from click.testing import CliRunner
-from featgraph.cli.main import cli
 
 from featgraph.graphml import read_graphml
 from featgraph.synthetic import planted_ladder
-
-from .conftest import write_ladder
-from .test_graph import brute_pair, union_find_families
-
-
-def invoke(*args: str):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    return result
+from tests.conftest import invoke, write_ladder
+from tests.oracles import brute_pair, union_find_families
 
 
 def test_families_on_a_folder_of_saes_writes_everything_and_prints_the_counts(tmp_path):
@@ -124,18 +117,15 @@ def test_readme_quick_start_finds_the_planted_novel_features(tmp_path, monkeypat
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
-        "make_synthetic_ladder", Path(__file__).resolve().parents[1] / "examples" / "make_synthetic_ladder.py"
+        "make_synthetic_ladder", Path(__file__).resolve().parents[2] / "examples" / "make_synthetic_ladder.py"
     )
     make = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make)
     monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    made = runner.invoke(make.main, ["--out", "ladders/synthetic"], catch_exceptions=False)
+    made = CliRunner().invoke(make.main, ["--out", "ladders/synthetic"], catch_exceptions=False)
     assert made.exit_code == 0, made.output
     for _ in range(2):  # the second run replaces the first run's output
-        result = runner.invoke(
-            cli, ["families", "ladders/synthetic", "--out", "out/families", "--plots"], catch_exceptions=False
-        )
+        result = invoke("families", "ladders/synthetic", "--out", "out/families", "--plots")
         assert result.exit_code == 0, result.output
     planted = json.loads(Path("ladders/synthetic/planted.json").read_text())
     summary = json.loads(Path("out/families/summary.json").read_text())

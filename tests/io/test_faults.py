@@ -26,8 +26,7 @@ from featgraph.activations.store import ActivationStore
 from featgraph.io.files import parse_temp_name
 from featgraph.io.output import FAULT_POINTS
 from featgraph.synthetic import planted_ladder
-
-from .conftest import run_main, write_ladder
+from tests.conftest import run_main, write_ladder
 
 
 @pytest.fixture

@@ -21,8 +21,7 @@ from featgraph.errors import (
 )
 from featgraph.formats import detect_format, load_decoder, load_sae
 from featgraph.ladder import load_ladder
-
-from .conftest import tiny_sae
+from tests.conftest import tiny_sae
 
 F_, D_ = 12, 8  # non-square, so that a missed transpose is a shape error rather than a silent one
 SAVERS = {

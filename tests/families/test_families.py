@@ -18,8 +18,7 @@ from featgraph.graphml import read_graphml
 from featgraph.ladder import Ladder, LadderEntry
 from featgraph.synthetic import planted_ladder
 from featgraph.tables import EDGES_SCHEMA, FAMILIES_SCHEMA, FEATURES_SCHEMA, read_table
-
-from .test_graph import brute_pair, union_find_families
+from tests.oracles import brute_pair, union_find_families
 
 TAU = 0.7
 
@@ -238,7 +237,7 @@ def test_quickstart_example_runs(tmp_path, monkeypatch, capsys):
     import sys
     import tempfile
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "families_quickstart.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "families_quickstart.py"
     spec = importlib.util.spec_from_file_location("families_quickstart", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)

@@ -27,12 +27,11 @@ from featgraph.errors import ConfigError, SaeFormatError
 from featgraph.formats import load_decoder, save_gemmascope, save_saelens, save_sparsify
 from featgraph.graphml import read_graphml
 from featgraph.synthetic import planted_ladder
+from tests.conftest import run_main, tiny_sae
+from tests.hostile import assert_refused, tree_digest
 
-from .conftest import run_main, tiny_sae
-from .hostile import assert_refused, tree_digest
-
-FIXTURE_YAML = Path(__file__).parent / "fixtures" / "saelens_pretrained_saes_small.yaml"
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_release_registry.py"
+FIXTURE_YAML = Path(__file__).resolve().parents[1] / "fixtures" / "saelens_pretrained_saes_small.yaml"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_release_registry.py"
 FS_REPO = "featgraph-test/tiny-res-fs"
 SCOPE_REPO = "featgraph-test/tiny-scope-res"
 COMMIT_MAIN = hashlib.sha1(b"main").hexdigest()

@@ -4,8 +4,7 @@ import torch
 
 from featgraph.errors import BadWeightsError, ConfigError, SaeFormatError, ShapeMismatchError
 from featgraph.sae import Sae, SaeConfig
-
-from .conftest import tiny_sae
+from tests.conftest import tiny_sae
 
 
 @pytest.mark.parametrize("arch,k", [("relu", None), ("jumprelu", None), ("topk", 4)])

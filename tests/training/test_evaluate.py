@@ -185,7 +185,7 @@ def test_cli_eval_writes_table_and_config(bridge, tokens, tmp_path, monkeypatch)
     import json
 
     import featgraph.activations as acts_mod
-    from tests.test_train import run_main
+    from tests.conftest import run_main
 
     # the CLI's model and text come from these two functions: point them at the tiny bridge
     monkeypatch.setattr(acts_mod, "load_model", lambda name=None: bridge)
@@ -222,7 +222,7 @@ def test_cli_eval_writes_table_and_config(bridge, tokens, tmp_path, monkeypatch)
 
 
 def test_cli_eval_mixed_hooks_is_one_line(tmp_path):
-    from tests.test_train import run_main
+    from tests.conftest import run_main
 
     for i, hook in enumerate(("blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre")):
         sae = tiny_sae(8, 16, seed=i)

@@ -1,4 +1,4 @@
-"""featgraph.io.readers and the SAE-identity checks, from Python (the CLI side is tests/test_hostile_inputs.py).
+"""featgraph.io.readers and the SAE-identity checks, from Python (the CLI side is tests/cli/test_hostile_inputs.py).
 
 Valid files must still read exactly as the libraries read them (the guards refuse only what is broken), and each
 guard is shown to fire on the smallest input that should trip it.
@@ -20,8 +20,7 @@ from featgraph.errors import ConfigError, SaeFormatError, ShapeMismatchError
 from featgraph.formats import load_decoder
 from featgraph.io import arrays, readers
 from featgraph.ladder import check_distinct_saes, load_ladder, load_saes, load_stitch_pair
-
-from .conftest import tiny_sae
+from tests.conftest import tiny_sae
 
 
 # -- JSON ----------------------------------------------------------------------------------------------------------

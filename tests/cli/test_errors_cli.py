@@ -15,8 +15,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from featgraph.synthetic import planted_ladder
-
-from .conftest import run_main, write_ladder
+from tests.conftest import run_main, write_ladder
 
 
 @pytest.fixture

@@ -21,9 +21,8 @@ from featgraph.training.health import (
     sae_health,
     undertrained_reasons,
 )
-
-from .conftest import tiny_sae
-from .test_train import planted, store_of
+from tests.builders import planted, store_of
+from tests.conftest import tiny_sae
 
 
 @pytest.fixture(autouse=True, scope="module")
