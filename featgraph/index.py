@@ -12,7 +12,6 @@ is always the CPU form so it loads anywhere.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -24,7 +23,7 @@ import numpy as np
 
 from featgraph.errors import ConfigError, SaeFormatError, ShapeMismatchError, StaleIndexError
 from featgraph.io.arrays import check_flat_ip_file, read_npy
-from featgraph.io.files import read_json, write_json
+from featgraph.io.files import read_json, write_json, write_json_into
 from featgraph.io.output import atomic_dir, check_output, open_output
 from featgraph.ladder import Ladder, LadderEntry
 from featgraph.matching import normalize_rows
@@ -156,7 +155,7 @@ class SimilarityIndex:
         with atomic_dir(folder, command="index-sae") as tmp:
             faiss.write_index(self._cpu_index, str(tmp / INDEX_FILE))
             np.save(tmp / NORMS_FILE, self.norms, allow_pickle=False)
-            (tmp / META_FILE).write_text(json.dumps(self.meta(), indent=2, sort_keys=True) + "\n")
+            write_json_into(tmp / META_FILE, self.meta())
         return folder
 
     @classmethod

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import save_file
 
 from featgraph.errors import BadWeightsError, ConfigError, SaeFormatError, ShapeMismatchError
-from featgraph.io.files import read_json
+from featgraph.io.files import read_json, write_json_into
 from featgraph.io.output import atomic_dir
 
 ARCHITECTURES = ("relu", "jumprelu", "topk")
@@ -195,7 +195,7 @@ class Sae(torch.nn.Module):
         tensors = {k: v.to("cpu", dtype or v.dtype).contiguous() for k, v in self.tensors().items()}
         with atomic_dir(folder) as tmp:
             save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-            (tmp / CFG_NAME).write_text(json.dumps(self.cfg.to_json(), indent=2, sort_keys=True) + "\n")
+            write_json_into(tmp / CFG_NAME, self.cfg.to_json())
         return folder
 
     @classmethod

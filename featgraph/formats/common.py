@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from featgraph.errors import BadWeightsError, SaeFormatError, ShapeMismatchError
-from featgraph.io.files import read_json  # noqa: F401  (the format readers import it from here)
+from featgraph.io.files import read_json, write_json_into  # noqa: F401  (the format modules import them from here)
 
 log = logging.getLogger("featgraph.formats")
 
@@ -182,12 +182,6 @@ def _require_file(path: Path) -> None:
     from featgraph.io.readers import require_file
 
     require_file(path)
-
-
-def write_json_into(path: Path, obj: dict[str, Any]) -> None:
-    """Stable, sorted JSON; for files inside a folder that :func:`featgraph.io.files.atomic_dir` renames into
-    place."""
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 # -- cfg values: every format reader checks the type of each value it uses ------------------------------------

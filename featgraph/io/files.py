@@ -128,7 +128,19 @@ def read_json(path: str | os.PathLike[str], *, required: bool = True) -> dict[st
     return checked(path, required=required)
 
 
+def json_text(obj: Any) -> str:
+    """The one JSON serialisation featgraph writes: sorted keys, indent 2, trailing newline (byte-identical across
+    runs); values JSON lacks (paths) as their ``str``."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+
+
 def write_json(target: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as stable, sorted, indented JSON (byte-identical across runs)."""
-    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+    """Write ``obj`` as :func:`json_text` atomically (a temporary renamed into place)."""
+    text = json_text(obj)
     return atomic_write(target, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_json_into(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write :func:`json_text` straight to ``path``: for files inside a folder that is itself renamed into place
+    whole (``featgraph.io.output.atomic_dir`` / ``open_output``), where a second rename would be wasted."""
+    Path(path).write_text(json_text(obj), encoding="utf-8")

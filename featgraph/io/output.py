@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import re
@@ -48,7 +47,7 @@ from featgraph.io.checks import (  # noqa: F401  (the checks are imported from h
     check_replaceable,
     read_manifest,
 )
-from featgraph.io.files import featgraph_temp_name, is_stale_temp, parse_temp_name, public_mode
+from featgraph.io.files import featgraph_temp_name, is_stale_temp, parse_temp_name, public_mode, write_json_into
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +134,7 @@ def write_manifest(folder: Path, command: str, extra: dict[str, Any] | None = No
     from featgraph import __version__
 
     obj = {"command": command, "featgraph_version": __version__, "files": _list_files(folder), **(extra or {})}
-    (folder / MANIFEST_FILE).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json_into(folder / MANIFEST_FILE, obj)
 
 
 _held: set[str] = set()  # folders this process holds flocked: a second flock on them here would deadlock
