@@ -55,7 +55,8 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     from featgraph.formats import load_sae
     from featgraph.io.files import write_json
     from featgraph.io.output import check_output, open_output
-    from featgraph.ladder import check_loaded_saes, expand_sae_paths
+    from featgraph.ladder import check_loaded_saes, default_names, expand_sae_paths
+    from featgraph.tables import write_parquet
     from featgraph.training.evaluate import evaluate_ladder, metrics_markdown
 
     inputs = cfg.inputs()
@@ -74,7 +75,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     acts = activations_in_memory(model, tokens, hook, batch_size=cfg.batch_size, progress=cfg.progress)
     table = evaluate_ladder(
         loaded, acts=acts, model=model if cfg.ce else None, tokens=tokens if cfg.ce else None, hook_name=hook,
-        names=[p.stem if p.is_file() else p.name for p in paths], model_batch_size=cfg.batch_size,
+        names=default_names(paths), model_batch_size=cfg.batch_size,
         progress=cfg.progress,
     )
     note = (
@@ -83,7 +84,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     )
     md = metrics_markdown(table, note=note)
     with open_output(cfg.out, command="eval", inputs=inputs) as out_dir:
-        table.write_parquet(out_dir / "metrics.parquet")
+        write_parquet(table, out_dir / "metrics.parquet")  # the one Parquet writer (fixed settings)
         (out_dir / "metrics.md").write_text(md, encoding="utf-8")
         write_json(out_dir / "config.json", {
             "saes": [str(p) for p in paths],
