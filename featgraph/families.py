@@ -31,6 +31,7 @@ from featgraph.graph import Family, families_from_edges, kind_counts, ladder_gra
 from featgraph.graphml import write_graphml
 from featgraph.io.files import write_json
 from featgraph.ladder import Ladder, load_ladder
+from featgraph.matching.core import is_novel  # the one definition of "novel"
 from featgraph.tables import edges_table, families_table, features_table, write_parquet
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,8 @@ def _summary(
         small, large = ladder[k], ladder[k + 1]
         defined = np.asarray(norms[k + 1]) != 0
         max_cos = np.asarray(m.max_cos, dtype=np.float64)
-        n_novel = int(np.sum((max_cos <= tau) & defined))
+        novel = is_novel(max_cos, tau)
+        n_novel = int(np.sum(novel & defined))
         pairs.append(
             {
                 "small": small.name,
@@ -236,7 +238,7 @@ def _summary(
                 "large_width": large.width,
                 "features": large.width,
                 "novel": n_novel,
-                "reconstruction": int(np.sum((max_cos > tau) & defined)),
+                "reconstruction": int(np.sum(~novel & defined)),
                 "zero_norm": int(np.sum(~defined)),
                 "novel_share": round(n_novel / max(int(defined.sum()), 1), 6),
                 "edges": int(len(m.edge_cos)),

@@ -65,6 +65,8 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.csgraph
 
+from featgraph.matching.core import is_novel  # the one definition of "novel"
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -183,7 +185,7 @@ def pair_graph(
             "parent": int(match.argmax[j]),
         }
         if tau is not None:
-            attrs["novel"] = bool(match.max_cos[j] <= tau)
+            attrs["novel"] = bool(is_novel(match.max_cos[j], tau))
         g.add_node(node_id(large_name, j), **attrs)
     g.add_edges_from(
         (node_id(small_name, int(s)), node_id(large_name, int(l_)), {"cos": float(c)})

@@ -80,7 +80,8 @@ class Ladder:
         if len(d_ins) > 1:
             desc = ", ".join(f"{e.path} has d_in={e.d_in}" for e in self.entries)
             raise ShapeMismatchError(f"the ladder's SAEs must share d_in: {desc}")
-        self.entries = sorted(self.entries, key=lambda e: (e.width, e.name))
+        self.entries = [self.entries[i] for i in width_order([e.width for e in self.entries],
+                                                             [e.name for e in self.entries])]
         for i, a in enumerate(self.entries):
             for b in self.entries[i + 1:]:
                 if b.width != a.width:

@@ -57,7 +57,9 @@ def max_cos_histogram(
     n_zero = int(rows["zero_norm"].sum())
     lo = min(0.0, float(vals.min())) if vals.size else 0.0
     edges = np.linspace(lo, 1.0, bins + 1)
-    novel = vals <= tau
+    from featgraph.matching.core import is_novel  # the one definition of "novel"
+
+    novel = is_novel(vals, tau)
     share = novel.mean() if vals.size else float("nan")
     ax.hist(
         vals[novel],

@@ -23,6 +23,7 @@ import polars as pl
 
 from featgraph.graph import Family, family_of_features, ladder_tree_ids
 from featgraph.io.files import atomic_path
+from featgraph.matching.core import is_novel
 
 FEATURES_SCHEMA = pl.Schema(
     {
@@ -98,7 +99,7 @@ def features_table(
             defined = ~zero
             max_cos = _masked(np.asarray(m.max_cos, dtype=np.float64), defined)
             parent = _masked(np.asarray(m.argmax, dtype=np.int64), defined)
-            novel = _masked(np.asarray(m.max_cos) <= tau, defined)
+            novel = _masked(is_novel(m.max_cos, tau), defined)
             fam = family_of_features(families[k - 1], n, "large")
             family = _masked(fam, fam >= 0)
         if k < len(matches):

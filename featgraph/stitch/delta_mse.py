@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from featgraph.errors import ConfigError, ShapeMismatchError
+from featgraph.matching.core import is_novel  # the one definition of "novel"
 from featgraph.sae import Sae
 from featgraph.stitch.batches import ActivationsLike, as_dtype, encode_columns, iter_acts, n_rows
 from featgraph.stitch.hybrid import check_stitchable
@@ -295,7 +296,7 @@ def two_by_two(max_cos: np.ndarray, dmse: np.ndarray, tau: float = 0.7) -> dict[
     max_cos, dmse = np.asarray(max_cos), np.asarray(dmse)
     if max_cos.shape != dmse.shape:
         raise ShapeMismatchError(f"max_cos has shape {list(max_cos.shape)} but dmse {list(dmse.shape)}")
-    novel = max_cos <= tau
+    novel = is_novel(max_cos, tau)
     out = {}
     for name, m in (("novel", novel), ("reconstruction", ~novel)):
         out[name] = {

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from featgraph.matching.core import is_novel  # the one definition of "novel"
+
 if TYPE_CHECKING:
     import polars as pl
     from matplotlib.axes import Axes
@@ -42,7 +44,7 @@ def dmse_vs_max_cos(
     fig, ax = _axes(ax)
     max_cos, dmse = np.asarray(max_cos), np.asarray(dmse)
     y = dmse / mse_base if mse_base else dmse
-    novel = max_cos <= tau
+    novel = is_novel(max_cos, tau)
     ax.scatter(max_cos[novel], y[novel], s=6, alpha=0.6, color=NOVEL_COLOR, label=f"novel (max cos <= {tau:g})")
     ax.scatter(
         max_cos[~novel],
