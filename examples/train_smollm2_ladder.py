@@ -142,6 +142,7 @@ def main() -> None:
         return
 
     from featgraph.io.files import atomic_write, write_json
+    from featgraph.tables import write_parquet
     from featgraph.training import TrainConfig, train_ladder
     from featgraph.training.evaluate import evaluate_ladder, metrics_markdown
 
@@ -165,7 +166,7 @@ def main() -> None:
     ce_tokens = held_store.tokens()[: args.ce_contexts]
     table = evaluate_ladder(folders + ([control] if control else []), acts=held_store, model=model,
                             tokens=ce_tokens, hook_name=HOOK, progress=not args.quiet)
-    atomic_write(args.out / "metrics.parquet", lambda path: table.write_parquet(path))
+    write_parquet(table, args.out / "metrics.parquet")  # the one Parquet writer (atomic, fixed settings)
     md = metrics_markdown(table, note=f"held-out: {held_store.n_tokens} tokens for reconstruction and health, "
                                       f"{ce_tokens.numel()} tokens ({len(ce_tokens)} contexts) for CE")
     md += "\n" + pair_stats(folders, control)

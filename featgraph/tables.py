@@ -1,4 +1,6 @@
-"""Polars tables of a families run (explicit schemas) and their byte-stable Parquet writer.
+"""Every Parquet table schema of the package and the one byte-stable Parquet writer.
+
+The families run's tables (built here):
 
 - features: one row per feature of every SAE, in ladder order then feature order (:data:`FEATURES_SCHEMA`);
 - edges: every adjacent-pair edge with cos > tau, sorted by pair, then large feature, then small feature;
@@ -9,6 +11,9 @@ Null means "not defined": the smallest SAE has no ``max_cos``/``parent``/``novel
 ``family`` is the feature's family in the pair with the next-smaller SAE, ``child_family`` in the pair with
 the next-larger one, ``tree`` its splitting tree across the whole ladder
 (:func:`featgraph.graph.ladder_tree_ids`); each is null when the feature has no edge there.
+
+The other commands build their own tables against the schemas kept here: stitch's dmse, swaps (its own name,
+not a ``families.parquet``), interpolation and points, frankenstein's origin and eval's metrics.
 """
 
 from __future__ import annotations
@@ -64,6 +69,90 @@ FAMILIES_SCHEMA = pl.Schema(
         "n_large": pl.Int64,
         "n_edges": pl.Int64,
     }
+)
+
+
+# -- the other commands' tables (stitch, frankenstein, eval): every Parquet schema of the package lives here ---
+# stitch dmse.parquet: one row per feature of the large SAE
+DMSE_SCHEMA = {
+    "large_feature": pl.Int64,
+    "max_cos": pl.Float64,
+    "argmax_small": pl.Int64,
+    "category": pl.Utf8,
+    "family": pl.Int64,
+    "dmse": pl.Float64,
+    "dmse_relative": pl.Float64,
+    "dl0": pl.Float64,
+    "active_frac": pl.Float64,
+    "small_mse_active": pl.Float64,
+    "small_mse_inactive": pl.Float64,
+    "large_mse_active": pl.Float64,
+    "large_mse_inactive": pl.Float64,
+}
+# stitch swaps.parquet: one row per swap family (its own name: not the families run's families.parquet)
+SWAP_SCHEMA = {
+    "family": pl.Int64,
+    "kind": pl.Utf8,
+    "n_small": pl.Int64,
+    "n_large": pl.Int64,
+    "max_cos": pl.Float64,
+    "swap_rank": pl.Int64,
+    "dmse": pl.Float64,
+    "dmse_relative": pl.Float64,
+    "dl0": pl.Float64,
+}
+# stitch interpolation.parquet: one row per step of the interpolation path
+PATH_SCHEMA = {
+    "step": pl.Int64,
+    "action": pl.Utf8,
+    "family": pl.Int64,
+    "family_kind": pl.Utf8,
+    "family_max_cos": pl.Float64,
+    "n_removed": pl.Int64,
+    "n_added": pl.Int64,
+    "n_features": pl.Int64,
+    "l0": pl.Float64,
+    "mse": pl.Float64,
+    "explained_variance": pl.Float64,
+    "ce_recovered": pl.Float64,
+}
+# frankenstein origin.parquet: one row per feature of the final SAE
+ORIGIN_SCHEMA = {
+    "feature": pl.Int64,
+    "source": pl.Utf8,
+    "source_feature": pl.Int64,
+    "stage": pl.Int64,
+    "max_cos_at_add": pl.Float64,
+}
+# stitch/frankenstein/report points: one row per evaluated SAE
+POINT_COLUMNS = ("name", "width", "l0", "mse", "explained_variance", "ce_recovered_zero", "ce_recovered_mean")
+# eval metrics.parquet: one row per SAE, sorted by width then name
+METRICS_COLUMNS = (
+    "name",
+    "hook_name",
+    "width",
+    "architecture",
+    "l0",
+    "mse",
+    "mse_per_dim",
+    "explained_variance",
+    "dead_features",
+    "ce_clean",
+    "ce_sae",
+    "ce_zero",
+    "ce_mean",
+    "ce_recovered_zero",
+    "ce_recovered_mean",
+    "n_tokens",
+    "n_tokens_ce",
+    # training health (featgraph.training.health): shares of features, NaN where not computed or unknown
+    "dead_share",
+    "rare_share",
+    "dense_share",
+    "moved_share",
+    "useless_share",
+    "random_like_share",
+    "undertrained",
 )
 
 

@@ -18,8 +18,8 @@ import torch
 
 from featgraph.sae import Sae
 from featgraph.stitch.batches import ActivationsLike
+from featgraph.tables import POINT_COLUMNS
 
-POINT_COLUMNS = ("name", "width", "l0", "mse", "explained_variance", "ce_recovered_zero", "ce_recovered_mean")
 CE_COLUMNS = ("ce_recovered_zero", "ce_recovered_mean")
 
 

@@ -43,19 +43,12 @@ from featgraph.stitch import figures as plots
 from featgraph.stitch.batches import ActivationsLike
 from featgraph.stitch.evaluator import POINT_COLUMNS
 from featgraph.stitch.hybrid import check_stitchable, hybrid
+from featgraph.tables import ORIGIN_SCHEMA
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
-
-ORIGIN_SCHEMA = {
-    "feature": pl.Int64,
-    "source": pl.Utf8,
-    "source_feature": pl.Int64,
-    "stage": pl.Int64,
-    "max_cos_at_add": pl.Float64,
-}
 
 
 @dataclasses.dataclass

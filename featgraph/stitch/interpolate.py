@@ -36,23 +36,9 @@ from featgraph.matching import PairMatch, is_novel, match_saes
 from featgraph.sae import Sae
 from featgraph.stitch.batches import ActivationsLike, as_dtype, encode_columns, iter_acts, n_rows
 from featgraph.stitch.hybrid import check_stitchable, hybrid
+from featgraph.tables import PATH_SCHEMA
 
 log = logging.getLogger(__name__)
-
-PATH_SCHEMA = {
-    "step": pl.Int64,
-    "action": pl.Utf8,
-    "family": pl.Int64,
-    "family_kind": pl.Utf8,
-    "family_max_cos": pl.Float64,
-    "n_removed": pl.Int64,
-    "n_added": pl.Int64,
-    "n_features": pl.Int64,
-    "l0": pl.Float64,
-    "mse": pl.Float64,
-    "explained_variance": pl.Float64,
-    "ce_recovered": pl.Float64,
-}
 
 
 def novel_features(match: PairMatch, tau: float) -> np.ndarray:

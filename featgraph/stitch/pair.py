@@ -28,8 +28,10 @@ from featgraph.stitch import figures as plots
 from featgraph.stitch.batches import ActivationsLike
 from featgraph.stitch.delta_mse import two_by_two
 from featgraph.stitch.evaluator import Evaluator, points_table
-from featgraph.stitch.interpolate import PATH_SCHEMA, default_ce_steps, path_sae, plan_interpolation
+from featgraph.stitch.interpolate import default_ce_steps, path_sae, plan_interpolation
 from featgraph.stitch.stream import stream_pair
+from featgraph.tables import DMSE_SCHEMA as FEATURE_SCHEMA
+from featgraph.tables import PATH_SCHEMA, SWAP_SCHEMA
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -37,33 +39,6 @@ if TYPE_CHECKING:
 DMSE_FILE, SWAPS_FILE, PATH_FILE = "dmse.parquet", "swaps.parquet", "interpolation.parquet"
 POINTS_FILE, CUMULATIVE_FILE, SUMMARY_FILE = "points.parquet", "cumulative_mse.parquet", "summary.json"
 FIGURES = ("two_by_two", "dmse_vs_max_cos", "cumulative_mse", "active_inactive", "interpolation")
-
-FEATURE_SCHEMA = {
-    "large_feature": pl.Int64,
-    "max_cos": pl.Float64,
-    "argmax_small": pl.Int64,
-    "category": pl.Utf8,
-    "family": pl.Int64,
-    "dmse": pl.Float64,
-    "dmse_relative": pl.Float64,
-    "dl0": pl.Float64,
-    "active_frac": pl.Float64,
-    "small_mse_active": pl.Float64,
-    "small_mse_inactive": pl.Float64,
-    "large_mse_active": pl.Float64,
-    "large_mse_inactive": pl.Float64,
-}
-SWAP_SCHEMA = {
-    "family": pl.Int64,
-    "kind": pl.Utf8,
-    "n_small": pl.Int64,
-    "n_large": pl.Int64,
-    "max_cos": pl.Float64,
-    "swap_rank": pl.Int64,
-    "dmse": pl.Float64,
-    "dmse_relative": pl.Float64,
-    "dl0": pl.Float64,
-}
 
 
 @dataclasses.dataclass

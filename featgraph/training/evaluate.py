@@ -24,36 +24,10 @@ from tqdm.auto import tqdm
 
 from featgraph.errors import ConfigError, ShapeMismatchError
 from featgraph.sae import Sae
+from featgraph.tables import METRICS_COLUMNS as TABLE_COLUMNS  # the eval table's schema lives in tables
 
 log = logging.getLogger(__name__)
 
-TABLE_COLUMNS = (
-    "name",
-    "hook_name",
-    "width",
-    "architecture",
-    "l0",
-    "mse",
-    "mse_per_dim",
-    "explained_variance",
-    "dead_features",
-    "ce_clean",
-    "ce_sae",
-    "ce_zero",
-    "ce_mean",
-    "ce_recovered_zero",
-    "ce_recovered_mean",
-    "n_tokens",
-    "n_tokens_ce",
-    # training health (featgraph.training.health): shares of features, NaN where not computed or unknown
-    "dead_share",
-    "rare_share",
-    "dense_share",
-    "moved_share",
-    "useless_share",
-    "random_like_share",
-    "undertrained",
-)
 HEALTH_COLUMNS = ("dead_share", "rare_share", "dense_share", "moved_share", "useless_share")
 
 
