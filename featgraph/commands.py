@@ -105,12 +105,17 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
 
 
 def run_collect(cfg: CollectConfig) -> Any:
-    """Collect ``cfg.n_tokens`` activations at ``cfg.hook`` into the store ``cfg.out`` (a killed run resumes)."""
+    """Collect ``cfg.n_tokens`` activations at ``cfg.hook`` into the store ``cfg.out`` (a killed run resumes), then
+    write the resolved config beside it as ``config.json`` (atomically; a resumed run rewrites it)."""
     from featgraph.activations import collect_corpus
+    from featgraph.io.files import write_json
 
-    return collect_corpus(cfg.out, model_name_or_path=cfg.model, text_paths=cfg.text, hook_name=cfg.hook,
-                          split=cfg.split, n_tokens=cfg.n_tokens, context_size=cfg.context_size, seed=cfg.seed,
-                          progress=cfg.progress)
+    store = collect_corpus(cfg.out, model_name_or_path=cfg.model, text_paths=cfg.text, hook_name=cfg.hook,
+                           split=cfg.split, n_tokens=cfg.n_tokens, context_size=cfg.context_size, seed=cfg.seed,
+                           progress=cfg.progress)
+    # written only once the store is complete: the store is written in place, so no folder rename carries it
+    write_json(Path(cfg.out) / "config.json", cfg.to_json())
+    return store
 
 
 def run_train(cfg: TrainRunConfig) -> list[Path]:

@@ -240,7 +240,9 @@ def atomic_dir(target: PathLike, *, command: str = "sae") -> Iterator[Path]:
 
 
 # -- activation stores (written in place, resumable) ---------------------------------------------------------------
-_STORE_FILE = re.compile(r"^(meta\.json|tokens\.npy|acts_[0-9]{5}\.npy)$")
+# a store's own files, and the config.json that `featgraph collect` writes beside them (house rule: every output
+# folder holds its resolved config)
+_STORE_FILE = re.compile(r"^(meta\.json|config\.json|tokens\.npy|acts_[0-9]{5}\.npy)$")
 
 
 def check_store_output(
@@ -248,8 +250,8 @@ def check_store_output(
 ) -> Path:
     """Checks for an activation store that a run creates or resumes in place (``featgraph collect``, and
     ``train``'s store): never overlapping an input, a folder holding nothing but a store's own files
-    (``meta.json``, ``tokens.npy``, ``acts_NNNNN.npy``, featgraph temporaries), and writable. Removes stale
-    temporaries inside it (a killed run's half-written shard). Returns the resolved path."""
+    (``meta.json``, ``tokens.npy``, ``acts_NNNNN.npy``, collect's ``config.json``, featgraph temporaries), and
+    writable. Removes stale temporaries inside it (a killed run's half-written shard). Returns the resolved path."""
     real = Path(check_no_overlap(store_dir, inputs, out_label=label))
     if os.path.lexists(real):
         if not real.is_dir():
