@@ -8,8 +8,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 
 from featgraph.graph import families_from_edges
+from featgraph.stitch.delta_mse import as_dtype
 from featgraph.tables import edges_table, features_table
 
 # -- oracle --------------------------------------------------------------------------------------------------
@@ -71,3 +73,11 @@ def oracle_tables(decoders, names, tau):
         features_table(names, norms, matches, fams, tau=tau),
         edges_table(names, matches, fams),
     )
+
+
+def exact_mse_l0(sae, x):
+    """Reference for the one-pass stitch analyses: (MSE, L0) of a float64 forward of a built SAE on ``x``."""
+    s = as_dtype(sae, torch.float64)
+    with torch.no_grad():
+        out = s(x.double())
+        return float(((out.x_hat - x.double()) ** 2).sum(-1).mean()), float((out.acts != 0).sum(-1).double().mean())

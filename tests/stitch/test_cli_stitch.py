@@ -17,8 +17,7 @@ from featgraph.activations.store import ActivationStore
 from featgraph.formats import load_sae
 from featgraph.sae import Sae
 from featgraph.synthetic import planted_ladder
-
-from .test_hybrid import projection_sae
+from tests.builders import projection_sae
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import torch
 from featgraph.errors import ConfigError
 from featgraph.stitch.delta_mse import (
     active_inactive_mse,
-    as_dtype,
     cumulative_add_mse,
     delta_mse_add,
     delta_mse_swap,
@@ -17,16 +16,8 @@ from featgraph.stitch.delta_mse import (
     two_by_two,
 )
 from featgraph.stitch.hybrid import add_features, swap_family
-
-from .test_hybrid import stitch_pair
-
-
-def exact_mse_l0(sae, x):
-    """Reference: float64 forward of a built SAE."""
-    s = as_dtype(sae, torch.float64)
-    with torch.no_grad():
-        out = s(x.double())
-        return float(((out.x_hat - x.double()) ** 2).sum(-1).mean()), float((out.acts != 0).sum(-1).double().mean())
+from tests.builders import stitch_pair
+from tests.oracles import exact_mse_l0
 
 
 def planted_families(truth, n_small):

@@ -9,9 +9,9 @@ import torch
 from featgraph.errors import ConfigError, UnsupportedError
 from featgraph.stitch.frankenstein import assemble, retrain_decoder
 from featgraph.synthetic import planted_ladder
+from tests.builders import projection_sae
 
 from ..conftest import tiny_sae
-from .test_hybrid import projection_sae
 
 
 def ladder_and_acts(n_tokens: int = 3000, seed: int = 3):

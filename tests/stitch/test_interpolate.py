@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from featgraph.stitch.interpolate import default_ce_steps, interpolation_path, path_sae, plan_interpolation
-
-from .test_delta_mse import exact_mse_l0
-from .test_hybrid import stitch_pair
+from tests.builders import stitch_pair
+from tests.oracles import exact_mse_l0
 
 
 def test_path_steps_equal_built_hybrids():

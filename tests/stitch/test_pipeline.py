@@ -15,10 +15,10 @@ from featgraph.errors import ConfigError
 from featgraph.stitch.batches import StoreRows, iter_acts
 from featgraph.stitch.pair import analyze_pair
 from featgraph.synthetic import planted_ladder
+from tests.builders import projection_sae
 
 from ..conftest import run_main
 from .old_pipeline import old_analyze_pair
-from .test_hybrid import projection_sae
 
 D = 32
 
