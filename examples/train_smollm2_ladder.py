@@ -86,6 +86,7 @@ def build_stores(model, work: Path, *, context_size: int, n_train: int | None, n
 
 def pair_stats(folders: list[Path], control: Path | None) -> str:
     """Markdown: novel / random-like shares per adjacent pair and the seed control's overlap with its twin."""
+    from featgraph.matching import is_novel
     from featgraph.sae import Sae
     from featgraph.training.health import max_cos_to, random_max_cos_threshold
 
@@ -95,14 +96,15 @@ def pair_stats(folders: list[Path], control: Path | None) -> str:
     for small, large in zip(saes[:-1], saes[1:], strict=True):
         mc = max_cos_to(large.W_dec.detach(), small.W_dec.detach())
         thr = random_max_cos_threshold(small.W_dec.detach())
-        lines.append(f"| {small.n_features} -> {large.n_features} | {(mc <= 0.7).mean():.1%} | "
+        lines.append(f"| {small.n_features} -> {large.n_features} | {is_novel(mc, 0.7).mean():.1%} | "
                      f"{(mc < thr).mean():.1%} | {thr:.3f} |")
     text = "\n".join(lines) + "\n"
     if control is not None:
         ctrl = Sae.load(control)
         twin = next(s for s, f in zip(saes, folders, strict=True) if s.n_features == ctrl.n_features)
         mc = max_cos_to(ctrl.W_dec.detach(), twin.W_dec.detach())
-        text += (f"\nSeed control: {control.name} (same run, another init seed): {(mc > 0.7).mean():.1%} of its "
+        matched = (~is_novel(mc, 0.7)).mean()
+        text += (f"\nSeed control: {control.name} (same run, another init seed): {matched:.1%} of its "
                  f"features have max cos > 0.7 to the ladder's {twin.n_features}-wide SAE (median max cos "
                  f"{float(np.median(mc)):.3f}); the null baseline for 'novel'.\n")
     return text
