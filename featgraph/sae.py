@@ -204,7 +204,7 @@ class Sae(torch.nn.Module):
         folder = Path(folder)
         cfg = read_featgraph_cfg(folder)
         weights = folder / WEIGHTS_NAME
-        from featgraph.formats.common import read_safetensors  # header checked, float weights (featgraph.io.readers)
+        from featgraph.io.weights import read_safetensors  # header checked, float weights
 
         tensors = read_safetensors(weights)
         return cls.from_tensors(tensors, cfg, where=str(weights))

@@ -22,9 +22,6 @@ MAX_CLI_COMMAND_LINES = 80
 # Room-level cycles that exist today through lazy imports, each with the reason it is tolerated. Anything else
 # fails: a new arrow back into a room that depends on you is a design change to make on purpose.
 KNOWN_ROOM_CYCLES = {
-    # sae.Sae.load reads its own folder through formats.common's checked safetensors reader, and
-    # formats.featgraph hands featgraph's own folder format to Sae.load
-    frozenset({"featgraph.sae", "featgraph.formats"}),
     # training.health measures removal delta-MSE with stitch.delta_mse's grouped pass, and the stitch evaluator
     # computes the post's metrics with training.evaluate
     frozenset({"featgraph.stitch", "featgraph.training"}),
