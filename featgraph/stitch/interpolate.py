@@ -180,22 +180,30 @@ def interpolation_path(
     total_var = float((sxx / n - (sx / n) ** 2).sum())
     mse = (sse / n).numpy()
     l0 = np.cumsum((nnz / n).numpy())
-    n_removed = np.array([0, 0] + [len(f.small_features) for f in fams])
-    n_added = np.array([0, len(plan.novel)] + [len(f.large_features) for f in fams])
-    ce = [None] * n_steps
+    ce: list[float | None] = [None] * n_steps
     if ce_fn is not None:
         for st in sorted(set(int(c) for c in ce_steps)):
             ce[st] = float(ce_fn(path_sae(small, large, plan, st)))
+    return path_table(small.n_features, plan, mse, l0, total_var, ce)
+
+
+def path_table(n_small: int, plan: InterpolationPlan, mse: np.ndarray, l0: np.ndarray, total_var: float,
+               ce: list[float | None]) -> pl.DataFrame:
+    """The interpolation path's table (:data:`featgraph.tables.PATH_SCHEMA`), one row per step, from the per-step
+    MSE and L0 however they were computed (this module's own pass or the stitch pipeline's shared one)."""
+    fams = [plan.families[i] for i in plan.order]
+    n_removed = np.array([0, 0] + [len(f.small_features) for f in fams])
+    n_added = np.array([0, len(plan.novel)] + [len(f.large_features) for f in fams])
     return pl.DataFrame(
         {
-            "step": np.arange(n_steps),
+            "step": np.arange(plan.n_steps),
             "action": ["base", "add_novel"] + ["swap"] * len(fams),
             "family": [-1, -1] + [f.family for f in fams],
             "family_kind": ["", ""] + [f.kind for f in fams],
             "family_max_cos": [float("nan")] * 2 + [float(plan.strength[i]) for i in plan.order],
             "n_removed": n_removed,
             "n_added": n_added,
-            "n_features": small.n_features + np.cumsum(n_added - n_removed),
+            "n_features": n_small + np.cumsum(n_added - n_removed),
             "l0": l0,
             "mse": mse,
             "explained_variance": 1.0 - mse / total_var,

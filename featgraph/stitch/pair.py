@@ -28,10 +28,10 @@ from featgraph.stitch import figures as plots
 from featgraph.stitch.batches import ActivationsLike
 from featgraph.stitch.delta_mse import two_by_two
 from featgraph.stitch.evaluator import Evaluator, points_table
-from featgraph.stitch.interpolate import default_ce_steps, path_sae, plan_interpolation
+from featgraph.stitch.interpolate import default_ce_steps, path_sae, path_table, plan_interpolation
 from featgraph.stitch.stream import stream_pair
 from featgraph.tables import DMSE_SCHEMA as FEATURE_SCHEMA
-from featgraph.tables import PATH_SCHEMA, SWAP_SCHEMA
+from featgraph.tables import SWAP_SCHEMA
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -226,25 +226,7 @@ def _path_table(small: Sae, large: Sae, plan, m, evaluator: Evaluator, ce_points
     ce: list[float | None] = [None] * n_steps
     for st in default_ce_steps(n_steps, ce_points) if evaluator.has_ce else []:
         ce[st] = evaluator.ce_recovered(path_sae(small, large, plan, st))
-    n_removed = np.array([0, 0] + [len(f.small_features) for f in fams])
-    n_added = np.array([0, len(plan.novel)] + [len(f.large_features) for f in fams])
-    return pl.DataFrame(
-        {
-            "step": np.arange(n_steps),
-            "action": ["base", "add_novel"] + ["swap"] * len(fams),
-            "family": [-1, -1] + [f.family for f in fams],
-            "family_kind": ["", ""] + [f.kind for f in fams],
-            "family_max_cos": [float("nan")] * 2 + [float(plan.strength[i]) for i in plan.order],
-            "n_removed": n_removed,
-            "n_added": n_added,
-            "n_features": small.n_features + np.cumsum(n_added - n_removed),
-            "l0": l0,
-            "mse": mse,
-            "explained_variance": 1.0 - mse / m.total_var,
-            "ce_recovered": ce,
-        },
-        schema=PATH_SCHEMA,
-    )
+    return path_table(small.n_features, plan, mse, l0, m.total_var, ce)
 
 
 def write_pair_files(a: PairAnalysis, out: Path, config: dict[str, Any] | None = None) -> Path:
