@@ -333,7 +333,9 @@ def evaluate_ladder(
                 ref = max(smaller, key=lambda s: s.n_features)  # first one of that width, in input order
                 row["random_like_share"] = random_like_share(sae, ref)["random_like_share"]
     table = pl.DataFrame([{c: r[c] for c in TABLE_COLUMNS} for r in rows])
-    return table.sort(["width", "name"])
+    from featgraph.ladder import width_order  # the one ladder order: width, ties by name
+
+    return table[width_order(table["width"].to_list(), table["name"].to_list())]
 
 
 def _share(v: Any) -> str:
