@@ -10,7 +10,7 @@ Definitions (GUIDE.md, "Metrics"), all on held-out activations:
   ``cfg.extra['init']``; for SAEs trained elsewhere this diagnostic is unknown (``None``).
 - **useless or harmful**: removing feature ``j`` from its SAE, with everything else fixed, changes the
   reconstruction by ``-f_j d_j``, so ``dMSE_remove_j = E[-2 f_j (x_hat - x) . d_j + f_j^2 ||d_j||^2]``
-  (:func:`featgraph.stitch.delta_mse.delta_mse_groups`, each feature a removal group: the same one-pass formula as
+  (:func:`featgraph.training.delta_mse.grouped_delta_mse`, each feature a removal group: the same one-pass formula as
   adding a donor feature, sign reversed). A feature is useless or harmful when its removal lowers MSE or raises it
   by less than :data:`USELESS_REL` (0.01%) of the SAE's MSE. Dead features count as useless (their delta is 0).
 - **random-like** (needs a second SAE): a feature whose max decoder cos to the other SAE is below the 99th
@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from featgraph.activations.batches import ActivationsLike, iter_acts
-from featgraph.errors import ConfigError
+from featgraph.errors import ConfigError, UnsupportedError
 from featgraph.sae import Sae
-from featgraph.stitch.delta_mse import delta_mse_groups
+from featgraph.training.delta_mse import grouped_delta_mse
 
 RARE = 1e-4
 DENSE = 0.1
@@ -47,14 +47,24 @@ HIST_EDGES = tuple(float(e) for e in range(-7, 1))
 @torch.no_grad()
 def firing_frequencies(sae: Sae, acts: ActivationsLike, *, batch_size: int = 4096) -> tuple[np.ndarray, int]:
     """(share of tokens on which each feature is active ``[F]`` float64, number of tokens)."""
+    freq, n, _ = _frequencies_and_mse(sae, acts, batch_size)
+    return freq, n
+
+
+def _frequencies_and_mse(sae: Sae, acts: ActivationsLike, batch_size: int) -> tuple[np.ndarray, int, float]:
+    """Firing frequencies, the number of tokens and the SAE's MSE (per token, summed over d) in one pass."""
     counts = torch.zeros(sae.n_features, dtype=torch.float64)
-    n = 0
-    for x in iter_acts(acts, batch_size, sae.d_in):
-        counts += (sae.encode(x.to(sae.W_dec.dtype)) != 0).sum(0).double()
-        n += x.shape[0]
+    sse, n = 0.0, 0
+    with torch.no_grad():
+        for x in iter_acts(acts, batch_size, sae.d_in):
+            x = x.to(sae.W_dec.dtype)
+            f = sae.encode(x)
+            counts += (f != 0).sum(0).double()
+            sse += float(((sae.decode(f) - x).double() ** 2).sum())
+            n += x.shape[0]
     if n == 0:
         raise ConfigError("no activations given (0 tokens)")
-    return (counts / n).numpy(), n
+    return (counts / n).numpy(), n, sse / n
 
 
 def frequency_histogram(freq: np.ndarray) -> dict[str, int]:
@@ -71,10 +81,17 @@ def frequency_histogram(freq: np.ndarray) -> dict[str, int]:
 
 
 def removal_delta_mse(sae: Sae, acts: ActivationsLike, *, batch_size: int = 4096) -> tuple[np.ndarray, float]:
-    """(``dMSE_remove_j`` for every feature ``[F]``, the SAE's own MSE) in one float64 pass over ``acts``."""
+    """(``dMSE_remove_j`` for every feature ``[F]``, the SAE's own MSE) in one float64 pass over ``acts``.
+
+    Exact for relu and jumprelu SAEs only: in a TopK SAE removing a feature lets another one into the top k, which
+    the closed form does not see, so TopK is refused here (:func:`sae_health` reports the share as unknown).
+    """
+    if sae.cfg.architecture == "topk":
+        raise UnsupportedError(f"removal delta-MSE of a TopK SAE (k={sae.cfg.k}) has no closed form: removing a "
+                               "feature changes which k features fire")
     groups = np.arange(sae.n_features, dtype=np.int64)
-    res = delta_mse_groups(sae, sae, acts, groups, np.full(sae.n_features, -1, dtype=np.int64),
-                           batch_size=batch_size, progress=False)
+    res = grouped_delta_mse(sae, sae, acts, groups, np.full(sae.n_features, -1, dtype=np.int64),
+                            batch_size=batch_size, progress=False)
     return res.dmse, res.mse_base
 
 
@@ -135,9 +152,10 @@ def random_like_share(large: Sae, small: Sae, *, seed: int = 0) -> dict[str, flo
 
 def sae_health(sae: Sae, acts: ActivationsLike, *, batch_size: int = 4096) -> dict[str, Any]:
     """Every single-SAE diagnostic on ``acts`` as one JSON-ready dict (see the module docstring)."""
-    freq, n = firing_frequencies(sae, acts, batch_size=batch_size)
-    dmse, mse = removal_delta_mse(sae, acts, batch_size=batch_size)
-    useless = dmse < USELESS_REL * mse
+    freq, n, mse = _frequencies_and_mse(sae, acts, batch_size)
+    dmse = None  # TopK: no exact removal delta-MSE (see removal_delta_mse), so unknown rather than guessed
+    if sae.cfg.architecture != "topk":
+        dmse, mse = removal_delta_mse(sae, acts, batch_size=batch_size)
     cos = init_cosines(sae)
     out: dict[str, Any] = {
         "n_features": sae.n_features,
@@ -147,9 +165,10 @@ def sae_health(sae: Sae, acts: ActivationsLike, *, batch_size: int = 4096) -> di
         "rare_share": float((freq < RARE).mean()),
         "dense_share": float((freq > DENSE).mean()),
         "frequency_histogram": frequency_histogram(freq),
-        "useless_share": float(useless.mean()),
-        "harmful_share": float((dmse < 0).mean()),
-        "median_removal_dmse_rel": float(np.median(dmse) / mse) if mse > 0 else float("nan"),
+        "useless_share": None if dmse is None else float((dmse < USELESS_REL * mse).mean()),
+        "harmful_share": None if dmse is None else float((dmse < 0).mean()),
+        "median_removal_dmse_rel": (None if dmse is None else float(np.median(dmse) / mse) if mse > 0
+                                    else float("nan")),
         "moved_share": None if cos is None else float((cos < MOVED_COS).mean()),
         "median_init_cos": None if cos is None else float(np.median(cos)),
         "thresholds": {"rare": RARE, "dense": DENSE, "moved_cos": MOVED_COS, "useless_rel": USELESS_REL,

@@ -152,3 +152,23 @@ def test_init_of_a_legacy_featgraph_sae_comes_from_its_recorded_seed(trained):
     legacy_extra = {"train": {"seed": 0, "resample_every": 200}}  # featgraph 0.1 recorded settings, no init
     legacy = Sae.from_tensors(sae.tensors(), sae.cfg.__class__(**{**sae.cfg.__dict__, "extra": legacy_extra}))
     assert np.array_equal(init_cosines(legacy), init_cosines(sae))  # seed 0: init_seed = width, both ways
+
+
+def test_topk_health_reports_removal_shares_as_unknown():
+    """Removing a feature from a TopK SAE lets another into the top k: no closed form, so the removal shares are
+    unknown (None) instead of an error that would stop `featgraph eval` on every TopK SAE."""
+    from featgraph.errors import UnsupportedError
+    from featgraph.training.health import removal_delta_mse, sae_health
+
+    from ..conftest import tiny_sae
+
+    sae = tiny_sae(64, 16, architecture="topk", k=4)
+    x = torch.randn(200, 16, generator=torch.Generator().manual_seed(1))
+    h = sae_health(sae, x)
+    assert h["useless_share"] is None and h["harmful_share"] is None and h["median_removal_dmse_rel"] is None
+    with torch.no_grad():
+        want = float(((sae.decode(sae.encode(x)) - x).double() ** 2).sum(1).mean())
+    assert abs(h["mse"] - want) <= 1e-6 * want
+    assert h["dead_share"] == float(((sae.encode(x) != 0).sum(0) == 0).double().mean())
+    with pytest.raises(UnsupportedError, match="TopK"):
+        removal_delta_mse(sae, x)
