@@ -7,7 +7,7 @@ from featgraph.cli.common import model_option, out_option, quiet_option, text_op
 
 
 @click.command("eval")
-@click.argument("saes", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("saes", nargs=-1, required=True, type=click.Path())  # a name resolves through the hub
 @click.option(
     "--tokens",
     "n_tokens",

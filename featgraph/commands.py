@@ -30,6 +30,7 @@ def run_index(cfg: IndexConfig) -> list[Any]:
     resolved = resolve_index_device(cfg.device)
     names = list(cfg.names) if cfg.names else None
     ladder = load_ladder(list(cfg.saes), names, format=cfg.format, distinct_widths=False)  # each SAE alone
+    # build_ladder_index checks --out against the loaded paths too: hub-cache folders of names included
     config = {
         "command": "index",
         "featgraph_version": featgraph.__version__,
@@ -62,6 +63,8 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     inputs = cfg.inputs()
     check_output(cfg.out, command="eval", inputs=inputs)  # before loading the model: a bad --out fails in a second
     paths = expand_sae_paths(cfg.saes)
+    inputs += [str(p) for p in paths]  # names resolve to hub-cache folders: --out may not lie there either
+    check_output(cfg.out, command="eval", inputs=inputs)
     loaded = [load_sae(p) for p in paths]
     check_loaded_saes(loaded, paths, distinct_widths=False)  # one d_in; a copy of an SAE is refused, seeds are not
     hooks = {cfg.hook or s.cfg.hook_name for s in loaded}

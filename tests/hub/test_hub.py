@@ -498,3 +498,12 @@ def test_mixed_ladder_links_only_saes_with_a_neuronpedia_id(hubenv):
     sources = json.loads((out / "config.json").read_text())["sources"]
     assert [s["spec"] for s in sources] == [f"hf://{SCOPE_REPO}/layer_0/width_1k/average_l0_3",
                                             f"hf://{SCOPE_REPO}/layer_1/width_2k/average_l0_5"]
+
+
+def test_eval_and_index_out_may_not_lie_in_the_hub_cache_folders_they_read(hubenv):
+    # eval checks --out against the resolved cache folders before it loads any model; index through its ladder
+    snap = hubenv["cache"] / "models--featgraph-test--tiny-res-fs" / "snapshots" / COMMIT_MAIN
+    out = snap / FS_IDS[0] / "out"
+    for command in ("eval", "index"):
+        assert_refused([command, "tiny-res-fs-cached", "--out", out], inputs=[hubenv["cache"]], out=out,
+                       needles=(FS_IDS[0],))
