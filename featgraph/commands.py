@@ -22,6 +22,7 @@ DEFAULT_MODEL_NAME = "smollm2-135m"  # what config.json records when no --model 
 def run_index(cfg: IndexConfig) -> list[Any]:
     """One :class:`~featgraph.index.SimilarityIndex` per SAE under ``cfg.out`` (+ manifest.json, config.json)."""
     import featgraph
+    from featgraph.hub import progress_bars
     from featgraph.index import build_ladder_index, resolve_index_device
     from featgraph.io.output import check_output
     from featgraph.ladder import load_ladder
@@ -29,7 +30,8 @@ def run_index(cfg: IndexConfig) -> list[Any]:
     check_output(cfg.out, command="index", inputs=list(cfg.saes))  # before loading any SAE
     resolved = resolve_index_device(cfg.device)
     names = list(cfg.names) if cfg.names else None
-    ladder = load_ladder(list(cfg.saes), names, format=cfg.format, distinct_widths=False)  # each SAE alone
+    with progress_bars(cfg.progress):  # names download with bars unless --quiet
+        ladder = load_ladder(list(cfg.saes), names, format=cfg.format, distinct_widths=False)  # each SAE alone
     # build_ladder_index checks --out against the loaded paths too: hub-cache folders of names included
     config = {
         "command": "index",
@@ -54,6 +56,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     from featgraph.activations import activations_in_memory, corpus_contexts, load_model
     from featgraph.errors import ConfigError
     from featgraph.formats import load_sae
+    from featgraph.hub import progress_bars
     from featgraph.io.files import write_json
     from featgraph.io.output import check_output, open_output
     from featgraph.ladder import check_loaded_saes, default_names, expand_sae_paths
@@ -62,7 +65,8 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
 
     inputs = cfg.inputs()
     check_output(cfg.out, command="eval", inputs=inputs)  # before loading the model: a bad --out fails in a second
-    paths = expand_sae_paths(cfg.saes)
+    with progress_bars(cfg.progress):  # names download with bars unless --quiet
+        paths = expand_sae_paths(cfg.saes)
     inputs += [str(p) for p in paths]  # names resolve to hub-cache folders: --out may not lie there either
     check_output(cfg.out, command="eval", inputs=inputs)
     loaded = [load_sae(p) for p in paths]

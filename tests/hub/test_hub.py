@@ -507,3 +507,33 @@ def test_eval_and_index_out_may_not_lie_in_the_hub_cache_folders_they_read(huben
     for command in ("eval", "index"):
         assert_refused([command, "tiny-res-fs-cached", "--out", out], inputs=[hubenv["cache"]], out=out,
                        needles=(FS_IDS[0],))
+
+
+def test_quiet_hides_download_bars_in_every_command_that_takes_saes(hubenv, monkeypatch):
+    # the hub's progress switch as each fetch saw it: off under --quiet, on without it
+    from featgraph.hub import fetch
+
+    seen: list[bool] = []
+    inner = fetch._fetch_files_inner
+
+    def spy(*args, **kwargs):
+        seen.append(fetch._progress)
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(fetch, "_fetch_files_inner", spy)
+    tmp = hubenv["tmp"]
+    acts = tmp / "no-acts"
+    acts.mkdir()
+    commands = {  # each resolves its names before it fails on (or uses) the rest of its inputs
+        "index": ["index", "tiny-res-fs-cached"],
+        "eval": ["eval", "tiny-res-fs-cached", "--model", str(tmp / "no-model")],
+        "stitch": ["stitch", f"tiny-res-fs-cached/{FS_IDS[0]}", f"tiny-res-fs-cached/{FS_IDS[1]}", "--acts", acts],
+        "frankenstein": ["frankenstein", "tiny-res-fs-cached", "--acts", acts],
+        "report": ["report", "tiny-res-fs-cached", "--acts", acts],
+    }
+    for command, args in commands.items():
+        for quiet in (True, False):
+            seen.clear()
+            run_main(*args, "--out", tmp / f"out-{command}-{quiet}", *(["--quiet"] if quiet else []))
+            assert seen and set(seen) == {not quiet}, (command, quiet, seen)
+    assert fetch._progress  # restored after each command
