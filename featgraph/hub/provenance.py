@@ -90,3 +90,10 @@ def annotate_results(ladder: Any, features: Any, graph: Any, summary: dict[str, 
     for sae, feature, link in features.select("sae", "feature", "neuronpedia_url").iter_rows():
         graph.nodes[node_id(sae, feature)]["neuronpedia_url"] = link or ""
     return features
+
+
+def sources_of(paths: Any) -> list[dict[str, Any] | None] | None:
+    """Each SAE path's provenance (:meth:`HubSource.to_dict`, None for a local SAE) in the order given, or None
+    when none came from a name: a run on local SAEs only writes its files exactly as before."""
+    sources = [source_of(p) for p in paths]
+    return [src.to_dict() if src else None for src in sources] if any(sources) else None

@@ -83,7 +83,7 @@ def load_ladder_saes(cfg: FrankensteinConfig, inputs: list[str]) -> tuple[list, 
 def run_stitch(cfg: StitchConfig, *, model: Any = None) -> StitchResult:
     """``featgraph stitch``: every analysis of one pair (:func:`featgraph.stitch.pair.analyze_pair`) into
     ``cfg.out``. ``model``: an already loaded model for CE (else ``cfg.model`` is loaded when ``ce_contexts > 0``)."""
-    from featgraph.hub import progress_bars
+    from featgraph.hub import progress_bars, sources_of
     from featgraph.ladder import load_stitch_pair, resolve_stitch_pair
 
     inputs = cfg.inputs()
@@ -99,6 +99,10 @@ def run_stitch(cfg: StitchConfig, *, model: Any = None) -> StitchResult:
     a = analyze_pair(saes[0], saes[1], acts, small_name=names[0], large_name=names[1], tau=cfg.tau, evaluator=ev,
                      ce_points=cfg.ce_points, batch_size=cfg.batch_size, progress=cfg.progress)
     config = cfg.to_json(n_tokens=a.summary["n_tokens"])
+    sources = sources_of(paths)  # SAEs named by release/hf://: release, repo, revision, commit, file hashes
+    if sources is not None:  # local SAEs only: summary.json and config.json exactly as before
+        a.summary["sources"] = dict(zip(("small", "large"), sources, strict=True))
+        config["sources"] = sources
     with open_output(cfg.out, command=cfg.command, inputs=inputs) as tmp:
         write_pair_files(a, tmp, config)
     return StitchResult(Path(cfg.out), a, config)

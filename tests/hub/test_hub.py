@@ -537,3 +537,33 @@ def test_quiet_hides_download_bars_in_every_command_that_takes_saes(hubenv, monk
             run_main(*args, "--out", tmp / f"out-{command}-{quiet}", *(["--quiet"] if quiet else []))
             assert seen and set(seen) == {not quiet}, (command, quiet, seen)
     assert fetch._progress  # restored after each command
+
+
+def test_stitch_on_names_records_provenance_and_equals_local_folders(hubenv):
+    import torch
+
+    from tests.builders import store_of
+
+    tmp = hubenv["tmp"]
+    store_of(torch.randn(2000, D_IN, generator=torch.Generator().manual_seed(0)), tmp / "acts")
+    small, large = (f"tiny-res-fs-cached/{i}" for i in FS_IDS[:2])
+    out_hub, out_local = tmp / "stitch_hub", tmp / "stitch_local"
+    code, _, stderr = run_main("stitch", small, large, "--acts", tmp / "acts", "--out", out_hub, "--quiet")
+    assert code == 0, stderr
+    code, _, stderr = run_main("stitch", hubenv["fs_local"] / FS_IDS[0], hubenv["fs_local"] / FS_IDS[1],
+                               "--acts", tmp / "acts", "--out", out_local, "--quiet")
+    assert code == 0, stderr
+    s_hub = json.loads((out_hub / "summary.json").read_text())
+    s_local = json.loads((out_local / "summary.json").read_text())
+    weights = (hubenv["fs_local"] / FS_IDS[1] / "sae_weights.safetensors").read_bytes()
+    got = s_hub.pop("sources")
+    assert [got[k]["sae_id"] for k in ("small", "large")] == FS_IDS[:2]
+    assert (got["large"]["release"], got["large"]["repo"], got["large"]["revision"], got["large"]["commit"]) == (
+        "tiny-res-fs-cached", FS_REPO, "main", COMMIT_MAIN)
+    assert got["large"]["files"][f"{FS_IDS[1]}/sae_weights.safetensors"] == hashlib.sha256(weights).hexdigest()
+    assert (s_hub["small"], s_hub["large"]) == tuple(FS_IDS[:2])  # named by SAE id, not by cache folders
+    assert {k: v for k, v in s_hub.items() if k not in ("small", "large")} == {
+        k: v for k, v in s_local.items() if k not in ("small", "large")}  # same numbers as the local folders
+    config = json.loads((out_hub / "config.json").read_text())
+    assert [c["spec"] for c in config["sources"]] == [small, large]
+    assert "sources" not in s_local and "sources" not in json.loads((out_local / "config.json").read_text())
