@@ -24,16 +24,22 @@ def _img(png: bytes, alt: str) -> str:
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/></figure>'
 
 
-def table_html(df: pl.DataFrame, *, max_rows: int = 60, digits: int = 4) -> str:
-    """A polars table as an HTML table (first ``max_rows`` rows; floats rounded for reading)."""
+def table_html(df: pl.DataFrame, *, max_rows: int = 60, digits: int = 4, links: dict[str, str] | None = None) -> str:
+    """A polars table as an HTML table (first ``max_rows`` rows; floats rounded for reading). ``links`` maps a
+    column to a URL prefix: each of its cells links to prefix + value (a Neuronpedia feature page; a link, not a
+    resource the page loads, so the page stays self-contained)."""
+    links = links or {}
     head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
     body = []
     for row in df.head(max_rows).iter_rows():
         cells = []
-        for v in row:
+        for col, v in zip(df.columns, row, strict=True):
             if isinstance(v, float):
                 v = "" if v != v else f"{v:.{digits}g}"
-            cells.append(f"<td>{html.escape(str(v))}</td>")
+            text = html.escape(str(v))
+            if col in links and v is not None and v != "":
+                text = f'<a href="{html.escape(links[col] + str(v))}">{text}</a>'
+            cells.append(f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     more = f"<p class=note>{df.height - max_rows} more rows in the Parquet file.</p>" if df.height > max_rows else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
@@ -61,7 +67,7 @@ text-align:right}th{background:#f2f2f2}img{max-width:100%}figure{margin:0.6em
 h2{border-bottom:1px solid #ddd;margin-top:2em}"""
 
 
-def _pair_section(a: PairAnalysis) -> str:
+def _pair_section(a: PairAnalysis, neuronpedia: dict[str, str]) -> str:
     s = a.summary
     figs = pngs(a)
     an = s["add_all_novel"]
@@ -108,7 +114,8 @@ def _pair_section(a: PairAnalysis) -> str:
             _img(figs["dmse_vs_max_cos"], "delta-MSE vs max cos"),
             _img(figs["cumulative_mse"], "cumulative MSE"),
             "<h3>Most helpful single features</h3>",
-            table_html(top, max_rows=15),
+            table_html(top, max_rows=15, links={"large_feature": neuronpedia[a.large_name]}
+                       if a.large_name in neuronpedia else None),
             "<h3>Novel features: MSE where they fire vs not (mean over novel features)</h3>",
             table_html(a.active_inactive),
             _img(figs["active_inactive"], "active vs inactive"),
@@ -129,9 +136,11 @@ def render_html(
     frank: FrankensteinAnalysis | None = None,
     ladder_table: pl.DataFrame | None = None,
     config: dict[str, Any] | None = None,
+    neuronpedia: dict[str, str] | None = None,
 ) -> str:
     """One self-contained page: every figure embedded as a data URI, every table inline, no external
-    resource."""
+    resource. ``neuronpedia`` maps an SAE name to its Neuronpedia URL prefix (``.../MODEL/SAE_ID/``): the
+    feature ids the page lists for that SAE link to their Neuronpedia pages."""
     parts = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
@@ -141,7 +150,7 @@ def render_html(
     ]
     if ladder_table is not None:
         parts += ["<h2>The ladder</h2>", table_html(ladder_table)]
-    parts += [_pair_section(p) for p in pairs]
+    parts += [_pair_section(p, neuronpedia or {}) for p in pairs]
     if frank is not None:
         parts += [
             "<h2>Frankenstein's SAE</h2>",

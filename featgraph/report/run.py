@@ -40,7 +40,7 @@ def run_report(cfg: ReportConfig, *, model: Any = None) -> ReportResult:
     folder and ``report.html``. ``model``: an already loaded model for CE."""
     inputs = cfg.inputs()
     check_output(cfg.out, command=cfg.command, inputs=inputs)  # before loading anything
-    saes, names = load_ladder_saes(cfg, inputs)
+    saes, names, sources = load_ladder_saes(cfg, inputs)
     if cfg.frankenstein:
         acts, store, train, _ = split_acts(cfg.acts, cfg.n_tokens, cfg.train_acts)
     else:
@@ -48,6 +48,8 @@ def run_report(cfg: ReportConfig, *, model: Any = None) -> ReportResult:
     ev = make_evaluator(acts, store, cfg.ce_contexts, model if model is not None else cfg.model,
                         saes[0].cfg.hook_name)
     config = cfg.to_json(names=names, n_tokens_eval=len(acts))
+    if sources is not None:  # SAEs named by release/hf://: their provenance, in the order of names
+        config["sources"] = sources
     pairs = [
         analyze_pair(s, lg, acts, small_name=sn, large_name=ln, tau=cfg.tau, evaluator=ev, ce_points=cfg.ce_points,
                      batch_size=cfg.batch_size, progress=cfg.progress)
@@ -73,6 +75,12 @@ def run_report(cfg: ReportConfig, *, model: Any = None) -> ReportResult:
     else:
         ladder_table = pl.DataFrame([{c: r[c] for c in POINT_COLUMNS} for r in
                                      (ev.row(s, n) for s, n in zip(saes, names, strict=True))])
+    neuronpedia: dict[str, str] = {}  # SAE name -> its Neuronpedia URL prefix, where it has a Neuronpedia id
+    if sources is not None:
+        from featgraph.hub import NEURONPEDIA  # the hub room is imported only when a name was used
+
+        neuronpedia = {n: f"{NEURONPEDIA}/{src['neuronpedia']}/" for n, src in zip(names, sources, strict=True)
+                       if src and src["neuronpedia"]}
     heading = cfg.title or f"featgraph stitching report: {', '.join(names)}"
     with open_output(cfg.out, command=cfg.command, inputs=inputs) as out_dir:
         write_json(out_dir / "config.json", config)
@@ -80,5 +88,5 @@ def run_report(cfg: ReportConfig, *, model: Any = None) -> ReportResult:
             write_pair_files(a, out_dir / "pairs" / f"{a.small_name}__{a.large_name}", config)
         if frank is not None:
             write_frankenstein_files(frank, out_dir / "frankenstein", config)
-        write_html(render_html(heading, pairs, frank, ladder_table, config), out_dir / PAGE_FILE)
+        write_html(render_html(heading, pairs, frank, ladder_table, config, neuronpedia), out_dir / PAGE_FILE)
     return ReportResult(Path(cfg.out), Path(cfg.out) / PAGE_FILE, pairs, frank, config)

@@ -65,10 +65,11 @@ def split_acts(acts_dir: str, n_tokens: int | None, train_dir: str | None) -> tu
     return rows.head(half), store, rows.tail(half).read(), note
 
 
-def load_ladder_saes(cfg: FrankensteinConfig, inputs: list[str]) -> tuple[list, list[str]]:
-    """The SAEs of a frankenstein or report config, sorted by width (ties by name); names resolved into the hub
-    cache are inputs too, and ``--out`` is checked against them before any weights load."""
-    from featgraph.hub import progress_bars
+def load_ladder_saes(cfg: FrankensteinConfig, inputs: list[str]) -> tuple[list, list[str], list | None]:
+    """The SAEs of a frankenstein or report config, sorted by width (ties by name), their names and their hub
+    provenance in that order (:func:`featgraph.hub.sources_of`: None when every SAE is local); names resolved into
+    the hub cache are inputs too, and ``--out`` is checked against them before any weights load."""
+    from featgraph.hub import progress_bars, sources_of
     from featgraph.ladder import expand_sae_paths, load_saes, width_order
 
     with progress_bars(cfg.progress):
@@ -77,7 +78,7 @@ def load_ladder_saes(cfg: FrankensteinConfig, inputs: list[str]) -> tuple[list, 
     check_output(cfg.out, command=cfg.command, inputs=inputs)
     saes, names = load_saes(found, list(cfg.names))
     order = width_order([s.n_features for s in saes], names)
-    return [saes[i] for i in order], [names[i] for i in order]
+    return [saes[i] for i in order], [names[i] for i in order], sources_of([found[i] for i in order])
 
 
 def run_stitch(cfg: StitchConfig, *, model: Any = None) -> StitchResult:
@@ -112,13 +113,15 @@ def run_frankenstein(cfg: FrankensteinConfig, *, model: Any = None) -> Frankenst
     """``featgraph frankenstein``: assemble across the ladder, retrain decoders, compare, into ``cfg.out``."""
     inputs = cfg.inputs()
     check_output(cfg.out, command=cfg.command, inputs=inputs)  # before loading anything
-    saes, names = load_ladder_saes(cfg, inputs)
+    saes, names, sources = load_ladder_saes(cfg, inputs)
     acts, store, train, split = split_acts(cfg.acts, cfg.n_tokens, cfg.train_acts)
     ev = make_evaluator(acts, store, cfg.ce_contexts, model if model is not None else cfg.model,
                         saes[0].cfg.hook_name)
     a = analyze_frankenstein(saes, names, train_acts=train, evaluator=ev, tau=cfg.tau, n_tokens=cfg.retrain_tokens,
                              lr=cfg.lr, batch_size=cfg.retrain_batch_size, seed=cfg.seed, progress=cfg.progress)
     config = cfg.to_json(names=names, n_tokens_eval=len(acts), split=split)
+    if sources is not None:  # SAEs named by release/hf://: their provenance, in the order of names
+        config["sources"] = sources
     with open_output(cfg.out, command=cfg.command, inputs=inputs) as tmp:
         write_frankenstein_files(a, tmp, config)
     return FrankensteinResult(Path(cfg.out), a, config)

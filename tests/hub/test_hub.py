@@ -567,3 +567,35 @@ def test_stitch_on_names_records_provenance_and_equals_local_folders(hubenv):
     config = json.loads((out_hub / "config.json").read_text())
     assert [c["spec"] for c in config["sources"]] == [small, large]
     assert "sources" not in s_local and "sources" not in json.loads((out_local / "config.json").read_text())
+
+
+def test_report_on_a_release_links_features_to_neuronpedia_and_records_provenance(hubenv):
+    import re
+
+    import torch
+
+    from tests.builders import store_of
+
+    tmp = hubenv["tmp"]
+    store_of(torch.randn(2000, D_IN, generator=torch.Generator().manual_seed(1)), tmp / "acts")
+    out, out_local = tmp / "report_hub", tmp / "report_local"
+    common = ("--acts", tmp / "acts", "--retrain-tokens", "500", "--quiet")
+    code, _, stderr = run_main("report", "tiny-res-fs-cached", "--out", out, *common)
+    assert code == 0, stderr
+    code, _, stderr = run_main("report", hubenv["fs_local"], "--out", out_local, *common)
+    assert code == 0, stderr
+    page = (out / "report.html").read_text()
+    # each pair's "most helpful features" table links the LARGE SAE's feature ids, and only to Neuronpedia
+    for w in (64, 128):
+        prefix = f"https://www.neuronpedia.org/tiny-model/1-res_fs{w}-test/"
+        ids = re.findall(rf'<a href="{re.escape(prefix)}(\d+)">(\d+)</a>', page)
+        assert ids and all(a == b and int(a) < w for a, b in ids), (w, ids[:3])
+    assert set(re.findall(r'href="([^"/]+//[^/"]+)', page)) == {"https://www.neuronpedia.org"}
+    assert 'src="http' not in page  # still self-contained: links only, nothing loaded from outside
+    local_page = (out_local / "report.html").read_text()
+    assert "neuronpedia" not in local_page and "<a href" not in local_page
+    for config in (out / "config.json", out / "frankenstein" / "config.json",
+                   out / "pairs" / f"{FS_IDS[0]}__{FS_IDS[1]}" / "config.json"):
+        sources = json.loads(config.read_text())["sources"]
+        assert [s["sae_id"] for s in sources] == FS_IDS and {s["commit"] for s in sources} == {COMMIT_MAIN}
+    assert "sources" not in json.loads((out_local / "config.json").read_text())
