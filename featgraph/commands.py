@@ -22,7 +22,7 @@ DEFAULT_MODEL_NAME = "smollm2-135m"  # what config.json records when no --model 
 def run_index(cfg: IndexConfig) -> list[Any]:
     """One :class:`~featgraph.index.SimilarityIndex` per SAE under ``cfg.out`` (+ manifest.json, config.json)."""
     import featgraph
-    from featgraph.hub import progress_bars
+    from featgraph.hub import progress_bars, sources_of
     from featgraph.index import build_ladder_index, resolve_index_device
     from featgraph.io.output import check_output
     from featgraph.ladder import load_ladder
@@ -41,6 +41,9 @@ def run_index(cfg: IndexConfig) -> list[Any]:
         "format": cfg.format,
         "device": resolved,
     }
+    sources = sources_of([e.path for e in ladder])  # SAEs named by release/hf://: release, repo, commit, hashes
+    if sources:
+        config["sources"] = sources
     return build_ladder_index(ladder, cfg.out, device=resolved, progress=cfg.progress, config=config)
 
 
@@ -56,7 +59,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     from featgraph.activations import activations_in_memory, corpus_contexts, load_model
     from featgraph.errors import ConfigError
     from featgraph.formats import load_sae
-    from featgraph.hub import progress_bars
+    from featgraph.hub import progress_bars, sources_of
     from featgraph.io.files import write_json
     from featgraph.io.output import check_output, open_output
     from featgraph.ladder import check_loaded_saes, default_names, expand_sae_paths
@@ -104,6 +107,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
             "seed": cfg.seed,
             "ce": cfg.ce,
             "n_contexts": len(tokens),
+            **({"sources": sources} if (sources := sources_of(paths)) else {}),  # named SAEs: their provenance
         })
     # thresholds are named in the reason (featgraph.training.health)
     warnings = [f"{row['name']} looks under-trained: {row['undertrained']}"

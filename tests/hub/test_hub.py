@@ -599,3 +599,15 @@ def test_report_on_a_release_links_features_to_neuronpedia_and_records_provenanc
         sources = json.loads(config.read_text())["sources"]
         assert [s["sae_id"] for s in sources] == FS_IDS and {s["commit"] for s in sources} == {COMMIT_MAIN}
     assert "sources" not in json.loads((out_local / "config.json").read_text())
+
+
+def test_index_on_names_records_provenance(hubenv):
+    """`featgraph index RELEASE` names the exact weights it indexed: each SAE's hub provenance in config.json."""
+    tmp = hubenv["tmp"]
+    code, _, stderr = run_main("index", "tiny-res-fs-cached", "--out", tmp / "idx", "--device", "cpu", "--quiet")
+    assert code == 0, stderr
+    config = json.loads((tmp / "idx" / "config.json").read_text())
+    assert len(config["sources"]) == len(config["saes"]) == len(FS_IDS)
+    for src in config["sources"]:
+        assert src["release"] == "tiny-res-fs-cached" and src["sae_id"] in FS_IDS
+        assert len(src["commit"]) == 40 and src["files"]
