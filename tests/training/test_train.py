@@ -14,14 +14,7 @@ from featgraph.training import TrainConfig, train_ladder, train_sae
 from tests.builders import planted, store_of
 from tests.conftest import run_main
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny matrices: one thread is faster than two fighting over the shared cores
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/training/conftest.py
 
 
 @pytest.fixture(scope="module")
