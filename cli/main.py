@@ -23,6 +23,11 @@ COMMANDS = {
     "frankenstein": "cmd_frankenstein:frankenstein",
     "report": "cmd_report:report",
     "releases": "cmd_releases:releases",
+    "compare": "cmd_compare:compare",
+    "neighbors": "cmd_neighbors:neighbors",
+    "explain": "cmd_explain:explain",
+    "explore": "cmd_explore:explore",
+    "atlas": "cmd_atlas:atlas",
 }
 
 
