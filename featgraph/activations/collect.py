@@ -43,6 +43,7 @@ from featgraph.errors import ConfigError
 
 __all__ = [
     "DEFAULT_MODEL", "ActivationStore", "Document", "activations_in_memory", "collect_activations", "collect_corpus",
+    "collect_hooks", "hooks_activations",
     "corpus_contexts", "default_corpus", "hook_activations",
     "load_model", "split_documents", "text_source", "tokenize_contexts",
 ]
@@ -53,10 +54,18 @@ log = logging.getLogger(__name__)
 @torch.no_grad()
 def hook_activations(model: Any, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
     """Activations ``[B, T, d]`` at ``hook_name`` for ``tokens`` ``[B, T]``; later blocks skipped."""
-    check_hook_name(model, hook_name)
-    stop = stop_layer_for(model, hook_name)
-    _, cache = model.run_with_cache(tokens, names_filter=[hook_name], stop_at_layer=stop)
-    return cache[hook_name].float()
+    return hooks_activations(model, tokens, [hook_name])[hook_name]
+
+
+@torch.no_grad()
+def hooks_activations(model: Any, tokens: torch.Tensor, hook_names: list[str]) -> dict[str, torch.Tensor]:
+    """Activations ``[B, T, d]`` at each of ``hook_names`` from ONE forward pass, stopped after the deepest."""
+    for hook_name in hook_names:
+        check_hook_name(model, hook_name)
+    stops = [stop_layer_for(model, h) for h in hook_names]
+    stop = None if None in stops else max(stops)
+    _, cache = model.run_with_cache(tokens, names_filter=list(hook_names), stop_at_layer=stop)
+    return {h: cache[h].float() for h in hook_names}
 
 
 @torch.no_grad()
@@ -83,49 +92,97 @@ def collect_activations(model: Any, tokens: torch.Tensor, hook_name: str, store_
     ``store_dir`` already holds an unfinished store for the same model, hook and tokens, collection resumes
     after its last shard.
     """
-    check_hook_name(model, hook_name)
+    return collect_hooks(model, tokens, {hook_name: store_dir}, batch_size=batch_size, shard_tokens=shard_tokens,
+                         dtype=dtype, exclude_bos=exclude_bos, extra=extra, progress=progress)[hook_name]
+
+
+def collect_hooks(model: Any, tokens: torch.Tensor, stores: dict[str, str | Path], *, batch_size: int = 8,
+                  shard_tokens: int = 2**16, dtype: str = "float16", exclude_bos: bool = True,
+                  extra: dict[str, Any] | None = None, progress: bool = True) -> dict[str, ActivationStore]:
+    """:func:`collect_activations` at several hooks in ONE forward pass: ``{hook_name: store_dir}`` -> stores.
+
+    Each hook gets its own store (the same tokens, shards and metadata as a one-hook collection of that hook
+    would give), and the model runs once per batch up to the deepest hook, so collecting blocks 3, 4 and 5
+    costs about what block 5 alone costs. Each store resumes on its own: a run killed between two stores'
+    shard writes restarts at the least advanced one and skips the contexts the others already hold.
+    """
+    if not stores:
+        raise ConfigError("collect_hooks needs at least one {hook_name: store_dir}")
+    for hook_name in stores:
+        check_hook_name(model, hook_name)
+    dirs = [Path(d) for d in stores.values()]
+    if len(set(dirs)) != len(dirs):
+        raise ConfigError(f"each hook needs its own store folder, got {[str(d) for d in dirs]}")
     tokens = torch.as_tensor(tokens, dtype=torch.long)
     if tokens.ndim != 2:
         raise ConfigError(f"tokens must be [n_contexts, context_size], got shape {list(tokens.shape)}")
-    store_dir = Path(store_dir)
     name = model_name(model)
     d_in = int(model.cfg.d_model)
     skip_first = exclude_bos and bool((tokens[:, 0] == bos_token_id(model)).all())
     if exclude_bos and not skip_first:
         log.warning("exclude_bos: not every context starts with BOS id %d; keeping position 0",
                     bos_token_id(model))
+    opened: dict[str, ActivationStore] = {}
+    for hook_name, store_dir in zip(stores, dirs, strict=True):
+        opened[hook_name] = _open_or_create(store_dir, model=name, hook_name=hook_name, d_in=d_in, tokens=tokens,
+                                            exclude_bos=skip_first, dtype=dtype, extra=extra)
+    todo = {h: s for h, s in opened.items() if not s.meta["complete"]}
+    if todo:
+        _collect_into(model, tokens, todo, skip_first=skip_first, batch_size=batch_size,
+                      shard_tokens=shard_tokens, dtype=dtype, progress=progress)
+    return opened
+
+
+def _open_or_create(store_dir: Path, *, model: str, hook_name: str, d_in: int, tokens: torch.Tensor,
+                    exclude_bos: bool, dtype: str, extra: dict[str, Any] | None) -> ActivationStore:
+    """The store to (re)fill at ``store_dir``: an existing one must hold the same model, hook and tokens."""
     if (store_dir / "meta.json").exists():
         store = ActivationStore(store_dir)
         same = (store.meta["model"], store.meta["hook_name"], store.meta["tokens_sha256"]) == (
-            name, hook_name, tokens_fingerprint(tokens.numpy()))
+            model, hook_name, tokens_fingerprint(tokens.numpy()))
         if not same:
             raise ConfigError(f"{store_dir}: holds a store for another model, hook or token set "
                               f"({store.meta['model']}, {store.meta['hook_name']}); choose a new folder")
-        if store.meta["complete"]:
-            return store
-        log.info("resuming %s at context %d", store_dir, store.meta["contexts_done"])
-    else:
-        store = ActivationStore.create(store_dir, model=name, hook_name=hook_name, d_in=d_in, tokens=tokens,
-                                       exclude_bos=skip_first, dtype=dtype, extra=extra)
-    start = int(store.meta["contexts_done"])
+        if not store.meta["complete"]:
+            log.info("resuming %s at context %d", store_dir, store.meta["contexts_done"])
+        return store
+    return ActivationStore.create(store_dir, model=model, hook_name=hook_name, d_in=d_in, tokens=tokens,
+                                  exclude_bos=exclude_bos, dtype=dtype, extra=extra)
+
+
+@torch.no_grad()
+def _collect_into(model: Any, tokens: torch.Tensor, stores: dict[str, ActivationStore], *, skip_first: bool,
+                  batch_size: int, shard_tokens: int, dtype: str, progress: bool) -> None:
+    """Run the model once per batch up to the deepest hook and append each hook's rows to its store."""
+    hooks = list(stores)
+    d_in = int(model.cfg.d_model)
+    done = {h: int(s.meta["contexts_done"]) for h, s in stores.items()}
+    start = min(done.values())
     rows_per_context = tokens.shape[1] - int(skip_first)
-    pending: list[torch.Tensor] = []
+    pending: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
     bar = tqdm(total=len(tokens) * tokens.shape[1], initial=start * tokens.shape[1], unit="tok",
-               disable=not progress, desc=f"activations {hook_name}")
+               disable=not progress, desc=f"activations {', '.join(hooks)}")
     for lo in range(start, len(tokens), batch_size):
         hi = min(lo + batch_size, len(tokens))
-        acts = hook_activations(model, tokens[lo:hi], hook_name)
-        if skip_first:
-            acts = acts[:, 1:]
-        pending.append(acts.reshape(-1, d_in).to(getattr(torch, dtype)))
+        # one hook goes through hook_activations, the documented one-hook entry point (as before this function)
+        cache = ({hooks[0]: hook_activations(model, tokens[lo:hi], hooks[0])} if len(hooks) == 1
+                 else hooks_activations(model, tokens[lo:hi], hooks))
+        for h in hooks:
+            first = max(lo, done[h]) - lo  # contexts this store already holds (resumed ahead of the others)
+            if first >= hi - lo:
+                continue
+            acts = cache[h][first:]
+            if skip_first:
+                acts = acts[:, 1:]
+            pending[h].append(acts.reshape(-1, d_in).to(getattr(torch, dtype)))
+            if sum(len(p) for p in pending[h]) >= shard_tokens or hi == len(tokens):
+                stores[h].write(torch.cat(pending[h]), contexts_done=hi)
+                pending[h] = []
         bar.update((hi - lo) * tokens.shape[1])
-        if sum(len(p) for p in pending) >= shard_tokens or hi == len(tokens):
-            store.write(torch.cat(pending), contexts_done=hi)
-            pending = []
     bar.close()
-    assert store.n_tokens == len(tokens) * rows_per_context
-    store.mark_complete()
-    return store
+    for store in stores.values():
+        assert store.n_tokens == len(tokens) * rows_per_context
+        store.mark_complete()
 
 
 def collect_corpus(store_dir: str | Path, *, model_name_or_path: str | None = None, text_paths=None,
