@@ -16,9 +16,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from featgraph.errors import ConfigError
+from featgraph.errors import ConfigError, FeatgraphError
 
 ENGINES = ("local", "ray")
+
+
+class EngineError(FeatgraphError, RuntimeError):
+    """The engine could not run a task (a Ray cluster unreachable, a task whose workers kept dying)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ class Engine(Protocol):
     """Runs ``fn`` over ``tasks``; yields ``(task.key, result)`` in completion order."""
 
     def map(self, fn: TaskFn, tasks: Sequence[Task], arrays: Mapping[str, np.ndarray]) -> Iterator[tuple[str, Any]]:
+        ...
+
+    def close(self) -> None:
         ...
 
 

@@ -1,0 +1,126 @@
+"""RayEngine on a local Ray cluster started here (2 CPUs): the same results as LocalEngine, arrays put once and read
+zero-copy, a killed worker's task retried, task errors raised as themselves and not retried. Skipped without Ray."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from featgraph.atlas.engines import EngineError, LocalEngine, Task, get_engine  # noqa: E402
+from featgraph.atlas.ray_engine import RayEngine  # noqa: E402
+from featgraph.errors import ConfigError  # noqa: E402
+from featgraph.matching import match_pair, normalize_rows  # noqa: E402
+from featgraph.synthetic import planted_ladder  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster():
+    """One local Ray instance for the module (starting one takes seconds); engines made here join it."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def match_task(task: Task, small: np.ndarray, large: np.ndarray) -> dict:
+    """One pair (or one row block of the larger SAE) through the matching engine, as the atlas runs it."""
+    r0, r1 = task.params["rows"]
+    m = match_pair(small, large[r0:r1], task.params["tau"], method="fp32", device=task.params["device"],
+                   progress=False)
+    return {"max_cos": m.max_cos, "argmax": m.argmax, "edges": np.stack([m.edge_small, m.edge_large + r0]),
+            "edge_cos": m.edge_cos, "device": task.params["device"], "writeable": bool(large.flags.writeable)}
+
+
+def die_once_then_match(task: Task, small: np.ndarray, large: np.ndarray) -> dict:
+    """Kills its own worker process the first time (a marker file remembers), then matches like ``match_task``."""
+    marker = Path(task.params["marker"])
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return match_task(task, small, large)
+
+
+def always_die(task: Task) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def refuse_and_count(task: Task) -> None:
+    with open(task.params["log"], "a") as f:
+        f.write("attempt\n")
+    raise ConfigError(f"tau must be in (0, 1), got {task.params['tau']}")
+
+
+@pytest.fixture(scope="module")
+def collection():
+    """Unit rows of a planted 3-width ladder and one pair task per adjacent pair, the largest split in 2 row blocks."""
+    decoders, _ = planted_ladder([40, 80, 160], 16, seed=3, near_tau=0.7, n_near_tau=3)
+    arrays = {f"fp{W.shape[0]}": normalize_rows(W)[0] for W in decoders}
+    tasks = [Task("pair/40-80", ("fp40", "fp80"), {"rows": (0, 80), "tau": 0.7, "device": "auto"})]
+    tasks += [Task(f"pair/80-160/rows{r0}", ("fp80", "fp160"), {"rows": (r0, r0 + 80), "tau": 0.7, "device": "auto"})
+              for r0 in (0, 80)]
+    return arrays, tasks
+
+
+def same_results(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        for name in ("max_cos", "argmax", "edges", "edge_cos"):
+            np.testing.assert_array_equal(a[key][name], b[key][name], err_msg=f"{key} {name}")
+
+
+def test_ray_gives_the_local_engines_results_with_each_array_put_once(collection):
+    arrays, tasks = collection
+    local = dict(LocalEngine().map(match_task, tasks, arrays))
+    with get_engine("ray") as engine:
+        assert isinstance(engine, RayEngine)
+        got = dict(engine.map(match_task, tasks, arrays))
+        assert engine.puts == 3 and engine.put_bytes == sum(a.nbytes for a in arrays.values())
+        again = dict(engine.map(match_task, tasks[:1], arrays))  # a second map reuses the stored arrays
+        assert engine.puts == 3
+    same_results(local, got)
+    same_results({"pair/40-80": local["pair/40-80"]}, again)
+    assert sum(r["edges"].shape[1] for r in got.values()) > 0  # the planted copies and splits give edges
+    # on the workers the arrays are read-only views of the object store (zero-copy), and "auto" became this
+    # worker's device: no GPU was requested, so the CPU
+    assert {r["writeable"] for r in got.values()} == {False}
+    assert {r["device"] for r in got.values()} == {"cpu"}
+    assert ray.is_initialized()  # an engine that joined a running Ray leaves it running
+
+
+def test_a_killed_worker_is_retried_and_the_results_are_the_same(collection, tmp_path):
+    arrays, tasks = collection
+    marker = tmp_path / "killed"
+    victim = Task(tasks[1].key, tasks[1].inputs, {**tasks[1].params, "marker": str(marker)})
+    others = [Task(t.key, t.inputs, {**t.params, "marker": str(tmp_path / f"never{i}")}) for i, t in enumerate(tasks)]
+    for task in others:
+        Path(task.params["marker"]).write_text("present: do not die")
+    run = [others[0], victim, others[2]]
+    local = dict(LocalEngine().map(match_task, tasks, arrays))
+    got = dict(RayEngine(max_retries=2).map(die_once_then_match, run, arrays))
+    assert marker.exists()  # the victim's first attempt did kill its worker
+    same_results(local, got)
+
+
+def test_a_worker_that_keeps_dying_is_an_engine_error_naming_the_task():
+    with pytest.raises(EngineError, match="Ray task 'doomed' failed after its retries"):
+        list(RayEngine(max_retries=0).map(always_die, [Task("doomed")], {}))
+
+
+def test_a_task_error_is_raised_as_itself_and_not_retried(tmp_path):
+    log = tmp_path / "attempts"
+    with pytest.raises(ConfigError, match=r"tau must be in \(0, 1\), got 1.5"):
+        list(RayEngine(max_retries=3).map(refuse_and_count, [Task("bad", (), {"log": str(log), "tau": 1.5})], {}))
+    assert log.read_text() == "attempt\n"
+
+
+def test_ray_engine_refuses_bad_resources_and_duplicate_keys():
+    with pytest.raises(ConfigError, match="cpus_per_task > 0"):
+        RayEngine(cpus_per_task=0)
+    with pytest.raises(ValueError, match="duplicate task key 'x'"):
+        list(RayEngine().map(always_die, [Task("x"), Task("x")], {}))
