@@ -258,6 +258,19 @@ def activation_similarity(batches: Iterable, sae_a, sae_b) -> ActSimilarity:
     return acc.result()
 
 
+def coactive_decoder_cos(
+    sim: ActSimilarity, a_unit: np.ndarray, b_unit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """``(i, j, decoder cos, metrics)`` of every co-active pair, sorted by (i, j); the cos in float64 from the
+    float32 unit rows, gathered in chunks (a ``[n_pairs, d]`` gather of millions of pairs would not fit)."""
+    from featgraph.matching.core import _dot64
+
+    a = np.ascontiguousarray(a_unit, np.float32)
+    b = np.ascontiguousarray(b_unit, np.float32)
+    i, j = sim.coactive_pairs()
+    return i, j, _dot64(a, b, i, j), sim.metrics(i, j)
+
+
 @dataclasses.dataclass
 class DecoderAgreement:
     """How well decoder cos predicts activation similarity (see :func:`decoder_vs_activation`)."""
@@ -314,9 +327,7 @@ def decoder_vs_activation(
         raise ShapeMismatchError(
             f"decoders {list(a.shape)} and {list(b.shape)} do not fit the similarity pass {list(sim.co_count.shape)}"
         )
-    i, j = sim.coactive_pairs()
-    met = sim.metrics(i, j)
-    dec = np.einsum("ij,ij->i", a[i], b[j], dtype=np.float64) if i.size else np.zeros(0)
+    i, j, dec, met = coactive_decoder_cos(sim, a, b)
     spearman = {}
     for name, v in met.items():
         ok = np.isfinite(v)
