@@ -49,6 +49,8 @@ _EXPORTS = {
     "TrainRunConfig": "config", "StitchConfig": "config", "FrankensteinConfig": "config", "ReportConfig": "config",
     "run_index": "commands", "run_eval": "commands", "run_collect": "commands", "run_train": "commands",
     "run_stitch": "stitch.run", "run_frankenstein": "stitch.run", "run_report": "report.run",
+    # many SAEs at once: featgraph.atlas(cfg) (the package is callable) = run_atlas(cfg)
+    "atlas": "atlas", "run_atlas": "atlas", "AtlasConfig": "atlas",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -27,7 +27,13 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+_lazy = lazy_getattr(__name__, _EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "atlas":  # featgraph's lazy export of "atlas" resolves to this (callable) package itself
+        return sys.modules[__name__]
+    return _lazy(name)
 
 
 class _CallableModule(types.ModuleType):
