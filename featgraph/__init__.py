@@ -51,6 +51,9 @@ _EXPORTS = {
     "run_stitch": "stitch.run", "run_frankenstein": "stitch.run", "run_report": "report.run",
     # many SAEs at once: featgraph.atlas(cfg) (the package is callable) = run_atlas(cfg)
     "atlas": "atlas", "run_atlas": "atlas", "AtlasConfig": "atlas",
+    # two SAEs compared: featgraph.compare(cfg) (the package is callable) = run_compare(cfg); nearest features
+    "compare": "compare", "run_compare": "compare", "CompareConfig": "compare",
+    "neighbors": "compare.neighbors", "run_neighbors": "compare", "NeighborsConfig": "compare",
 }
 __all__ = ["__version__", *_EXPORTS]
 
