@@ -210,6 +210,7 @@ def fit_exact_decoder(sae: Sae, fit: ActivationsLike, val: ActivationsLike, *, r
                                                                   for lam, v in zip(tried, val_mse, strict=True)}
     record = {"method": "exact least squares (ridge chosen on validation tokens)", "ridge": tried[best],
               "val_mse": scores, "n_fit": m.n, "n_val": int(n_val_of(val))}
+    record["n_tokens"] = m.n + record["n_val"]  # every training token read: fitting + validation
     return ExactDecoder(with_decoder(sae, W, b, record), tried[best], scores, m.mse(W, b), m.n, record["n_val"])
 
 

@@ -97,7 +97,9 @@ def test_frankenstein_writes_both_formats_and_comparison(ladder_and_store, tmp_p
     ours = Sae.load(out / "sae")
     theirs = load_sae(out / "sae_saelens")
     assert ours.n_features == theirs.n_features > 32
-    assert ours.cfg.extra["decoder_retrained"]["n_tokens"] == 2000
+    # the exact decoder reads each training token once: the second half of --acts (1,000 tokens), not 2,000 asked
+    rec = ours.cfg.extra["decoder_retrained"]
+    assert rec["n_tokens"] == 1000 and rec["n_fit"] + rec["n_val"] == 1000 and rec["method"].startswith("exact")
     table = pl.read_parquet(out / "comparison.parquet")
     assert table.filter(pl.col("kind") == "ladder")["width"].to_list() == [32, 64, 128]
     assert table.filter(pl.col("kind") == "frankenstein (retrained)").height == 3
