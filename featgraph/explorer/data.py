@@ -38,16 +38,10 @@ FEATURES_FILE, EDGES_FILE, FAMILIES_FILE, SUMMARY_FILE = (
 EXAMPLES_FILE, STATS_FILE = "examples.parquet", "feature_stats.parquet"
 TOP_TOKENS = 5
 
-# The columns of explain's tables that the explorer reads (schema: /work/notes/schema.md, issue 14); extra columns
-# are allowed, so a later explain that adds some still reads.
-EXAMPLES_COLUMNS = pl.Schema({
-    "sae": pl.String, "feature": pl.Int32, "rank": pl.Int16, "activation": pl.Float32, "context": pl.Int64,
-    "tokens": pl.List(pl.String), "acts": pl.List(pl.Float32), "center": pl.Int16,
-})
-STATS_COLUMNS = pl.Schema({
-    "sae": pl.String, "feature": pl.Int32, "frequency": pl.Float64, "label": pl.String,
-    "top_tokens": pl.List(pl.String),
-})
+# The columns of explain's tables that the page shows (the tables are read whole against explain's own schemas,
+# the one definition: featgraph.explain.tables)
+EXAMPLES_COLUMNS = ("sae", "feature", "rank", "activation", "context", "tokens", "acts", "center")
+STATS_COLUMNS = ("sae", "feature", "frequency", "label", "top_tokens")
 
 
 def _r3(x: float | None) -> float | None:
@@ -81,8 +75,10 @@ def read_examples(folder: str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"examples folder {folder}: not a folder (run `featgraph explain ... --out DIR`)")
-    examples = read_table(folder / EXAMPLES_FILE, EXAMPLES_COLUMNS).select(list(EXAMPLES_COLUMNS))
-    stats = read_table(folder / STATS_FILE, STATS_COLUMNS).select(list(STATS_COLUMNS))
+    from featgraph.explain.tables import EXAMPLES_SCHEMA, STATS_SCHEMA
+
+    examples = read_table(folder / EXAMPLES_FILE, EXAMPLES_SCHEMA).select(EXAMPLES_COLUMNS)
+    stats = read_table(folder / STATS_FILE, STATS_SCHEMA).select(STATS_COLUMNS)
     return examples, stats
 
 

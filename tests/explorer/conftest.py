@@ -1,5 +1,5 @@
 """Builders for the explorer tests: a real families folder from a planted ladder, and an explain folder written in
-explain's schema (/work/notes/schema.md, issue 14) with made-up but deterministic contexts.
+explain's schema (featgraph.explain.tables) with made-up but deterministic contexts.
 
 The contexts are synthetic on purpose: the explorer only displays what explain wrote, so the tests check that
 the page shows exactly these rows. Some tokens hold HTML and script text to prove the page escapes them.
@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from featgraph.explain.tables import EXAMPLES_SCHEMA, STATS_SCHEMA
 from featgraph.synthetic import planted_ladder
 
 from ..conftest import write_ladder
@@ -47,17 +48,9 @@ def examples_folder(folder: Path, saes: list[tuple[str, int]], *, k: int = 4, wi
                                 "context": int(rng.integers(0, 500)), "position": center,
                                 "token_ids": [int(i) for i in rng.integers(0, 100, n)], "tokens": toks,
                                 "acts": acts.tolist(), "center": center})
-    ex_schema = {"sae": pl.String, "feature": pl.Int32, "rank": pl.Int16, "activation": pl.Float32,
-                 "context": pl.Int64, "position": pl.Int32, "token_ids": pl.List(pl.Int32),
-                 "tokens": pl.List(pl.String), "acts": pl.List(pl.Float32), "center": pl.Int16}
-    st_schema = {"sae": pl.String, "feature": pl.Int32, "n_tokens": pl.Int64, "n_active": pl.Int64,
-                 "frequency": pl.Float64, "mean_act": pl.Float64, "max_act": pl.Float32,
-                 "top_tokens": pl.List(pl.String), "top_token_counts": pl.List(pl.Int64),
-                 "top_tokens_by_act": pl.List(pl.String), "top_token_act_sums": pl.List(pl.Float64),
-                 "label": pl.String}
     folder.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame(ex_rows, schema=ex_schema).write_parquet(folder / "examples.parquet")
-    pl.DataFrame(st_rows, schema=st_schema).write_parquet(folder / "feature_stats.parquet")
+    pl.DataFrame(ex_rows, schema=EXAMPLES_SCHEMA).write_parquet(folder / "examples.parquet")
+    pl.DataFrame(st_rows, schema=STATS_SCHEMA).write_parquet(folder / "feature_stats.parquet")
     return folder
 
 
