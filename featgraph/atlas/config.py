@@ -52,7 +52,7 @@ class AtlasConfig(CommandConfig):
             raise ConfigError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if self.address is not None and self.engine != "ray":
             raise ConfigError(f"--address {self.address!r} only applies to --engine ray")
-        self.memory_budget = check_int("memory_budget", self.memory_budget, minimum=1 << 20)
+        self.memory_budget = check_int("memory_budget", self.memory_budget, minimum=1 << 10)
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {METHODS}, got {self.method!r}")
         self.device = check_device(self.device)

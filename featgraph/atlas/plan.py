@@ -31,6 +31,7 @@ from featgraph.errors import ConfigError
 PARTS = ("families", "flow", "compare")
 # bytes per (row x d_in) held by a task: the float32 unit rows plus the engine's prepared (bf16 or fp32) copy
 _BYTES_PER_ELEMENT = 8
+MIN_BLOCK_ROWS = 16  # fewer rows per task would be all overhead
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +140,7 @@ def row_blocks(kind: str, n_a: int, n_b: int, d: int, budget_bytes: int) -> list
     if kind == "compare" or whole <= budget_bytes:
         return [(0, n_b)]
     room = budget_bytes - _BYTES_PER_ELEMENT * d * n_a
-    if room < _BYTES_PER_ELEMENT * d * 256:
+    if room < _BYTES_PER_ELEMENT * d * MIN_BLOCK_ROWS:
         raise ConfigError(
             f"memory budget {budget_bytes} bytes cannot hold a {kind} task: the {n_a} x {d} SAE alone needs "
             f"{_BYTES_PER_ELEMENT * d * n_a} bytes plus room for rows of the other; raise --memory-budget"

@@ -1,0 +1,226 @@
+"""featgraph atlas on a planted collection: every planted family, flow chain and seed match is recovered, every
+pair equals a float64 brute force, reruns reuse finished pairs and are byte-identical, row blocks change nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import polars as pl
+import pytest
+
+from featgraph.atlas.config import AtlasConfig
+from featgraph.atlas.run import run_atlas
+from featgraph.compare import assign_dense
+from featgraph.matching import match_brute64, normalize_rows
+
+from ..conftest import tiny_sae
+from .planted import build_collection
+
+TAU = 0.7
+PLAN = [
+    ("families", "l1-w32", "l1-w64"), ("families", "l2-w32", "l2-w64"), ("families", "l3-w32", "l3-w64"),
+    ("families", "mlp2-w16", "mlp2-w48"),
+    ("flow", "l1-w32", "l2-w32"), ("flow", "l1-w64", "l2-w64"), ("flow", "l2-w32", "l3-w32"),
+    ("flow", "l2-w64", "l3-w64"),
+    ("compare", "l2-w64", "l2-w64-seed1"),
+]
+
+
+def _run(manifest, out, **kw):
+    return run_atlas(AtlasConfig(manifest=str(manifest), out=str(out), tau=TAU, progress=False, **kw))
+
+
+def _digests(out: Path, skip=()) -> dict[str, str]:
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file() and p.name not in skip}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("atlas")
+    truth = build_collection(root)
+    result = _run(truth.manifest, root / "out")
+    return truth, result, root
+
+
+def _table(root: Path, kind: str, a: str, b: str, name: str) -> pl.DataFrame:
+    return pl.read_parquet(root / "out" / kind / f"pair={a}~{b}" / name)
+
+
+def test_plan_is_every_adjacent_width_layer_and_seed_pair(planted):
+    _truth, result, _root = planted
+    assert [(p.kind, p.a, p.b) for p in result.plan] == PLAN
+    assert (result.reused, result.computed) == (0, len(PLAN))
+
+
+def test_every_pair_equals_the_float64_brute_force(planted):
+    truth, _result, root = planted
+    units = {n: normalize_rows(W)[0] for n, W in truth.decoders.items()}
+    for kind, a, b in PLAN:
+        if kind == "compare":
+            df = _table(root, kind, a, b, "assignment.parquet")
+            dense = assign_dense(units[a], units[b])
+            assert df["cos"].sum() == pytest.approx(dense.total, abs=1e-9)
+            assert df.height == 64 and df["a_feature"].n_unique() == 64 and df["b_feature"].n_unique() == 64
+            continue
+        ref = match_brute64(units[a], units[b], TAU)
+        df = _table(root, kind, a, b, "flow.parquet" if kind == "flow" else "features.parquet")
+        np.testing.assert_allclose(df["max_cos"].to_numpy(), ref.max_cos, atol=1e-12)
+        assert np.array_equal(df["predecessor" if kind == "flow" else "parent"].to_numpy(), ref.argmax)
+        if kind == "families":
+            e = _table(root, kind, a, b, "edges.parquet")
+            assert np.array_equal(e["small_feature"].to_numpy(), ref.edge_small)
+            assert np.array_equal(e["large_feature"].to_numpy(), ref.edge_large)
+        else:
+            assert np.array_equal(df["from_nowhere"].to_numpy(), ref.max_cos <= TAU)
+
+
+def test_planted_families_are_recovered(planted):
+    truth, _result, root = planted
+    for L in (1, 2, 3):
+        f = _table(root, "families", f"l{L}-w32", f"l{L}-w64", "features.parquet")
+        assert f["parent"][:16].to_list() == truth.copy[L].tolist()
+        assert f["parent"][16:40].to_list() == truth.split[L].tolist()
+        assert f["novel"].to_list() == [False] * 40 + [True] * 24
+        fams = _table(root, "families", f"l{L}-w32", f"l{L}-w64", "families.parquet")
+        got = {(tuple(r["small_features"]), tuple(r["large_features"])) for r in fams.iter_rows(named=True)}
+        want = {((int(p),), (i,)) for i, p in enumerate(truth.copy[L])}
+        want |= {((int(p),), tuple(int(i) for i in np.flatnonzero(truth.split[L] == p) + 16))
+                 for p in np.unique(truth.split[L])}
+        assert got == want
+
+
+def test_planted_flow_chains_are_recovered(planted):
+    truth, result, root = planted
+    chains = pl.read_parquet(root / "out" / "flow_chains.parquet")
+
+    def chain(sae, i):
+        return chains.filter((pl.col("sae") == sae) & (pl.col("feature") == i)).row(0, named=True)
+
+    for L in (2, 3):
+        f = _table(root, "flow", f"l{L - 1}-w32", f"l{L}-w32", "flow.parquet")
+        assert f["predecessor"][:20].to_list() == truth.carry[L].tolist()
+        assert f["from_nowhere"].to_list() == [False] * 20 + [True] * 12
+    through = 0
+    for i in range(20):
+        mid = int(truth.carry[3][i])
+        row = chain("l3-w32", i)
+        assert row["chain"] == chain("l2-w32", mid)["chain"]
+        if mid < 20:  # carried into layer 2 as well: the chain starts at layer 1
+            through += 1
+            first = chain("l1-w32", int(truth.carry[2][mid]))
+            assert (row["chain"], row["depth"], first["depth"]) == (first["chain"], 2, 0)
+    assert through > 0
+    w32 = chains.filter(pl.col("sae").str.ends_with("w32")).group_by("chain").agg(pl.col("layer").n_unique())
+    assert int((w32["layer"] == 3).sum()) == through
+    # the other stream takes no part in flow, and the shares add up
+    assert not chains.filter(pl.col("sae").str.starts_with("mlp")).height
+    layers = pl.read_parquet(root / "out" / "flow_layers.parquet").filter(pl.col("born_share").is_not_null())
+    assert np.allclose(layers["born_share"] + layers["carried_share"], 1.0)
+    assert (root / "out" / "flow.png").stat().st_size > 1000
+    assert result.summary["flow"]["chains"]["count"] == chains["chain"].n_unique()
+
+
+def test_planted_seed_match_is_recovered(planted):
+    truth, result, root = planted
+    df = _table(root, "compare", "l2-w64", "l2-w64-seed1", "assignment.parquet")
+    by_b = dict(zip(df["b_feature"].to_list(), df["a_feature"].to_list(), strict=True))
+    assert [by_b[i] for i in range(48)] == truth.perm.tolist()
+    assert df.filter(pl.col("b_feature") < 48)["shared"].all()
+    assert not df.filter(pl.col("b_feature") >= 48)["shared"].any()
+    stats = result.summary["plan"][-1]["stats"]
+    assert stats["shared"] == 48 and stats["gap_bound"] < 1e-9
+
+
+def test_graph_holds_every_feature_and_every_edge(planted):
+    truth, result, root = planted
+    g = nx.read_graphml(root / "out" / "graph.graphml")
+    assert g.number_of_nodes() == sum(W.shape[0] for W in truth.decoders.values())
+    kinds = [d["kind"] for _, _, d in g.edges(data=True)]
+    plan = result.summary["plan"]
+    assert kinds.count("families") == sum(p["stats"].get("edges", 0) for p in plan)
+    assert kinds.count("flow") == sum(p["stats"]["features"] - p["stats"]["from_nowhere"]
+                                      for p in plan if p["kind"] == "flow")
+    assert kinds.count("compare") == 48
+    assert g.nodes["l2-w64-seed1:0"]["seed"] == 1 and g.nodes["l3-w32:5"]["layer"] == 3
+    data = json.loads((root / "out" / "graph.json").read_text())
+    assert len(data["nodes"]) == g.number_of_nodes() and len(data["edges"]) == g.number_of_edges()
+
+
+def test_rerun_reuses_every_pair_and_writes_the_same_bytes(planted, tmp_path):
+    truth, _result, root = planted
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    before = _digests(out)
+    again = _run(truth.manifest, out)
+    assert (again.reused, again.computed) == (len(PLAN), 0)
+    assert _digests(out, skip=("summary.json",)) == {k: v for k, v in before.items() if k != "summary.json"}
+    old, new = (json.loads(p.read_text()) for p in (root / "out" / "summary.json", out / "summary.json"))
+    assert new["run"] == {"pairs": len(PLAN), "reused": len(PLAN), "computed": 0}
+    assert {k: v for k, v in old.items() if k != "run"} == {k: v for k, v in new.items() if k != "run"}
+    fresh = _run(truth.manifest, tmp_path / "fresh")  # a second fresh run: every byte equal, summary too
+    assert fresh.computed == len(PLAN)
+    assert _digests(tmp_path / "fresh") == _digests(root / "out")
+
+
+def test_row_blocks_and_json_manifest_give_identical_tables(planted, tmp_path):
+    truth, _result, root = planted
+    calls = []
+    import featgraph.atlas.work as work
+
+    original = work.pair_task
+
+    def spy(task, a, b):
+        calls.append(task.key)
+        return original(task, a, b)
+
+    import tomllib
+
+    (root / "atlas.json").write_text(json.dumps(tomllib.loads(truth.manifest.read_text())))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("featgraph.atlas.run.pair_task", spy)
+        # a 64 x 64 flow pair holds 8 * 64 * 128 bytes: this budget leaves room for 32 rows of the upper SAE
+        split = _run(root / "atlas.json", tmp_path / "split", memory_budget=8 * 64 * (64 + 32))
+    assert split.computed == len(PLAN)
+    blocks = [k for k in calls if k.startswith("flow/l1-w64~l2-w64/")]
+    assert blocks == ["flow/l1-w64~l2-w64/rows000000000000-000000000032",
+                      "flow/l1-w64~l2-w64/rows000000000032-000000000064"]
+    skip = ("summary.json", "config.json")
+    assert _digests(tmp_path / "split", skip) == _digests(root / "out", skip)
+
+
+def test_a_changed_sae_recomputes_only_its_pairs(planted, tmp_path):
+    truth, _result, root = planted
+    coll = tmp_path / "coll"
+    shutil.copytree(root / "saes", coll / "saes")
+    shutil.copy(truth.manifest, coll / "atlas.toml")
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    W = truth.decoders["l2-w32"].copy()
+    W[25] = -W[25]  # one born feature flipped: the pairs with l2-w32 change, nothing else does
+    shutil.rmtree(coll / "saes" / "l2-w32")
+    tiny_sae(W_dec=W, seed=3).save(coll / "saes" / "l2-w32")
+    calls = []
+    import featgraph.atlas.work as work
+
+    def spy(task, a, b):
+        calls.append(task.params["pair"])
+        return work.pair_task(task, a, b)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("featgraph.atlas.run.pair_task", spy)
+        again = _run(coll / "atlas.toml", out)
+    changed = {"l2-w32~l2-w64", "l1-w32~l2-w32", "l2-w32~l3-w32"}
+    assert set(calls) == changed and (again.reused, again.computed) == (len(PLAN) - 3, 3)
+    fresh = _run(coll / "atlas.toml", tmp_path / "fresh")
+    skip = ("summary.json", "config.json")
+    assert _digests(out, skip) == _digests(tmp_path / "fresh", skip)
+    untouched = [f"{k}/pair={a}~{b}" for k, a, b in PLAN if f"{a}~{b}" not in changed]
+    old, new = _digests(root / "out"), _digests(out)
+    assert all(new[k] == old[k] for k in old if any(k.startswith(u) for u in untouched))
+    assert fresh.summary["plan"] == again.summary["plan"]
