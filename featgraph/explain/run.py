@@ -104,7 +104,7 @@ def explain_sae(sae: Any, store: ActivationStore, layout: StoreLayout, *, k: int
         n = min(per_batch, layout.n_contexts - c0)
         x = store.read(n * rpc, c0 * rpc)
         acts = sae.encode(x.to(dtype)).float().contiguous()
-        ids = torch.from_numpy(np.ascontiguousarray(layout.tokens[c0:c0 + n, layout.first:])).reshape(-1)
+        ids = torch.from_numpy(np.array(layout.tokens[c0:c0 + n, layout.first:], dtype=np.int64)).reshape(-1)
         top.update(acts, c0)
         stats.update(acts, ids)
         bar.update(n * rpc)

@@ -41,6 +41,8 @@ class FeatureStats:
 class TokenStats:
     """Sparse (feature, token) counts and activation sums; :meth:`update` per batch, :meth:`result` at the end."""
 
+    MERGE_MIN = 1 << 22  # appended entries merged once they exceed max(this, 2 x the merged table)
+
     def __init__(self, n_features: int):
         self.F = n_features
         self.keys = torch.zeros(0, dtype=torch.int64)
@@ -61,7 +63,7 @@ class TokenStats:
     def _add(self, keys: torch.Tensor, counts: torch.Tensor, sums: torch.Tensor) -> None:
         self._parts.append((keys, counts, sums))
         self._pending += keys.numel()
-        if self._pending > max(2 * self.keys.numel(), 1 << 22):
+        if self._pending > max(2 * self.keys.numel(), self.MERGE_MIN):
             self._merge()
 
     def _merge(self) -> None:
