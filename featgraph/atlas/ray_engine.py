@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -32,6 +33,21 @@ from featgraph.atlas.engines import EngineError, Task, TaskFn, check_tasks
 from featgraph.errors import ConfigError, FeatgraphError
 
 log = logging.getLogger("featgraph.atlas")
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse an ``--address`` whose host does not answer within ``timeout`` seconds: ``ray.init`` itself retries a
+    dead address for minutes. ``"auto"`` / ``"local"`` (Ray finds the cluster itself) are left to Ray."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r} is not host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise EngineError(f"no Ray cluster answers at --address {address!r}: {err}") from None
 
 
 def run_task(fn: TaskFn, task: Task, *arrays: np.ndarray) -> Any:
@@ -68,7 +84,10 @@ class RayEngine:
         max_retries: int = 3,
         log_to_driver: bool = False,
     ) -> None:
-        import ray
+        try:
+            import ray
+        except ImportError:
+            raise EngineError("--engine ray needs Ray, which is not installed: pip install 'featgraph[ray]'") from None
 
         if cpus_per_task <= 0 or gpus_per_task < 0 or max_retries < 0:
             raise ConfigError(
@@ -85,6 +104,8 @@ class RayEngine:
                 kwargs["num_cpus"] = num_cpus
             elif num_cpus is not None:
                 raise ConfigError("num_cpus only applies to a local Ray instance, not to --address " + address)
+            else:
+                check_reachable(address)
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from featgraph.atlas.engines import LocalEngine, Task, get_engine
+from featgraph.atlas.engines import EngineError, LocalEngine, Task, get_engine
+from featgraph.atlas.ray_engine import check_reachable
 from featgraph.errors import ConfigError
 
 
@@ -62,3 +64,22 @@ def test_the_local_path_imports_no_ray():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "False"
+
+
+def test_the_ray_engine_without_ray_installed_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    with pytest.raises(EngineError, match=r"--engine ray needs Ray.*pip install 'featgraph\[ray\]'"):
+        get_engine("ray")
+
+
+def test_an_address_nobody_answers_is_refused_at_once_naming_it():
+    # ray.init would retry a dead address for minutes; the engine checks it first (no Ray needed for the check)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(EngineError, match=f"no Ray cluster answers at --address '{address}'"):
+            check_reachable(address, timeout=2)
+    with pytest.raises(ConfigError, match="--address 'headnode' is not host:port"):
+        check_reachable("headnode")
+    check_reachable("auto")  # Ray finds the cluster itself: nothing to check here
