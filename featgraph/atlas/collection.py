@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 ENTRY_KEYS = ("path", "site", "layer", "stream", "seed", "width", "name", "model", "tags")
 DEFAULT_KEYS = ("site", "stream", "seed", "model", "tags")  # a default path, layer, width or name makes no sense
 TOP_KEYS = ("defaults", "sae")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@=-]*$")  # an SAE name is part of folder names (pair=<a>~<b>)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]*$")  # an SAE name is part of folder names (pair=<a>~<b>)
 _LAYER_RE = re.compile(r"(?:^|[._/-])(?:blocks|layers|layer|block|h|l|L)[._-]?(\d+)(?=$|[._/-])")
 _SEED_RE = re.compile(r"(?:^|[._-])seed[_-]?(\d+)(?=$|[._-])")
 MANIFEST_MAX_BYTES = 16 * 2**20
@@ -238,15 +238,17 @@ def _checked(source: Path, saes: Sequence[SaeSpec]) -> Collection:
     return Collection(source, list(saes))
 
 
-def load_decoders(coll: Collection, names: Sequence[str]) -> dict[str, LadderEntry]:
-    """Each named SAE's decoder as a :class:`~featgraph.ladder.LadderEntry` (float32 ``[F, d_in]`` rows and the
-    one fingerprint definition), checked against the collection (module docstring)."""
+def load_decoders(coll: Collection, names: Sequence[str]) -> tuple[dict[str, LadderEntry], dict[str, str]]:
+    """Each named SAE's decoder as a :class:`~featgraph.ladder.LadderEntry` (float32 ``[F, d_in]`` rows) and its
+    fingerprint (:meth:`~featgraph.ladder.LadderEntry.fingerprint`, the one definition, computed once here),
+    checked against the collection (module docstring)."""
     from featgraph.formats import load_decoder
     from featgraph.ladder import LadderEntry
 
     out: dict[str, LadderEntry] = {}
     d_in_of_site: dict[tuple[str, str], tuple[int, str]] = {}
     seen: dict[str, str] = {}
+    fps: dict[str, str] = {}
     for name in names:
         spec = coll[name]
         fmt, W = load_decoder(spec.path)
@@ -258,9 +260,10 @@ def load_decoders(coll: Collection, names: Sequence[str]) -> dict[str, LadderEnt
             raise ShapeMismatchError(f"{coll.source}: site {spec.site!r} mixes d_in: {first[1]!r} has d_in="
                                      f"{first[0]}, {name!r} ({spec.path}) has d_in={W.shape[1]}")
         entry = LadderEntry(name=name, path=spec.path, format=fmt, W_dec=W)
-        other = seen.setdefault(entry.fingerprint(), name)
+        fps[name] = entry.fingerprint()
+        other = seen.setdefault(fps[name], name)
         if other != name:
             raise ConfigError(f"{coll.source}: {other!r} and {name!r} ({spec.path}) have identical decoders: "
                               "the same SAE given twice")
         out[name] = entry
-    return out
+    return out, fps

@@ -64,10 +64,13 @@ def atlas_graph(
 
 def write_graph(g: nx.MultiDiGraph, folder: Path) -> list[str]:
     """``graph.graphml`` and ``graph.json`` (node-link) in ``folder``; returns the file names."""
+    import json
+
     from featgraph.graphml import write_graphml
-    from featgraph.io.files import write_json
+    from featgraph.io.files import atomic_write
 
     write_graphml(g, folder / "graph.graphml")
-    data = nx.node_link_data(g, edges="edges")
-    write_json(folder / "graph.json", data)
+    # compact, not the house's indented JSON: this file grows with every feature of the collection
+    text = json.dumps(nx.node_link_data(g, edges="edges"), sort_keys=True, separators=(",", ":")) + "\n"
+    atomic_write(folder / "graph.json", lambda p: p.write_text(text, encoding="utf-8"))
     return ["graph.graphml", "graph.json"]

@@ -71,8 +71,9 @@ def make_plan(
     parts: Sequence[str] = PARTS,
     sites: Sequence[str] = (),
 ) -> list[Pair]:
-    """Every pair of the plan (module docstring), sorted by (kind, name); ``sites`` keeps only pairs whose two SAEs
-    both lie at one of those sites (a site named there that the collection lacks is refused)."""
+    """Every pair of the plan (module docstring): families, then flow, then compare; within a kind, groups in
+    manifest order, then ascending width (families), layer (flow) or seed (compare). ``sites`` keeps only pairs
+    whose two SAEs both lie at one of those sites (a site named there that the collection lacks is refused)."""
     known = {s.site for s in coll.saes}
     missing = [s for s in sites if s not in known]
     if missing:
@@ -85,7 +86,7 @@ def make_plan(
         pairs += _flow(keep, widths)
     if "compare" in parts:
         pairs += _compare(keep, widths)
-    return sorted(pairs, key=lambda p: (PARTS.index(p.kind), p.name))
+    return pairs
 
 
 def _families(coll: Collection, saes: Sequence[Any], widths: Mapping[str, int]) -> list[Pair]:

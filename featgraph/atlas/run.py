@@ -60,11 +60,11 @@ def run_atlas(cfg: AtlasConfig) -> AtlasResult:
     inputs: list[Any] = [cfg.manifest, *[s.path for s in coll.saes]]
     out = check_output(cfg.out, command=COMMAND, inputs=inputs)  # a bad --out fails before any loading
     selected = [s.name for s in coll.saes if not cfg.sites or s.site in cfg.sites]
-    entries = load_decoders(coll, selected)
+    entries, all_fps = load_decoders(coll, selected)
     widths = {n: e.width for n, e in entries.items()}
     plan = make_plan(coll, widths, parts=cfg.only, sites=cfg.sites)
     used = [n for n in selected if any(n in (p.a, p.b) for p in plan)]
-    fps = {n: entries[n].fingerprint() for n in used}
+    fps = {n: all_fps[n] for n in used}
     keys = {p.name: pair_key(p, fps[p.a], fps[p.b], cfg.tau) for p in plan}
     results, extras = _previous(out, plan, keys, widths)
     reused = len(results)

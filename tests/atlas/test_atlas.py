@@ -224,3 +224,10 @@ def test_a_changed_sae_recomputes_only_its_pairs(planted, tmp_path):
     old, new = _digests(root / "out"), _digests(out)
     assert all(new[k] == old[k] for k in old if any(k.startswith(u) for u in untouched))
     assert fresh.summary["plan"] == again.summary["plan"]
+
+
+def test_tables_read_back_as_one_partitioned_dataset(planted):
+    _truth, result, root = planted
+    flow = pl.read_parquet(root / "out" / "flow" / "*" / "flow.parquet", hive_partitioning=True)
+    sizes = dict(flow.group_by("pair").len().iter_rows())
+    assert sizes == {p.name: p.b.endswith("w64") and 64 or 32 for p in result.plan if p.kind == "flow"}
