@@ -231,3 +231,44 @@ def test_tables_read_back_as_one_partitioned_dataset(planted):
     flow = pl.read_parquet(root / "out" / "flow" / "*" / "flow.parquet", hive_partitioning=True)
     sizes = dict(flow.group_by("pair").len().iter_rows())
     assert sizes == {p.name: p.b.endswith("w64") and 64 or 32 for p in result.plan if p.kind == "flow"}
+
+
+def test_zero_rows_are_in_no_chain_and_survive_reuse(tmp_path):
+    from .planted import write_manifest
+
+    rng = np.random.default_rng(3)
+    lower = rng.standard_normal((8, 16)).astype(np.float32)
+    upper = np.vstack([lower[:4] + 0.01 * rng.standard_normal((4, 16)), np.zeros((1, 16)),
+                       rng.standard_normal((3, 16))]).astype(np.float32)
+    lower[7] = 0
+    for name, W in (("lo", lower), ("up", upper)):
+        tiny_sae(W_dec=W, seed=1).save(tmp_path / name)
+    write_manifest(tmp_path / "m.toml", [{"path": "lo", "site": "blocks.1.x"}, {"path": "up", "site": "blocks.2.x"}])
+    first = _run(tmp_path / "m.toml", tmp_path / "out")
+    flow = first.tables["lo~up"]["flow.parquet"]
+    assert flow["zero_norm"].to_list() == [False] * 4 + [True] + [False] * 3
+    assert flow["predecessor"][:5].to_list() == [0, 1, 2, 3, None]
+    chains = pl.read_parquet(tmp_path / "out" / "flow_chains.parquet")
+    up = chains.filter(pl.col("sae") == "up")
+    assert up["chain"][4] is None and up["from_nowhere"][4] is None and up["depth"][:4].to_list() == [1] * 4
+    lo = chains.filter(pl.col("sae") == "lo")
+    assert lo["ends"].to_list() == [False] * 4 + [True] * 3 + [None]
+    before = _digests(tmp_path / "out", skip=("summary.json",))
+    again = _run(tmp_path / "m.toml", tmp_path / "out")
+    assert again.reused == 1 and _digests(tmp_path / "out", skip=("summary.json",)) == before
+
+
+def test_python_api_is_the_callable_package_and_imports_no_ray(planted, tmp_path):
+    import subprocess
+    import sys
+
+    truth, _result, root = planted
+    code = ("import sys, featgraph; r = featgraph.atlas(manifest=sys.argv[1], out=sys.argv[2], progress=False, "
+            "only='compare'); assert 'ray' not in sys.modules; print(r.computed, [p.name for p in r.plan])")
+    done = subprocess.run([sys.executable, "-c", code, str(truth.manifest), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "1 ['l2-w64~l2-w64-seed1']"
+    skip = ("summary.json", "config.json", "graph.graphml", "graph.json", ".featgraph-manifest.json")
+    want = {k: v for k, v in _digests(root / "out", skip).items() if k.startswith("compare/")}
+    assert _digests(tmp_path / "out", skip) == want
