@@ -3,6 +3,8 @@ zero-copy, a killed worker's task retried, task errors raised as themselves and 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding tests/ (the hook below lives in this module)
 
 from featgraph.atlas.engines import EngineError, LocalEngine, Task, get_engine  # noqa: E402
 from featgraph.atlas.ray_engine import RayEngine  # noqa: E402
@@ -19,11 +22,46 @@ from featgraph.errors import ConfigError  # noqa: E402
 from featgraph.matching import match_pair, normalize_rows  # noqa: E402
 from featgraph.synthetic import planted_ladder  # noqa: E402
 
+from ..conftest import run_main  # noqa: E402
+from .planted import build_collection  # noqa: E402
+
+
+def install_kill_switch() -> None:
+    """Ray's setup hook in every worker of this module's cluster: once ``<KILL_DIR>/armed`` exists, the first worker
+    to run the atlas's ``pair_task`` claims ``<KILL_DIR>/killed`` and SIGKILLs itself (the driver's function is
+    untouched: the worker resolves ``featgraph.atlas.work.pair_task`` by name, and gets this wrapper)."""
+    import featgraph.atlas.work as work
+
+    original = work.pair_task
+
+    def pair_task(task, *arrays):
+        kill_dir = Path(os.environ["FEATGRAPH_TEST_KILL_DIR"])
+        if (kill_dir / "armed").exists():
+            try:
+                fd = os.open(kill_dir / "killed", os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # one claimant only
+            except FileExistsError:
+                pass
+            else:
+                os.write(fd, task.key.encode())
+                os.close(fd)
+                os.kill(os.getpid(), signal.SIGKILL)
+        return original(task, *arrays)
+
+    work.pair_task = pair_task
+
+
+@pytest.fixture(scope="module")
+def kill_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("kill-switch")
+
 
 @pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
+def ray_cluster(kill_dir):
     """One local Ray instance for the module (starting one takes seconds); engines made here join it."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": install_kill_switch,
+                          # the hook runs before Ray adds the driver's folder to the workers' path: name it here
+                          "env_vars": {"FEATGRAPH_TEST_KILL_DIR": str(kill_dir), "PYTHONPATH": str(ROOT)}})
     yield
     ray.shutdown()
 
@@ -124,3 +162,36 @@ def test_ray_engine_refuses_bad_resources_and_duplicate_keys():
         RayEngine(cpus_per_task=0)
     with pytest.raises(ValueError, match="duplicate task key 'x'"):
         list(RayEngine().map(always_die, [Task("x"), Task("x")], {}))
+
+
+def digests(out: Path) -> dict[str, str]:
+    """Every file's sha256 but the two that record the resolved config (which names the engine)."""
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file() and p.name not in ("config.json", "summary.json")}
+
+
+def without_engine(path: Path, *nested: str) -> dict:
+    doc = json.loads(path.read_text())
+    cfg = doc[nested[0]] if nested else doc
+    assert cfg.pop("engine") in ("local", "ray")
+    cfg.pop("out", None)
+    return doc
+
+
+def test_featgraph_atlas_on_ray_writes_the_local_bytes_even_when_a_worker_is_killed(tmp_path, kill_dir):
+    truth = build_collection(tmp_path)
+    runs = {}
+    for name, extra in (("local", ()), ("ray", ("--engine", "ray")), ("ray-killed", ("--engine", "ray"))):
+        if name == "ray-killed":
+            (kill_dir / "armed").touch()
+        code, out, err = run_main("atlas", truth.manifest, "--out", tmp_path / name, "--quiet", *extra)
+        assert code == 0, err
+        runs[name] = digests(tmp_path / name)
+    assert (kill_dir / "killed").read_text().startswith(("families/", "flow/", "compare/"))  # a task's worker died
+    assert any(k.endswith(".parquet") for k in runs["local"]) and "graph.graphml" in runs["local"]
+    assert runs["ray"] == runs["local"]  # every table, graph and figure: byte-identical
+    assert runs["ray-killed"] == runs["local"]
+    for name in ("ray", "ray-killed"):  # the summary and the config differ only in the engine they name
+        assert without_engine(tmp_path / name / "summary.json", "config") == without_engine(
+            tmp_path / "local" / "summary.json", "config")
+        assert without_engine(tmp_path / name / "config.json") == without_engine(tmp_path / "local" / "config.json")
