@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from featgraph.atlas.engines import EngineError, LocalEngine, Task, get_engine
-from featgraph.atlas.ray_engine import check_reachable
+from featgraph.atlas.ray_engine import check_reachable, largest_first
 from featgraph.errors import ConfigError
 
 
@@ -83,3 +83,11 @@ def test_an_address_nobody_answers_is_refused_at_once_naming_it():
     with pytest.raises(ConfigError, match="--address 'headnode' is not host:port"):
         check_reachable("headnode")
     check_reachable("auto")  # Ray finds the cluster itself: nothing to check here
+
+
+def test_ray_submits_the_largest_tasks_first_and_keeps_the_callers_order_on_ties():
+    arrays = {"s": np.zeros((4, 2)), "m": np.zeros((8, 2)), "l": np.zeros((16, 2))}
+    tasks = [Task("sm", ("s", "m")), Task("ml/rows0", ("m", "l")), Task("none"), Task("ml/rows1", ("m", "l")),
+             Task("ss", ("s", "s")), Task("given", ("s",), {"cost": 1e9})]
+    order = [t.key for t in largest_first(tasks, arrays)]
+    assert order == ["given", "ml/rows0", "ml/rows1", "sm", "ss", "none"]
