@@ -137,10 +137,12 @@ def render_html(
     ladder_table: pl.DataFrame | None = None,
     config: dict[str, Any] | None = None,
     neuronpedia: dict[str, str] | None = None,
+    explained: dict[str, Any] | None = None,
 ) -> str:
     """One self-contained page: every figure embedded as a data URI, every table inline, no external
     resource. ``neuronpedia`` maps an SAE name to its Neuronpedia URL prefix (``.../MODEL/SAE_ID/``): the
-    feature ids the page lists for that SAE link to their Neuronpedia pages."""
+    feature ids the page lists for that SAE link to their Neuronpedia pages. ``explained`` (a report given
+    examples): ``{png, page, families}``, the weekday-style panel and the explorer page's file name beside it."""
     parts = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
@@ -150,6 +152,16 @@ def render_html(
     ]
     if ladder_table is not None:
         parts += ["<h2>The ladder</h2>", table_html(ladder_table)]
+    if explained is not None:
+        parts += [
+            "<h2>What split features mean</h2>",
+            f"<p class=note>The {len(explained['families'])} largest split families "
+            f"({html.escape(', '.join(explained['families']))}): each parent's top tokens beside its children's. "
+            f"Every family, splitting tree and novel feature with its top contexts: "
+            f"<a href=\"{html.escape(explained['page'])}\">{html.escape(explained['page'])}</a> "
+            "(a page beside this one, works offline).</p>",
+            _img(explained["png"], "largest split families: parent and children top tokens"),
+        ]
     parts += [_pair_section(p, neuronpedia or {}) for p in pairs]
     if frank is not None:
         parts += [

@@ -2,8 +2,10 @@
 over the activations per pair) and its Frankenstein SAE, on one self-contained HTML page.
 
 Layout of ``cfg.out``: ``pairs/SMALL__LARGE/`` (a stitch folder per pair), ``frankenstein/`` (unless
-``cfg.frankenstein`` is False), ``report.html`` and ``config.json``; the whole folder is replaced only when all of
-it succeeded.
+``cfg.frankenstein`` is False), ``report.html`` and ``config.json``; with ``examples`` (a
+:class:`featgraph.report.config.ReportExamplesConfig`) also ``families/`` (as ``featgraph families``),
+``explorer.html`` (the family explorer) and ``split_families.png`` (the weekday-style panel, also on the page).
+The whole folder is replaced only when all of it succeeded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from featgraph.stitch.pair import PairAnalysis, analyze_pair, write_pair_files
 from featgraph.stitch.run import load_ladder_saes, make_evaluator, open_acts, split_acts
 
 PAGE_FILE = "report.html"
+EXPLORER_FILE, PANEL_FILE, FAMILIES_DIR = "explorer.html", "split_families.png", "families"
 
 
 @dataclasses.dataclass
@@ -40,6 +43,11 @@ def run_report(cfg: ReportConfig, *, model: Any = None) -> ReportResult:
     folder and ``report.html``. ``model``: an already loaded model for CE."""
     inputs = cfg.inputs()
     check_output(cfg.out, command=cfg.command, inputs=inputs)  # before loading anything
+    examples = getattr(cfg, "examples", None)
+    if examples is not None:
+        from featgraph.explorer.data import read_examples
+
+        read_examples(examples)  # a bad examples folder fails now, not after the stitching passes
     saes, names, sources = load_ladder_saes(cfg, inputs)
     if cfg.frankenstein:
         acts, store, train, _ = split_acts(cfg.acts, cfg.n_tokens, cfg.train_acts)
@@ -88,5 +96,30 @@ def run_report(cfg: ReportConfig, *, model: Any = None) -> ReportResult:
             write_pair_files(a, out_dir / "pairs" / f"{a.small_name}__{a.large_name}", config)
         if frank is not None:
             write_frankenstein_files(frank, out_dir / "frankenstein", config)
-        write_html(render_html(heading, pairs, frank, ladder_table, config, neuronpedia), out_dir / PAGE_FILE)
+        explained = _write_explorer(cfg, names, out_dir, examples) if examples is not None else None
+        write_html(render_html(heading, pairs, frank, ladder_table, config, neuronpedia, explained),
+                   out_dir / PAGE_FILE)
     return ReportResult(Path(cfg.out), Path(cfg.out) / PAGE_FILE, pairs, frank, config)
+
+
+def _write_explorer(cfg: ReportConfig, names: list[str], out_dir: Path, examples: str) -> dict[str, Any]:
+    """``families/`` (the ladder's families, as ``featgraph families`` writes them), ``explorer.html`` and the
+    weekday-style panel; returns what the page shows of them."""
+    from featgraph.explorer.data import page_data
+    from featgraph.explorer.page import render_page, write_page
+    from featgraph.explorer.panel import largest_splits, split_panel_png
+    from featgraph.families import run_families
+    from featgraph.io.files import atomic_write
+
+    # the user's --name list as given (in the order SAEs are found, as both commands read it), not ``names``,
+    # which is already in width order
+    run_families(list(cfg.saes), out_dir / FAMILIES_DIR, tau=cfg.tau, names=list(cfg.names) or None,
+                 progress=cfg.progress)
+    data = page_data(out_dir / FAMILIES_DIR, examples, title=f"featgraph explorer: {', '.join(names)}")
+    data["config"] = cfg.to_json()  # the report's resolved config: the page has no folder of its own
+    write_page(render_page(data), out_dir / EXPLORER_FILE)
+    png = split_panel_png(data)
+    atomic_write(out_dir / PANEL_FILE, lambda p: p.write_bytes(png))
+    splits = largest_splits(data)
+    return {"png": png, "page": EXPLORER_FILE, "families": [f"{names[r[0]]}:{r[1]}" for r in splits]}
+
