@@ -119,6 +119,9 @@ class CompareAnalysis:
                 "dead_b": int(np.sum(s.count_b == 0)),
                 "coactive_pairs": s.n_pairs,
                 "assigned_pairs_mean": {k: _mean(m[k]) for k in ("jaccard", "pearson", "masked_cos")},
+                # over the matched pairs only: does a higher decoder cos mean more similar firing? (the co-active
+                # Spearman below is dominated by the many unrelated pairs that co-fire by chance)
+                "spearman_assigned_pairs": {k: _spearman(a.cos, m[k]) for k in ("jaccard", "pearson", "masked_cos")},
                 "spearman_decoder_cos_vs": {k: _num(v) for k, v in sorted(g.spearman.items())},
                 "act_metric": g.act_metric,
                 "act_threshold": g.act_threshold,
@@ -138,6 +141,13 @@ def _num(v: float) -> float | None:
 
 def _share(n: int, d: int) -> float | None:
     return round(n / d, 6) if d else None
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    from scipy.stats import spearmanr
+
+    ok = np.isfinite(y)
+    return _num(spearmanr(x[ok], y[ok]).statistic) if ok.sum() > 2 else None
 
 
 def _mean(v: np.ndarray) -> float | None:

@@ -33,12 +33,14 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     act = r.get("activations")
     if act:
-        sp = act["spearman_decoder_cos_vs"]
+        sp, sa = act["spearman_decoder_cos_vs"], act["spearman_assigned_pairs"]
         m = act["assigned_pairs_mean"]
         lines += [
             f"  activations ({act['n_tokens']} tokens): assigned pairs mean Jaccard {_f(m['jaccard'])}, Pearson "
             f"{_f(m['pearson'])}, masked cos {_f(m['masked_cos'])}",
-            f"  decoder cos vs activation (Spearman over {act['coactive_pairs']} co-active pairs): Jaccard "
+            f"  decoder cos vs activation, Spearman over the assigned pairs: Jaccard "
+            f"{_f(sa['jaccard'])}, Pearson {_f(sa['pearson'])}, masked cos {_f(sa['masked_cos'])}",
+            f"  decoder cos vs activation, Spearman over all {act['coactive_pairs']} co-active pairs: Jaccard "
             f"{_f(sp['jaccard'])}, Pearson {_f(sp['pearson'])}, masked cos {_f(sp['masked_cos'])}",
             f"  decoder edges (cos > tau) vs activation edges ({act['act_metric']} > {act['act_threshold']:g}): "
             f"precision {_f(act['precision'])}, recall {_f(act['recall'])}",
