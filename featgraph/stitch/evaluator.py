@@ -34,9 +34,18 @@ class Evaluator:
         tokens: torch.Tensor | None = None,
         hook_name: str | None = None,
         model_batch_size: int = 8,
+        bootstrap: bool = True,
     ):
         self.acts, self.model, self.tokens, self.hook_name = acts, model, tokens, hook_name
         self.model_batch_size = model_batch_size
+        #: name -> (SSE per context, tokens per context) from each row's evaluation pass, for the bootstrap of a
+        #: comparison (featgraph.stitch.bootstrap.comparison_intervals); kept only with ``bootstrap``
+        self.per_context: dict[str, tuple] = {}
+        self.context_rows, self.context_phase, self.context_unit = (None, 0, "")
+        if bootstrap:
+            from featgraph.stitch.bootstrap import context_layout
+
+            self.context_rows, self.context_phase, self.context_unit = context_layout(acts)
         self._baselines: dict[str, Any] | None = None
         self._rows: dict[tuple[str, int], tuple[Sae, dict[str, Any]]] = {}
         self._ce: dict[int, tuple[Sae, dict[str, float]]] = {}
@@ -64,7 +73,10 @@ class Evaluator:
 
             kw = {"model": self.model, "tokens": self.tokens, "baselines": self.baselines(sae)} if self.has_ce else {}
             row = evaluate_sae(sae, acts=self.acts, hook_name=self._hook(sae), name=name,
-                               model_batch_size=self.model_batch_size, health=False, **kw)
+                               model_batch_size=self.model_batch_size, health=False, context_rows=self.context_rows,
+                               context_phase=self.context_phase, **kw)
+            if self.context_rows:  # arrays stay out of the tables
+                self.per_context[name] = (row.pop("sse_per_context"), row.pop("n_per_context"))
             self._rows[key] = (sae, row)  # holding sae keeps its id from being reused
             self._ce.setdefault(id(sae), (sae, {c: row[c] for c in CE_COLUMNS}))
         return dict(self._rows[key][1])

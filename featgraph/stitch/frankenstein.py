@@ -203,6 +203,7 @@ class FrankensteinAnalysis:
     losses: list[list[float]]  #: per stage: Adam's loss per step, or [fitting MSE] of the exact decoder
     decoder_fit: str = "adam"  #: "exact" (ridge least squares) or "adam"
     fits: list[dict[str, Any]] = dataclasses.field(default_factory=list)  #: exact fits: width, ridge, MSEs
+    intervals: dict[str, Any] | None = None  #: bootstrap over held-out contexts (featgraph.stitch.bootstrap)
 
     def figures(self) -> dict[str, Figure]:
         return {"frankenstein": plots.frankenstein_comparison(self.table)}
@@ -224,6 +225,7 @@ def analyze_frankenstein(
     decoder_fit: str = "exact",
     ridges: Sequence[float] | None = None,
     val_fraction: float = 0.1,
+    n_boot: int = 1000,
 ) -> FrankensteinAnalysis:
     """Assemble, retrain every stage's decoder on ``train_acts``, and evaluate everything with ``evaluator``.
 
@@ -236,7 +238,8 @@ def analyze_frankenstein(
     With ``retrain_ladder`` the ladder's own SAEs get the same decoder retraining (same tokens, same fit) as a
     control: retraining alone can lower an SAE's MSE (an L1-trained decoder is shrunk), and only this control
     separates the gain from stitching from the gain from retraining. Stage 0 *is* the smallest SAE, so its row
-    is reused.
+    is reused. ``intervals``: 95% bootstrap intervals over the evaluation contexts (``n_boot`` replicates, seeded by
+    ``seed``) of every row's MSE and of each retrained Frankenstein stage minus each retrained ladder SAE.
     """
     if decoder_fit not in ("exact", "adam"):
         raise ConfigError(f"decoder_fit must be 'exact' or 'adam', got {decoder_fit!r}")
@@ -283,7 +286,13 @@ def analyze_frankenstein(
             rows.append(dict(evaluator.row(sae_n, f"{n}-retrained"), kind=control))
     cols = ("kind", *POINT_COLUMNS)
     table = pl.DataFrame([{c: r[c] for c in cols} for r in rows])
-    return FrankensteinAnalysis(asm, retrained, table, losses, decoder_fit, fits)
+    intervals = None
+    if n_boot and getattr(evaluator, "per_context", None):  # the evaluation pass kept per-context sums
+        from featgraph.stitch.bootstrap import comparison_intervals
+
+        intervals = comparison_intervals(rows, evaluator.per_context, n_boot=n_boot, seed=seed,
+                                         unit=evaluator.context_unit)
+    return FrankensteinAnalysis(asm, retrained, table, losses, decoder_fit, fits, intervals)
 
 
 def _is_prefix(sae: Sae, final: Sae) -> bool:
@@ -327,6 +336,8 @@ def write_frankenstein_files(a: FrankensteinAnalysis, out: Path, config: dict[st
                 "loss_last": [float(np.mean(lo[-10:])) for lo in a.losses]}),
         },
     )
+    if a.intervals is not None:
+        write_json(out / "summary.json", {"comparison": a.table.to_dicts(), "intervals": a.intervals})
     if config is not None:
         write_json(out / "config.json", config)
     return out

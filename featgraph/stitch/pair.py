@@ -105,18 +105,26 @@ def analyze_pair(
     ce_points: int = 6,
     batch_size: int = 4096,
     progress: bool = True,
+    n_boot: int = 1000,
+    boot_seed: int = 0,
 ) -> PairAnalysis:
     """Every table and curve of the post's stitching sections for one pair, from one pass over ``acts``.
 
-    ``points`` holds the pair's two SAEs; a report replaces it with the whole ladder's rows.
+    ``points`` holds the pair's two SAEs; a report replaces it with the whole ladder's rows. ``summary['intervals']``
+    holds 95% bootstrap intervals over held-out contexts (``n_boot`` replicates, seeded by ``boot_seed``; none when
+    ``n_boot`` is 0), from per-context sums of the same pass (:mod:`featgraph.stitch.bootstrap`).
     """
     from featgraph.config import check_tau
+    from featgraph.stitch.bootstrap import context_layout, pair_intervals
 
     tau = check_tau(tau)
     evaluator = evaluator or Evaluator(acts)
     match = match_saes(small, large, tau, progress=progress)
     plan = plan_interpolation(small, large, tau, match=match)
-    m = stream_pair(small, large, acts, plan.families, batch_size=batch_size, progress=progress)
+    per, phase, unit = context_layout(acts)
+    m = stream_pair(small, large, acts, plan.families, batch_size=batch_size, progress=progress,
+                    novel=np.asarray(plan.novel, np.int64), context_rows=per if n_boot else None,
+                    context_phase=phase, context_unit=unit)
     novel = is_novel(match.max_cos, tau)
     dmse, dl0 = m.add_each()
     features = pl.DataFrame(
@@ -214,6 +222,8 @@ def analyze_pair(
         "active_inactive_novel_mean": active_inactive.to_dicts(),
         "swap_order": "families by their strongest edge (max decoder cos), highest first; ties by family id",
     }
+    if n_boot:
+        summary["intervals"] = pair_intervals(m, novel, n_boot=n_boot, seed=boot_seed)
     return PairAnalysis(small_name, large_name, tau, features, swaps, path, points_table(own), cumulative,
                         active_inactive, summary)
 

@@ -62,6 +62,14 @@ class PairMoments:
     small_inactive: np.ndarray
     large_active: np.ndarray
     large_inactive: np.ndarray
+    # per-context sums of the same pass, for the bootstrap (featgraph.stitch.bootstrap): tokens, both SAEs' SSE,
+    # the small SAE's SSE with every novel feature added, and each large feature's delta-MSE sum [C, F_large]
+    ctx_n: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    ctx_sse_small: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    ctx_sse_large: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    ctx_sse_novel: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    ctx_dmse: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))
+    ctx_unit: str = "context"
 
     def member_of_small(self, features: np.ndarray) -> np.ndarray:
         """Member positions of small features (each must belong to a family)."""
@@ -128,8 +136,16 @@ def stream_pair(
     *,
     batch_size: int = 4096,
     progress: bool = True,
+    novel: np.ndarray | None = None,
+    context_rows: int | None = None,
+    context_phase: int = 0,
+    context_unit: str = "context",
 ) -> PairMoments:
-    """Read ``acts`` once and return every sum the pair's analyses need (see module docstring)."""
+    """Read ``acts`` once and return every sum the pair's analyses need (see module docstring).
+
+    With ``context_rows`` the pass also keeps per-context sums (row ``i`` in context ``(i + context_phase) //
+    context_rows``) for a bootstrap over contexts; ``novel`` (large feature indices) is the set whose joint addition
+    those sums track."""
     check_stitchable(small, large)
     s, lg = as_dtype(small, torch.float64), as_dtype(large, torch.float64)
     P = np.unique(np.concatenate([np.zeros(0, np.int64)] + [np.asarray(f.small_features, np.int64) for f in families]))
@@ -145,6 +161,9 @@ def stream_pair(
     s_act, l_act = np.zeros(F), np.zeros(F)
     sse_s = sse_l = l0_s = l0_l = 0.0
     n = 0
+    N = np.asarray(novel if novel is not None else np.zeros(0), dtype=np.int64)
+    dn = (Wl * Wl).sum(1)  # ||d_j||^2
+    ctx: dict[str, list] = {"n": [], "s": [], "l": [], "nov": [], "dmse": []}  # per-batch pieces, merged at the end
     bar = tqdm(total=n_rows(acts), unit="tok", desc="stitch pass", disable=not progress)
     for xt in iter_acts(acts, batch_size, small.d_in):
         xt = xt.to(torch.float64)
@@ -167,6 +186,8 @@ def stream_pair(
         l0_l += gs.nnz
         sx += x.sum(0)
         sxx += (x * x).sum(0)
+        if context_rows:
+            _context_sums(ctx, (n + np.arange(x.shape[0]) + context_phase) // context_rows, gs, r, Wl, dn, N, es, el)
         n += x.shape[0]
         bar.update(x.shape[0])
     bar.close()
@@ -196,4 +217,40 @@ def stream_pair(
         small_inactive=small_inactive,
         large_active=large_active,
         large_inactive=large_inactive,
+        **_merge_context_sums(ctx, F, context_unit),
     )
+
+
+def _context_sums(ctx: dict[str, list], ids: np.ndarray, gs: scipy.sparse.csr_matrix, r: np.ndarray, Wl: np.ndarray,
+                  dn: np.ndarray, novel: np.ndarray, es: np.ndarray, el: np.ndarray) -> None:
+    """One batch's per-context sums (``ids``: each row's context): tokens, SSEs, SSE with all novel features
+    added, and per large feature ``2 g_j (r . d_j) + g_j^2 ||d_j||^2`` (its added-alone delta-MSE, summed)."""
+    lo = int(ids[0])
+    local = ids - lo
+    C = int(local[-1]) + 1
+    rows = np.repeat(np.arange(gs.shape[0]), np.diff(gs.indptr))
+    cols, g = gs.indices, gs.data
+    contrib = 2 * g * np.einsum("id,id->i", r[rows], Wl[cols]) + g * g * dn[cols]
+    per = scipy.sparse.coo_matrix((contrib, (local[rows], cols)), shape=(C, gs.shape[1])).toarray()
+    rn = r + gs[:, novel] @ Wl[novel] if novel.size else r
+    for key, vals in (("n", np.ones(len(ids))), ("s", es), ("l", el), ("nov", np.einsum("ij,ij->i", rn, rn))):
+        ctx[key].append((lo, np.bincount(local, weights=vals, minlength=C)))
+    ctx["dmse"].append((lo, per))
+
+
+def _merge_context_sums(ctx: dict[str, list], F: int, unit: str) -> dict[str, object]:
+    """The per-batch pieces summed into per-context arrays (a context cut by a batch boundary is added up)."""
+    if not ctx["n"]:
+        return {}
+    C = max(lo + len(a) for lo, a in ctx["n"])
+    out: dict[str, object] = {"ctx_unit": unit}
+    for key, name in (("n", "ctx_n"), ("s", "ctx_sse_small"), ("l", "ctx_sse_large"), ("nov", "ctx_sse_novel")):
+        acc = np.zeros(C)
+        for lo, a in ctx[key]:
+            acc[lo:lo + len(a)] += a
+        out[name] = acc
+    dm = np.zeros((C, F))
+    for lo, a in ctx["dmse"]:
+        dm[lo:lo + a.shape[0]] += a
+    out["ctx_dmse"] = dm
+    return out

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -45,11 +46,15 @@ def _as_batches(acts: Any, batch_size: int) -> Iterable[torch.Tensor]:
 
 
 @torch.no_grad()
-def reconstruction_metrics(sae: Sae, acts: Any, *, batch_size: int = 4096) -> dict[str, Any]:
+def reconstruction_metrics(sae: Sae, acts: Any, *, batch_size: int = 4096, context_rows: int | None = None,
+                           context_phase: int = 0) -> dict[str, Any]:
     """MSE, explained variance, L0 and dead features of ``sae`` on ``acts``.
 
     ``acts``: a tensor ``[..., d]``, an iterable of such tensors, or an activation store (folder or object).
     Sums are accumulated in float64 so the result does not depend on ``batch_size`` beyond rounding.
+    ``context_rows``: when given, the same pass also returns ``sse_per_context`` and ``n_per_context`` (float64
+    arrays; row ``i`` belongs to context ``(i + context_phase) // context_rows``), the sufficient statistics of a
+    bootstrap over contexts (:mod:`featgraph.stitch.bootstrap`).
     """
     d = sae.d_in
     n = 0
@@ -59,6 +64,7 @@ def reconstruction_metrics(sae: Sae, acts: Any, *, batch_size: int = 4096) -> di
     sum_l0 = 0.0
     fired = torch.zeros(sae.n_features, dtype=torch.bool)
     param = sae.W_dec
+    ctx_sse: list[np.ndarray] = []
     for x in _as_batches(acts, batch_size):
         if x.shape[-1] != d:
             raise ShapeMismatchError(f"activations have d={x.shape[-1]}, the SAE expects d_in={d}")
@@ -68,7 +74,10 @@ def reconstruction_metrics(sae: Sae, acts: Any, *, batch_size: int = 4096) -> di
         x64 = x.double()
         sum_x += x64.sum(0).cpu()
         sum_x2 += x64.pow(2).sum(0).cpu()
-        sum_err += (x64 - out.x_hat.double()).pow(2).sum(0).cpu()
+        err = (x64 - out.x_hat.double()).pow(2)
+        sum_err += err.sum(0).cpu()
+        if context_rows:
+            ctx_sse.append(err.sum(1).cpu().numpy())
         sum_l0 += float(active.sum())
         fired |= active.any(0).cpu()
         n += len(x)
@@ -76,7 +85,12 @@ def reconstruction_metrics(sae: Sae, acts: Any, *, batch_size: int = 4096) -> di
         raise ConfigError("no activations to evaluate (empty tensor or store)")
     mse = float(sum_err.sum()) / n
     total_var = float((sum_x2 / n - (sum_x / n).pow(2)).sum())
-    return {
+    per_context = {}
+    if context_rows:
+        ids = (np.arange(n) + context_phase) // context_rows
+        per_context = {"sse_per_context": np.bincount(ids, weights=np.concatenate(ctx_sse)),
+                       "n_per_context": np.bincount(ids).astype(np.float64)}
+    return per_context | {
         "mse": mse,
         "mse_per_dim": mse / d,
         "explained_variance": 1.0 - mse / total_var if total_var > 0 else float("nan"),
@@ -223,12 +237,15 @@ def evaluate_sae(
     model_batch_size: int = 8,
     baselines: dict[str, Any] | None = None,
     health: bool = True,
+    context_rows: int | None = None,
+    context_phase: int = 0,
 ) -> dict[str, Any]:
     """Reconstruction metrics, plus CE metrics when ``model`` and ``tokens`` are given (else NaN).
 
     With ``health`` the training-health shares of :func:`featgraph.training.health.sae_health` on ``acts`` are added
     (``moved_share`` is NaN for SAEs without a recorded init) and ``undertrained`` says why the SAE looks
-    under-trained ("" when it does not).
+    under-trained ("" when it does not). ``context_rows``: also the per-context sums of
+    :func:`reconstruction_metrics` (arrays, for a bootstrap; callers that build tables drop them).
     """
     row: dict[str, Any] = {
         "name": name or "sae",
@@ -236,7 +253,8 @@ def evaluate_sae(
         "width": sae.n_features,
         "architecture": sae.cfg.architecture,
     }
-    row |= reconstruction_metrics(sae, acts, batch_size=batch_size)
+    row |= reconstruction_metrics(sae, acts, batch_size=batch_size, context_rows=context_rows,
+                                  context_phase=context_phase)
     if model is not None and tokens is not None:
         row |= ce_metrics(
             sae,
