@@ -118,7 +118,8 @@
   function draw(els, heading) {
     cy.elements().remove();
     cy.add(els);
-    cy.layout({name: "dagre", rankDir: "TB", nodeSep: 30, rankSep: 70, animate: false, fit: true, padding: 20}).run();
+    cy.layout({name: "dagre", rankDir: "TB", nodeSep: 12, rankSep: 60, nodeDimensionsIncludeLabels: true,
+               animate: false, fit: true, padding: 20}).run();
     if (cy.zoom() > 1.4) { cy.zoom(1.4); cy.center(); }  // a 2-node tree should not fill the screen
     $("sel").textContent = heading;
     var rows = {};
@@ -222,6 +223,8 @@
     var m = renderList();
     if (!sel && m.length && (q.has("search") || q.has("kind"))) { sel = m[0].type + "=" + m[0].key; current = sel; renderList(); }
     if (!sel) { return; }
+    var shown = document.querySelector("#list li.sel");
+    if (shown) { shown.scrollIntoView({block: "nearest"}); }
     var k = sel.slice(0, sel.indexOf("=")), v = sel.slice(sel.indexOf("=") + 1);
     var msg = $("msg");
     try {
