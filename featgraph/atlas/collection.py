@@ -14,7 +14,8 @@ Manifest (``atlas.toml`` / ``atlas.json``)::
                                         # with its layer number replaced by "*")
     seed = 0                    # optional, default 0
     width = 1152                # optional: checked against the SAE's own width when given
-    name = "l3-1152"            # optional, default: the path relative to the manifest's folder, "/" -> "-"
+    name = "l3-1152"            # optional, default: the folder name (or, when two share it, the path relative
+                                # to the manifest's folder with "/" -> "-")
     tags = { l1 = "5e-4" }      # optional: anything else that tells SAEs apart (sparsity, lr, ...)
 
 In JSON the same is ``{"defaults": {...}, "sae": [{...}, ...]}``. Any other key is refused, naming it.
@@ -157,7 +158,25 @@ def _from_manifest(p: Path) -> Collection:
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a table, got {type(raw).__name__}")
         saes.append(_spec(where, root, {**defaults, **raw}))
-    return _checked(p, saes)
+    named = [isinstance(raw, dict) and "name" in raw for raw in entries]
+    return _checked(p, _default_names(saes, named, root, [f"{p}: sae entry {i + 1}" for i in range(len(saes))]))
+
+
+def _default_names(saes: list[SaeSpec], named: list[bool], root: Path, where: list[str]) -> list[SaeSpec]:
+    """An entry without a ``name`` is called by its folder name, or, when another SAE has that name too, by its
+    path relative to the manifest's folder with "/" -> "-" (``l3/w1152`` -> ``l3-w1152``); every name is checked."""
+    short = [s.name for s in saes]
+    out = []
+    for spec, explicit, w in zip(saes, named, where, strict=True):
+        name = spec.name
+        if not explicit and short.count(name) > 1:
+            rel = os.path.relpath(spec.path, root)
+            name = "-".join(Path(rel).parts) if not rel.startswith("..") else name
+        if not NAME_RE.match(name):
+            raise ConfigError(f"{w}: name {name!r} must match {NAME_RE.pattern} (it names output folders); "
+                              "set 'name'")
+        out.append(dataclasses.replace(spec, name=name))
+    return out
 
 
 def _spec(where: str, root: Path, e: dict[str, Any]) -> SaeSpec:
@@ -175,11 +194,7 @@ def _spec(where: str, root: Path, e: dict[str, Any]) -> SaeSpec:
     seed = _int(where, "seed", e.get("seed", 0))
     width = _int(where, "width", e.get("width"), optional=True, minimum=1)
     model = _string(where, "model", e.get("model", ""), empty_ok=True)
-    default_name = "-".join(Path(os.path.relpath(path, root)).parts) if not os.path.isabs(raw_path) else path.name
-    name = _string(where, "name", e.get("name", default_name))
-    if not NAME_RE.match(name):
-        raise ConfigError(f"{where}: name {name!r} must match {NAME_RE.pattern} (it names output folders); "
-                          "set 'name'")
+    name = _string(where, "name", e["name"]) if "name" in e else path.name  # may be lengthened by _default_names
     tags = e.get("tags", {})
     if not isinstance(tags, dict) or not all(
         isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in tags.items()
@@ -208,7 +223,7 @@ def _from_tree(root: Path) -> Collection:
     if detect_format(root, missing_ok=True) is not None:
         raise SaeFormatError(f"{root}: is one SAE, not a collection (a manifest file or a folder of "
                              "<site>/<sae> folders)")
-    saes = []
+    saes, where = [], []
     for site_dir in sorted(c for c in root.iterdir() if c.is_dir()):
         for sae_dir in sorted(c for c in site_dir.iterdir() if c.is_dir()):
             if detect_format(sae_dir, missing_ok=True) is None:
@@ -218,10 +233,11 @@ def _from_tree(root: Path) -> Collection:
             spec = {"path": str(sae_dir), "site": site, "seed": int(m.group(1)) if m else 0,
                     "name": f"{site}-{sae_dir.name}"}
             saes.append(_spec(f"{sae_dir}", root, spec))
+            where.append(str(sae_dir))
     if not saes:
         raise SaeFormatError(f"{root}: no SAE folders found as <site>/<sae> (expected a manifest file or such a "
                              "folder tree)")
-    return _checked(root, saes)
+    return _checked(root, _default_names(saes, [True] * len(saes), root, where))
 
 
 def _checked(source: Path, saes: Sequence[SaeSpec]) -> Collection:

@@ -52,7 +52,7 @@ def test_the_valid_manifest_runs(coll):
     ("colour", "red", ("sae entry 2", "'colour'")),
     ("layer", "three", ("sae entry 2", "'layer'", "three")),
     ("seed", -1, ("'seed'", "-1")),
-    ("width", 99, ("'saes-a16'", "states width 99", "16 features")),
+    ("width", 99, ("'a16'", "states width 99", "16 features")),
     ("name", "bad/name", ("'bad/name'", "must match")),
     ("tags", [1, 2], ("'tags'",)),
     ("site", "", ("'site'",)),
@@ -87,14 +87,14 @@ def test_missing_sae_and_duplicate_paths(coll, tmp_path):
     _refuse(tmp_path, dup, ("the same SAE is given twice", "a8"))
     os.symlink(tmp_path / "saes" / "a16", tmp_path / "link16")
     _refuse(tmp_path, [*entries, {"path": "link16", "site": "blocks.3.x"}], ("the same SAE is given twice",))
-    _refuse(tmp_path, [*entries, {"path": "saes/a8", "site": "x", "name": "saes-a16"}][1:],
-            ("duplicate SAE name 'saes-a16'",))
+    _refuse(tmp_path, [{**entries[1], "name": "dup"}, entries[2], {"path": "saes/a8", "site": "x", "name": "dup"}],
+            ("duplicate SAE name 'dup'",))
 
 
 def test_copies_mixed_d_in_and_ambiguous_widths(coll, tmp_path):
     _, entries = coll
     shutil.copytree(tmp_path / "saes" / "a8", tmp_path / "copy8")
-    _refuse(tmp_path, [*entries, {"path": "copy8", "site": "blocks.3.x"}], ("identical decoders", "'saes-a8'"))
+    _refuse(tmp_path, [*entries, {"path": "copy8", "site": "blocks.3.x"}], ("identical decoders", "'a8'"))
     tiny_sae(8, 12, seed=5).save(tmp_path / "d12")
     _refuse(tmp_path, [*entries, {"path": "d12", "site": "blocks.1.hook_resid_post", "seed": 1}],
             ("mixes d_in", "d_in=16", "d_in=12"))
@@ -145,3 +145,15 @@ def test_folder_tree_collection(tmp_path):
     (tmp_path / "empty").mkdir()
     assert_refused(["atlas", tmp_path / "empty", "--out", tmp_path / "out2"], inputs=[tmp_path / "empty"],
                    out=tmp_path / "out2", needles=("no SAE folders",))
+
+
+def test_default_names_are_folder_names_unless_two_share_one(tmp_path):
+    from featgraph.atlas.collection import read_collection
+
+    rng = np.random.default_rng(2)
+    for path in ("l1/w8", "l2/w8", "l2/w16"):
+        tiny_sae(W_dec=rng.standard_normal((int(path[4:]), 16)).astype(np.float32)).save(tmp_path / path)
+    entries = [{"path": p, "site": f"blocks.{p[1]}.x"} for p in ("l1/w8", "l2/w8", "l2/w16")]
+    coll = read_collection(write_manifest(tmp_path / "m.json", entries))
+    assert coll.names() == ["l1-w8", "l2-w8", "w16"]
+    assert [s.layer for s in coll.saes] == [1, 2, 2] and coll.saes[0].stream == "blocks.*.x"
