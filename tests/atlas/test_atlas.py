@@ -272,3 +272,19 @@ def test_python_api_is_the_callable_package_and_imports_no_ray(planted, tmp_path
     skip = ("summary.json", "config.json", "graph.graphml", "graph.json", ".featgraph-manifest.json")
     want = {k: v for k, v in _digests(root / "out", skip).items() if k.startswith("compare/")}
     assert _digests(tmp_path / "out", skip) == want
+
+
+def test_only_and_site_select_parts_of_the_plan_and_reuse_them(planted, tmp_path):
+    truth, _result, root = planted
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    part = _run(truth.manifest, out, sites=("blocks.2.hook_resid_post", "blocks.3.hook_resid_post"),
+                only=("families", "flow"))
+    assert [(p.kind, p.a, p.b) for p in part.plan] == [
+        ("families", "l2-w32", "l2-w64"), ("families", "l3-w32", "l3-w64"),
+        ("flow", "l2-w32", "l3-w32"), ("flow", "l2-w64", "l3-w64")]
+    assert (part.reused, part.computed) == (4, 0)
+    assert sorted(p.name for p in (out / "families").iterdir()) == ["pair=l2-w32~l2-w64", "pair=l3-w32~l3-w64"]
+    assert not (out / "compare").exists()
+    old = _digests(root / "out")
+    assert all(old[k] == v for k, v in _digests(out).items() if k.endswith(".parquet") and "pair=" in k)
