@@ -181,3 +181,16 @@ def test_a_javascript_error_is_caught_and_shown(page, tmp_path, explorer_inputs)
     dom, stderr = load(broken, "", tmp_path)
     assert any("undefinedFunction" in e for e in dom.errors), dom.errors
     assert any("undefinedFunction" in ln for ln in console_errors(stderr))
+
+
+DOCS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "explorer" / "smollm2-135m.html"
+
+
+@pytest.mark.skipif(not DOCS_PAGE.exists(), reason="docs/explorer/smollm2-135m.html is not in this checkout")
+def test_the_bundled_ladders_page_opens_the_readme_family(tmp_path):
+    """The committed page of the bundled ladder (8,640 features): the README's family renders without errors."""
+    dom, stderr = load(DOCS_PAGE, "family=l3-2304:553", tmp_path)
+    assert_clean(dom, stderr)
+    assert dom.body["data-selected"] == "family=l3-2304:553"
+    assert {"l3-2304:1881", "l3-4608:1620", "l3-4608:2471", "l3-4608:3550"} <= set(dom.cards)
+    assert "from" in dom.card_text["l3-4608:2471"] and len(dom.entries) == 300
