@@ -28,7 +28,8 @@ def _box_text(data: dict[str, Any], si: int, f: int) -> str:
     from featgraph.explain.labels import readable_token
 
     feats = data["features"][si]
-    toks = [readable_token(t) for t in feats["top"][f][:N_TOKENS]] or ["(never active)"]
+    # " line" and "line" read the same once stripped: shown once, as explain's labels do
+    toks = list(dict.fromkeys(readable_token(t) for t in feats["top"][f][:N_TOKENS])) or ["(never active)"]
     freq = feats["freq"][f]
     head = f"{data['saes'][si]['name']}:{f}" + (f"  {100 * freq:.2g}%" if freq else "")
     return head + "\n" + "\n".join(toks)
