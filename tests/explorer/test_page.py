@@ -169,3 +169,14 @@ def test_windows_that_disagree_with_their_tokens_are_refused(explorer_inputs, tm
     (bad / "feature_stats.parquet").write_bytes((ex / "feature_stats.parquet").read_bytes())
     with pytest.raises(SaeFormatError, match=r"examples.parquet: a48:1 rank 1: tokens \(11\), acts \(11\) and center"):
         page_data(fam, bad)
+
+
+def test_bad_options_are_one_line_errors(explorer_inputs, tmp_path):
+    fam, ex = explorer_inputs
+    out = tmp_path / "page.html"
+    assert_refused(["explore", fam, "--examples", ex, "--out", out, "--contexts", "0"], inputs=[fam, ex], out=out,
+                   needles=("contexts must be an integer >= 1, got 0",))
+    assert_refused(["explore", fam, "--examples", ex, "--out", out, "--window", "-1"], inputs=[fam, ex], out=out,
+                   needles=("window must be an integer >= 0, got -1",))
+    rc, stdout, _ = run_main("--help")
+    assert rc == 0 and "explore" in stdout
