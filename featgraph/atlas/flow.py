@@ -135,8 +135,9 @@ def flow_figure(layers: pl.DataFrame):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharex=True, sharey=True)
     series = layers.sort(["model", "stream", "seed", "width", "layer"]).partition_by(
         ["model", "stream", "seed", "width"], maintain_order=True)
     for ax, col, title in zip(axes, ("born_share", "carried_share", "ending_share"),
@@ -150,6 +151,7 @@ def flow_figure(layers: pl.DataFrame):
                 ax.plot(ok["layer"].to_list(), ok[col].to_list(), marker="o", label=label)
         ax.set_title(title)
         ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
         ax.set_ylim(-0.02, 1.02)
     axes[0].set_ylabel("share of features")
     if series:

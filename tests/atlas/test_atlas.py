@@ -288,3 +288,18 @@ def test_only_and_site_select_parts_of_the_plan_and_reuse_them(planted, tmp_path
     assert not (out / "compare").exists()
     old = _digests(root / "out")
     assert all(old[k] == v for k, v in _digests(out).items() if k.endswith(".parquet") and "pair=" in k)
+
+
+def test_a_damaged_earlier_result_is_recomputed_not_reused(planted, tmp_path):
+    truth, _result, root = planted
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    damaged = out / "flow" / "pair=l1-w64~l2-w64" / "flow.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:100])  # truncated: not a readable Parquet file any more
+    summary = json.loads((out / "summary.json").read_text())
+    summary["plan"][0]["key"] = "0" * 64  # a key that matches nothing: that pair is recomputed too
+    (out / "summary.json").write_text(json.dumps(summary))
+    again = _run(truth.manifest, out)
+    assert (again.reused, again.computed) == (len(PLAN) - 2, 2)
+    skip = ("summary.json",)
+    assert _digests(out, skip) == _digests(root / "out", skip)
