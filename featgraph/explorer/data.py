@@ -29,13 +29,13 @@ from typing import Any
 import polars as pl
 
 from featgraph.errors import ConfigError, SaeFormatError
+from featgraph.explain.labels import STATS_FILE
+from featgraph.families import EDGES_FILE, FAMILIES_FILE, FEATURES_FILE, SUMMARY_FILE
 from featgraph.io.readers import read_json
 from featgraph.tables import EDGES_SCHEMA, FAMILIES_SCHEMA, FEATURES_SCHEMA, read_table
 
 FORMAT = "featgraph-explorer/1"
-FEATURES_FILE, EDGES_FILE, FAMILIES_FILE, SUMMARY_FILE = (
-    "features.parquet", "edges.parquet", "families.parquet", "summary.json")
-EXAMPLES_FILE, STATS_FILE = "examples.parquet", "feature_stats.parquet"
+EXAMPLES_FILE = "examples.parquet"  # explain writes it under this literal name (featgraph/explain/run.py)
 TOP_TOKENS = 5
 
 # The columns of explain's tables that the page shows (the tables are read whole against explain's own schemas,
