@@ -125,7 +125,8 @@ class RayEngine:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
                 where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
-                raise EngineError(f"could not start or join {where}: {err}") from None
+                hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token here)"
+                raise EngineError(f"could not start or join {where}: {err}{hint if address else ''}") from None
             self._owns = True
         self._remote = ray.remote(run_task).options(
             num_cpus=cpus_per_task,

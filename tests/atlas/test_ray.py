@@ -7,7 +7,13 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +23,7 @@ ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[2]  # the folder holding tests/ (the hook below lives in this module)
 
 from featgraph.atlas.engines import EngineError, LocalEngine, Task, get_engine  # noqa: E402
-from featgraph.atlas.ray_engine import RayEngine  # noqa: E402
+from featgraph.atlas.ray_engine import RayEngine, check_reachable  # noqa: E402
 from featgraph.errors import ConfigError  # noqa: E402
 from featgraph.matching import match_pair, normalize_rows  # noqa: E402
 from featgraph.synthetic import planted_ladder  # noqa: E402
@@ -195,3 +201,44 @@ def test_featgraph_atlas_on_ray_writes_the_local_bytes_even_when_a_worker_is_kil
         assert without_engine(tmp_path / name / "summary.json", "config") == without_engine(
             tmp_path / "local" / "summary.json", "config")
         assert without_engine(tmp_path / name / "config.json") == without_engine(tmp_path / "local" / "config.json")
+
+
+def test_featgraph_atlas_joins_a_running_cluster_given_its_address(tmp_path):
+    """``ray start --head`` in its own process (its own temp dir), then ``featgraph atlas --engine ray --address``
+    from another process: the same bytes as the local engine; the head is stopped by its own process id."""
+    ray_cli = shutil.which("ray")
+    if ray_cli is None:
+        pytest.skip("the ray command is not on PATH")
+    truth = build_collection(tmp_path)
+    code, _, err = run_main("atlas", truth.manifest, "--out", tmp_path / "local", "--quiet")
+    assert code == 0, err
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_tmp = tempfile.mkdtemp(prefix="fgray")  # short: Ray's socket paths live under it
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", f"--temp-dir={ray_tmp}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                check_reachable(f"127.0.0.1:{port}", timeout=1)
+                break
+            except Exception:
+                if time.monotonic() > deadline or head.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        env = {**os.environ, "RAY_AUTH_MODE": "token"}  # Ray 2.60 starts clusters with token auth; the driver opts in
+        res = subprocess.run([sys.executable, "-c", "from featgraph.cli.main import main; main()", "atlas",
+                              str(truth.manifest), "--out", str(tmp_path / "joined"), "--quiet", "--engine", "ray",
+                              "--address", f"127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+    finally:
+        head.terminate()  # `ray start --block` drains and stops the processes it started
+        head.wait(timeout=90)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert digests(tmp_path / "joined") == digests(tmp_path / "local")
+    joined, local = (without_engine(tmp_path / n / "config.json") for n in ("joined", "local"))
+    assert (joined.pop("address"), local.pop("address")) == (f"127.0.0.1:{port}", None)
+    assert joined == local
