@@ -173,7 +173,13 @@ def _write(cfg, coll: Collection, out: Path, inputs, plan, used, widths, fps, ke
     specs = {s.name: s for s in coll.saes}
     flow_pairs = [p for p in plan if p.kind == "flow"]
     chains, layers = flow_tables(flow_pairs, results, specs, masks, cfg.tau)
-    config = cfg.to_json(saes=len(used), pairs=len(plan))
+    from featgraph import __version__
+    from featgraph.matching import resolve_method_device
+
+    # what "auto" became here (the local engine's; a Ray worker resolves its own device: the answers are the same)
+    method, device = resolve_method_device(cfg.method, cfg.device)
+    config = cfg.to_json(saes=len(used), pairs=len(plan), resolved={"method": method, "device": device},
+                         featgraph_version=__version__)
     saes = [{**specs[n].to_json(), "width": widths[n], "fingerprint": fps[n],
              "zero_norm_rows": int(masks[n].sum())} for n in used]
     pairs = [{"kind": p.kind, "a": p.a, "b": p.b, "pair": p.name, "folder": p.folder, "key": keys[p.name],
