@@ -51,6 +51,8 @@ BODY = """<header><h1>{title}</h1><span id="status"></span><span id="msg"></span
 <option value="merge">merge</option><option value="n:m">n:m</option><option value="copy">copy</option>
 <option value="novel">novel features</option></select>
 <label>min size <input id="minsize" type="number" min="1" value="1"></label>
+<label title="a family's lowest edge cos; a novel feature's max cos">cos &le; <input id="maxcos" type="number"
+min="0" max="1" step="0.05" value="1"></label>
 <select id="sort" title="order"><option value="size">largest first</option>
 <option value="cos">lowest cos first</option><option value="id">by pair and id</option></select>
 </div>

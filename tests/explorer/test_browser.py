@@ -155,6 +155,18 @@ def test_search_fragment_drives_the_list_and_opens_the_first_match(page, tmp_pat
     assert dom.text_of["count"].split(" of ")[0] != "0" and int(dom.text_of["count"].split(" of ")[0]) <= want
 
 
+def test_kind_and_cos_filters_count_what_python_counts(page, tmp_path):
+    out, data = page
+    dom, stderr = load(out, "kind=novel&maxcos=0.35", tmp_path)
+    assert_clean(dom, stderr)
+    want = sum(1 for f in data["features"] for nv, c in zip(f["novel"], f["max_cos"], strict=True)
+               if nv == 1 and c <= 0.35)
+    assert 0 < want < sum(v == 1 for f in data["features"] for v in f["novel"])
+    assert dom.text_of["count"].startswith(f"{want} of ") and len(dom.entries) == min(want, 300)
+    assert all(e["data-key"].startswith("feature=") for e in dom.entries)
+    assert dom.body["data-selected"] == dom.entries[0]["data-key"] and len(dom.cards) == 2
+
+
 def test_novel_feature_shows_itself_beside_its_nearest_smaller_feature(page, tmp_path):
     out, data = page
     f = next(i for i, v in enumerate(data["features"][1]["novel"]) if v == 1 and data["features"][1]["tree"][i] is None)

@@ -4,7 +4,8 @@
      #tree=116              splitting tree 116 (the "tree" column of features.parquet)
      #family=l3-576:24      family 24 of the pair whose smaller SAE is l3-576, drawn inside its tree
      #feature=l3-1152:907   a feature: its tree, or (novel, in no tree) itself beside its nearest smaller feature
-     #search=monday&kind=split&min=3   fills the list's controls; with no selection the first match is opened
+     #search=monday&kind=split&min=3&maxcos=0.8   fills the list's controls (cos: a family's lowest edge cos,
+                            a novel feature's max cos); with no selection the first match is opened
    Text from the data is only ever set through textContent (tokens may hold "<", quotes, anything). */
 (function () {
   "use strict";
@@ -55,9 +56,10 @@
   var MAX_SHOWN = 300, current = null;
   function matches() {
     var q = $("search").value.toLowerCase().split(/\s+/).filter(Boolean), kind = $("kind").value;
-    var min = parseInt($("minsize").value, 10) || 1, sort = $("sort").value;
+    var min = parseInt($("minsize").value, 10) || 1, sort = $("sort").value, maxcos = parseFloat($("maxcos").value);
     var out = entries.filter(function (e) {
-      return (!kind || e.kind === kind) && e.size >= min && q.every(function (w) { return e.text.indexOf(w) >= 0; });
+      return (!kind || e.kind === kind) && e.size >= min && !(e.cos !== null && e.cos > maxcos) &&
+        q.every(function (w) { return e.text.indexOf(w) >= 0; });
     });
     var by = {
       size: function (a, b) { return b.size - a.size || (a.cos || 0) - (b.cos || 0); },
@@ -216,12 +218,13 @@
     if (q.has("search")) { $("search").value = q.get("search"); }
     if (q.has("kind")) { $("kind").value = q.get("kind"); }
     if (q.has("min")) { $("minsize").value = q.get("min"); }
+    if (q.has("maxcos")) { $("maxcos").value = q.get("maxcos"); }
     if (q.has("tree")) { sel = "tree=" + q.get("tree"); }
     else if (q.has("family")) { sel = "family=" + q.get("family"); }
     else if (q.has("feature")) { sel = "feature=" + q.get("feature"); }
     current = sel;
     var m = renderList();
-    if (!sel && m.length && (q.has("search") || q.has("kind"))) { sel = m[0].type + "=" + m[0].key; current = sel; renderList(); }
+    if (!sel && m.length && (q.has("search") || q.has("kind") || q.has("min") || q.has("maxcos"))) { sel = m[0].type + "=" + m[0].key; current = sel; renderList(); }
     if (!sel) { return; }
     var shown = document.querySelector("#list li.sel");
     if (shown) { shown.scrollIntoView({block: "nearest"}); }
@@ -244,7 +247,7 @@
       msg.textContent = err.message; document.body.dataset.selected = "";
     }
   }
-  ["search", "kind", "minsize", "sort"].forEach(function (id) { $(id).addEventListener("input", renderList); });
+  ["search", "kind", "minsize", "maxcos", "sort"].forEach(function (id) { $(id).addEventListener("input", renderList); });
   window.addEventListener("hashchange", route);
   $("status").textContent = entries.length + " families and novel features, " + NS + " SAEs";
   route();
