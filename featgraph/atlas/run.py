@@ -136,7 +136,8 @@ def _previous(out: Path, plan: list[Pair], keys: dict[str, str], widths: dict[st
             continue
         try:
             extra = {"gap_bound": e["stats"]["gap_bound"]} if p.kind == "compare" else {}
-            results[p.name] = read_pair(out / p.folder, p.kind, widths[p.b], extra)
+            n_rows = min(widths[p.a], widths[p.b]) if p.kind == "compare" else widths[p.b]
+            results[p.name] = read_pair(out / p.folder, p.kind, n_rows, extra)
             extras[p.name] = extra
         except (FeatgraphError, TypeError, KeyError) as err:
             log.warning("%s: recomputing %s (%s)", out, p.name, err)

@@ -107,20 +107,20 @@ def write_pair(folder: Path, tables: dict[str, pl.DataFrame]) -> list[Path]:
     return [write_parquet(df, folder / name) for name, df in tables.items()]
 
 
-def read_pair(folder: Path, kind: str, n_b: int, extra: dict[str, Any]) -> dict[str, Any]:
+def read_pair(folder: Path, kind: str, n_rows: int, extra: dict[str, Any]) -> dict[str, Any]:
     """A pair's result read back from an earlier run's tables (what :func:`featgraph.atlas.work.merge_blocks`
-    gave then); ``extra``: values kept in the old summary (compare's ``gap_bound``). A table that is unreadable,
-    of the wrong schema or of the wrong length raises :class:`~featgraph.errors.SaeFormatError` naming it."""
+    gave then); ``n_rows``: the rows its main table must have (b's width; compare: the smaller width); ``extra``:
+    values kept in the old summary (compare's ``gap_bound``). A table that is unreadable, of the wrong schema or
+    of the wrong length raises :class:`~featgraph.errors.SaeFormatError` naming it."""
     from featgraph.errors import SaeFormatError
 
     t = {name: read_table(folder / name, schema) for name, schema in FILES[kind].items()}
+    main = t[next(iter(FILES[kind]))]
+    if main.height != n_rows:
+        raise SaeFormatError(f"{folder}: {main.height} rows where this pair has {n_rows}")
     if kind == "compare":
-        df = t["assignment.parquet"]
-        return {"rows": df["a_feature"].to_numpy(), "cols": df["b_feature"].to_numpy(), "cos": df["cos"].to_numpy(),
-                "gap_bound": float(extra["gap_bound"])}
-    main = t["flow.parquet" if kind == "flow" else "features.parquet"]
-    if main.height != n_b:
-        raise SaeFormatError(f"{folder}: {main.height} rows for an SAE of {n_b} features")
+        return {"rows": main["a_feature"].to_numpy(), "cols": main["b_feature"].to_numpy(),
+                "cos": main["cos"].to_numpy(), "gap_bound": float(extra["gap_bound"])}
     out = {"max_cos": main["max_cos"].fill_null(0.0).to_numpy(),
            "argmax": main["predecessor" if kind == "flow" else "parent"].fill_null(0).to_numpy()}
     if kind == "families":
