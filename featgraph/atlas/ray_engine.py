@@ -13,7 +13,8 @@ How it maps the :class:`~featgraph.atlas.engines.Engine` contract onto Ray:
   results stream back in completion order through ``ray.wait``; the caller sorts by key, so what it writes is the
   same as with the local engine.
 - per-worker device: a task whose ``params["device"]`` is ``"auto"`` gets ``"cuda"`` when Ray gave it a GPU
-  (``gpus_per_task`` > 0) and ``"cpu"`` otherwise, so tasks never share a GPU Ray did not assign; the function that
+  (``gpus_per_task``: by default 1 when the cluster has GPUs, else 0) and ``"cpu"`` otherwise, so tasks never
+  share a GPU Ray did not assign them; the function that
   runs is the same matching code as the local engine's.
 
 Ray is imported when a :class:`RayEngine` is made, never by ``featgraph.atlas.engines`` itself.
@@ -83,7 +84,8 @@ class RayEngine:
     without one, starts a local Ray instance with ``num_cpus`` CPUs (all of them when None) that :meth:`close`
     shuts down. A Ray already initialised in this process (e.g. by a test) is used as it is and left running.
 
-    ``cpus_per_task`` / ``gpus_per_task`` are each task's Ray resource request (how many tasks share a node);
+    ``cpus_per_task`` / ``gpus_per_task`` are each task's Ray resource request (how many tasks share a node;
+    ``gpus_per_task=None``: one GPU per task when the cluster has any, else none);
     ``max_retries`` is how many times a task whose worker died is rerun.
     """
 
@@ -95,7 +97,7 @@ class RayEngine:
         *,
         num_cpus: int | None = None,
         cpus_per_task: float = 1.0,
-        gpus_per_task: float = 0.0,
+        gpus_per_task: float | None = None,
         max_retries: int = 3,
         log_to_driver: bool = False,
     ) -> None:
@@ -104,7 +106,7 @@ class RayEngine:
         except ImportError:
             raise EngineError("--engine ray needs Ray, which is not installed: pip install 'featgraph[ray]'") from None
 
-        if cpus_per_task <= 0 or gpus_per_task < 0 or max_retries < 0:
+        if cpus_per_task <= 0 or (gpus_per_task is not None and gpus_per_task < 0) or max_retries < 0:
             raise ConfigError(
                 f"Ray task resources must be cpus_per_task > 0, gpus_per_task >= 0 and max_retries >= 0, got "
                 f"{cpus_per_task}, {gpus_per_task}, {max_retries}"
@@ -128,12 +130,12 @@ class RayEngine:
                 hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token here)"
                 raise EngineError(f"could not start or join {where}: {err}{hint if address else ''}") from None
             self._owns = True
-        self._remote = ray.remote(run_task).options(
-            num_cpus=cpus_per_task,
-            num_gpus=gpus_per_task,
-            max_retries=max_retries,
-            retry_exceptions=False,
-        )
+        if gpus_per_task is None:
+            gpus_per_task = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        self.gpus_per_task = gpus_per_task
+        options = dict(num_cpus=cpus_per_task, max_retries=max_retries, retry_exceptions=False)
+        self._remote = ray.remote(run_task).options(num_gpus=gpus_per_task, **options)
+        self._remote_cpu = ray.remote(run_task).options(num_gpus=0, **options)  # tasks that asked for the CPU
         self._refs: dict[str, Any] = {}  # array name -> ObjectRef: each array is put once per engine
         self._shapes: dict[str, tuple] = {}
         self.puts = 0  # how many arrays went into the object store (the benchmark and tests read it)
@@ -158,7 +160,8 @@ class RayEngine:
         pending = {}
         for task in largest_first(tasks, arrays):
             refs = [self._ref(name, arrays[name]) for name in task.inputs]
-            pending[self._remote.remote(fn, task, *refs)] = task.key
+            remote = self._remote_cpu if task.params.get("device") == "cpu" else self._remote
+            pending[remote.remote(fn, task, *refs)] = task.key
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)

@@ -123,6 +123,7 @@ def test_ray_gives_the_local_engines_results_with_each_array_put_once(collection
     local = dict(LocalEngine().map(match_task, tasks, arrays))
     with get_engine("ray") as engine:
         assert isinstance(engine, RayEngine)
+        assert engine.gpus_per_task == 0  # this cluster has no GPU: tasks ask for none
         got = dict(engine.map(match_task, tasks, arrays))
         assert engine.puts == 3 and engine.put_bytes == sum(a.nbytes for a in arrays.values())
         again = dict(engine.map(match_task, tasks[:1], arrays))  # a second map reuses the stored arrays
