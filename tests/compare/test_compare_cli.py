@@ -175,3 +175,27 @@ def test_python_api_callable_package_and_keywords(tmp_path):
     assert r1.summary["saes"][0]["fingerprint"] != r1.summary["saes"][1]["fingerprint"]
     with pytest.raises(TypeError):
         featgraph.compare(CompareConfig(a=str(a), b=str(b), out=str(tmp_path / "o3")), tau=0.5)
+
+
+def test_zero_rows_are_neither_lost_nor_novel_and_tokens_limits_the_pass(tmp_path):
+    rng = np.random.default_rng(6)
+    A, B = rng.standard_normal((12, 8)).astype(np.float32), rng.standard_normal((16, 8)).astype(np.float32)
+    A[3] = 0.0
+    B[[0, 5]] = 0.0
+    a, b = _save(A, tmp_path / "a"), _save(B, tmp_path / "b", seed=1)
+    store_of(torch.randn(300, 8), tmp_path / "store")
+    rc, text, err = run_main("compare", a, b, "--out", tmp_path / "o", "--acts", tmp_path / "store", "--tokens", 100,
+                             "-q")
+    assert rc == 0, err
+    feats = pl.read_parquet(tmp_path / "o" / "features.parquet")
+    zero = feats.filter(pl.col("status") == "zero")
+    assert list(zip(zero["side"], zero["feature"], strict=True)) == [("A", 3), ("B", 0), ("B", 5)]
+    assert zero["max_cos"].null_count() == 3 and zero["zero_norm"].all()
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    r = s["results"]
+    assert r["zero_rows_a"] == 1 and r["zero_rows_b"] == 2
+    assert r["a_to_b"]["lost"] + r["a_to_b"]["shared"] == 11 and r["b_to_a"]["novel"] + r["b_to_a"]["shared"] == 14
+    assert s["store"]["n_tokens_used"] == 100 == r["activations"]["n_tokens"] and s["config"]["n_tokens"] == 100
+    g = nx.read_graphml(tmp_path / "o" / "graph.graphml")
+    assert g.nodes["a:3"]["status"] == "zero" and g.nodes["a:3"]["max_cos"] == -2.0
+    assert "Spearman over the assigned pairs" in text
