@@ -78,6 +78,10 @@ def test_unreadable_manifests(coll):
             raw='{"sae": [{"path": "saes/a8", "path": "saes/a16", "site": "s"}]}')
     _refuse(tmp_path, entries, (".toml or .json",), name="atlas.yaml", raw="sae: []\n")
     _refuse(tmp_path, entries, ("expected a table",), name="atlas.json", raw="[1, 2]")
+    _refuse(tmp_path, entries, ("not valid TOML",), raw="sae = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    (tmp_path / "atlas.toml").write_bytes(b"[[sae]]\npath = '\xff'\n")
+    assert_refused(["atlas", tmp_path / "atlas.toml", "--out", tmp_path / "out"], inputs=[tmp_path / "atlas.toml"],
+                   out=tmp_path / "out", needles=("not UTF-8",))
 
 
 def test_missing_sae_and_duplicate_paths(coll, tmp_path):
