@@ -40,21 +40,22 @@ from .text import format_pair_table, format_trees
     help="Matcher method: auto, fp32, bf16, faiss or brute64 (float64 oracle, small SAEs only). All give the "
     "same edges and argmax; auto picks the fastest for the device.",
 )
+@click.option("--examples", type=click.Path(), help="A `featgraph explain` output folder: each feature's label "
+              "goes into features.parquet (label column) and onto the GraphML nodes.")
 @device_option
 @quiet_option
 def families(saes: tuple[str, ...], out: str, tau: float, index_dir: str | None, plots: bool,
-             names: tuple[str, ...], method: str, device: str, quiet: bool) -> None:
+             names: tuple[str, ...], method: str, examples: str | None, device: str, quiet: bool) -> None:
     """Compare every adjacent pair of a ladder of SAEs (paths, or one folder of SAE folders).
 
     Writes features.parquet, edges.parquet, families.parquet, summary.json and graph.graphml (with --plots
     also max_cos_hist.png) into --out, then prints each pair's counts. An existing --out is replaced only when
     it holds an earlier families run; a failed run leaves it as it was.
     """
-    from featgraph.config import FamiliesConfig
-    from featgraph.families import run_families
+    from featgraph.families import FamiliesRunConfig, run_families
 
-    cfg = FamiliesConfig(saes=saes, out=out, tau=tau, names=names or None, index=index_dir, plots=plots,
-                         method=method, device=device, progress=not quiet)
+    cfg = FamiliesRunConfig(saes=saes, out=out, tau=tau, names=names or None, index=index_dir, plots=plots,
+                            method=method, device=device, progress=not quiet, examples=examples)
     result = run_families(cfg)
     # all-zero decoder rows were already reported (one warning line per SAE) by featgraph.ladder while loading
     click.echo(format_pair_table(result.summary["pairs"], tau=result.tau))

@@ -15,20 +15,21 @@ the resolved config, no timestamps), ``config.json`` (the resolved config alone)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import networkx as nx
 import numpy as np
 import polars as pl
 
-from featgraph.config import FamiliesConfig, check_tau  # the one tau check, kept importable from here
+from featgraph.config import FamiliesConfig, check_path, check_tau  # the one tau check, importable here
 from featgraph.errors import ConfigError
 from featgraph.graph import Family, families_from_edges, kind_counts, ladder_graph
-from featgraph.graphml import write_graphml
+from featgraph.graphml import LadderTables, write_graphml
 from featgraph.io.files import write_json
 from featgraph.ladder import Ladder, load_ladder
 from featgraph.matching.core import is_novel  # the one definition of "novel"
@@ -54,9 +55,27 @@ class FamiliesResult:
     edges: pl.DataFrame
     families: pl.DataFrame
     summary: dict[str, Any]
-    graph: nx.DiGraph
     pair_families: list[list[Family]]  # per adjacent pair, the families as objects
     files: list[str]  # names of the files written into out_dir
+
+    @functools.cached_property
+    def graph(self) -> nx.DiGraph:
+        """The ladder graph (:func:`featgraph.graph.ladder_graph`), built on first use: the run writes its GraphML
+        straight from the tables, so a command that never looks at the graph never builds 200k networkx nodes."""
+        return ladder_graph(self.features, self.edges, tau=self.tau)
+
+
+@dataclasses.dataclass
+class FamiliesRunConfig(FamiliesConfig):
+    """:class:`featgraph.config.FamiliesConfig` plus ``examples``: a ``featgraph explain`` output whose labels go
+    on the features (a ``label`` column in features.parquet and a ``label`` attribute on GraphML nodes)."""
+
+    path_fields: ClassVar[tuple[str, ...]] = ("saes", "index", "examples")
+    examples: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.examples = check_path("examples", self.examples, optional=True)
 
 
 def check_out_dir(
@@ -108,7 +127,8 @@ def _run_families(cfg: FamiliesConfig, loaded: Ladder | None) -> FamiliesResult:
     tau, index_dir, plots, method, device, progress = (
         cfg.tau, cfg.index, cfg.plots, cfg.method, cfg.device, cfg.progress)
     out_dir = cfg.out
-    inputs: list[Any] = [*cfg.saes, index_dir]
+    examples = getattr(cfg, "examples", None)
+    inputs: list[Any] = [*cfg.saes, index_dir, examples]
     out = check_out_dir(out_dir, inputs)  # before any loading or matching: a bad --out fails in a second
     if loaded is not None:
         ladder = loaded
@@ -125,6 +145,14 @@ def _run_families(cfg: FamiliesConfig, loaded: Ladder | None) -> FamiliesResult:
             f"width {ladder[0].width})"
         )
 
+    labels = None
+    if examples is not None:  # read (and refused) before any matching
+        from featgraph.explain.labels import read_labels
+
+        labels = read_labels(examples)
+        if not set(labels) & set(ladder.names):
+            raise ConfigError(f"{examples}: its labels are for SAEs {sorted(labels)[:8]}, none of this ladder's "
+                              f"SAEs {ladder.names}; label the same SAEs with featgraph explain")
     units, norms = _unit_rows(ladder, index_dir, device)
     from featgraph.matching import match_ladder
 
@@ -135,7 +163,8 @@ def _run_families(cfg: FamiliesConfig, loaded: Ladder | None) -> FamiliesResult:
     features = features_table(names_, norms, matches, pair_fams, tau=tau)
     edges = edges_table(names_, matches, pair_fams)
     fams = families_table(names_, pair_fams)
-    graph = ladder_graph(features, edges, tau=tau)
+    if labels is not None:
+        features = with_labels(features, labels)
     summary = _summary(
         ladder,
         norms,
@@ -148,9 +177,12 @@ def _run_families(cfg: FamiliesConfig, loaded: Ladder | None) -> FamiliesResult:
         method=method,
         device=device,
     )
+    if examples is not None:  # only then: a run without --examples writes the same config as before
+        summary["config"]["examples"] = str(examples)
     from featgraph.hub import annotate_results  # SAEs named by release/hf://: provenance + Neuronpedia links
 
-    features = annotate_results(ladder, features, graph, summary)
+    # graph=None: the links go into the features table, from which the GraphML and the lazy graph both come
+    features = annotate_results(ladder, features, None, summary)
 
     from featgraph.io.output import open_output
 
@@ -161,7 +193,7 @@ def _run_families(cfg: FamiliesConfig, loaded: Ladder | None) -> FamiliesResult:
         write_parquet(fams, tmp / FAMILIES_FILE)
         write_json(tmp / SUMMARY_FILE, summary)
         write_json(tmp / CONFIG_FILE, summary["config"])
-        write_graphml(graph, tmp / GRAPH_FILE)
+        write_graphml(LadderTables(features, edges, tau), tmp / GRAPH_FILE)  # straight from the tables
         if plots:
             from featgraph.plots import max_cos_histograms
 
@@ -171,7 +203,7 @@ def _run_families(cfg: FamiliesConfig, loaded: Ladder | None) -> FamiliesResult:
             )
             files.append(HIST_FILE)
     log.info("wrote %s to %s", ", ".join(files), out)
-    return FamiliesResult(out, names_, tau, features, edges, fams, summary, graph, pair_fams, files)
+    return FamiliesResult(out, names_, tau, features, edges, fams, summary, pair_fams, files)
 
 
 def _unit_rows(
@@ -187,10 +219,26 @@ def _unit_rows(
 
     units, norms = [], []
     for entry in ladder:
-        u, n = normalize_rows(entry.W_dec)
+        F, d = entry.W_dec.shape
+        u, n = np.empty((F, d), np.float32), np.empty(F, np.float32)
+        # row blocks: normalize_rows works in float64, and a whole 98304 x 768 decoder in float64 is 600 MB of
+        # temporaries (page faults, cache misses); each row's result is the same, block by block
+        for lo in range(0, F, _NORM_ROWS):
+            u[lo:lo + _NORM_ROWS], n[lo:lo + _NORM_ROWS] = normalize_rows(entry.W_dec[lo:lo + _NORM_ROWS])
         units.append(u)
-        norms.append(np.asarray(n))
+        norms.append(n)
     return units, norms
+
+
+_NORM_ROWS = 4096
+
+
+def with_labels(features: pl.DataFrame, labels: dict[str, dict[int, str]]) -> pl.DataFrame:
+    """``features`` with a ``label`` column (string; null for a feature or SAE the labels do not cover)."""
+    frame = pl.DataFrame(
+        [(sae, int(f), lab) for sae, by_feature in labels.items() for f, lab in by_feature.items()],
+        schema={"sae": pl.String, "feature": pl.Int64, "label": pl.String}, orient="row")
+    return features.join(frame, on=["sae", "feature"], how="left", maintain_order="left")
 
 
 def _summary(

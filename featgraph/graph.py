@@ -277,6 +277,9 @@ def ladder_graph(features: pl.DataFrame, edges: pl.DataFrame, *, tau: float) -> 
         saes=json.dumps(features["sae"].unique(maintain_order=True).to_list()),
         schema=GRAPHML_SCHEMA,
     )
+    # columns beyond the features schema (a hub run's neuronpedia_url, explain's label) are string node
+    # attributes, "" where null (GraphML holds no None)
+    extra = [c for c in features.columns if c not in _FEATURE_COLUMNS]
     for row in features.iter_rows(named=True):
         has_parent = row["max_cos"] is not None
         g.add_node(
@@ -293,6 +296,7 @@ def ladder_graph(features: pl.DataFrame, edges: pl.DataFrame, *, tau: float) -> 
             family=_int_or_none(row["family"]),
             child_family=_int_or_none(row["child_family"]),
             tree=_int_or_none(row["tree"]),
+            **{c: row[c] or "" for c in extra},
         )
     for row in edges.iter_rows(named=True):
         u, v = node_id(row["small"], row["small_feature"]), node_id(row["large"], row["large_feature"])
@@ -300,6 +304,10 @@ def ladder_graph(features: pl.DataFrame, edges: pl.DataFrame, *, tau: float) -> 
             raise ValueError(f"edge {u} -> {v} names a feature missing from the features table")
         g.add_edge(u, v, cos=float(row["cos"]), family=int(row["family"]))
     return g
+
+
+_FEATURE_COLUMNS = ("sae", "width", "feature", "norm", "zero_norm", "max_cos", "parent", "novel", "family",
+                    "child_family", "tree")  # featgraph.tables.FEATURES_SCHEMA (tables imports this module)
 
 
 def _int_or_none(v: int | None) -> int:

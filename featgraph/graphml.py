@@ -5,6 +5,7 @@ The graph itself is built by :mod:`featgraph.graph`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -56,19 +57,21 @@ def _graphml_keys(items: Iterable[dict[str, Any]], scope: str) -> dict[str, str]
     return keys
 
 
-def write_graphml(g: nx.Graph, path: str | os.PathLike[str]) -> Path:
-    """Write a graph to GraphML atomically, streaming (attributes must already be encoded, see ladder_graph).
+@dataclasses.dataclass(frozen=True)
+class LadderTables:
+    """The ladder graph as its tables (what :func:`featgraph.graph.ladder_graph` would build from them), for
+    :func:`write_graphml`'s vectorised path: the same bytes without a networkx graph of every feature."""
 
-    networkx's writer builds the whole XML tree in memory before writing it, which gets slow and large for
-    ladders of 100k+ features; this writes one element per line instead. The output is standard GraphML with
-    typed keys, read by networkx, Gephi and Cytoscape, and its bytes depend only on the graph (byte-identical
-    runs).
-    """
-    node_keys = _graphml_keys((d for _, d in g.nodes(data=True)), "node")
-    edge_keys = _graphml_keys((d for _, _, d in g.edges(data=True)), "edge")
-    graph_keys = _graphml_keys([g.graph], "graph")
+    features: Any  # polars frame, featgraph.tables.FEATURES_SCHEMA (+ extra string columns: node attributes)
+    edges: Any  # polars frame, featgraph.tables.EDGES_SCHEMA
+    tau: float
+
+
+def _header(graph_keys: dict[str, str], node_keys: dict[str, str], edge_keys: dict[str, str],
+            directed: bool) -> tuple[str, dict[tuple[str, str], str]]:
+    """The XML prolog, the typed ``<key>`` lines and the ``<graph>`` opening; (text, (scope, name) -> key id)."""
     ids: dict[tuple[str, str], str] = {}
-    header = [
+    lines = [
         '<?xml version="1.0" encoding="utf-8"?>',
         '<graphml xmlns="http://graphml.graphdrawing.org/xmlns" '
         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
@@ -76,17 +79,36 @@ def write_graphml(g: nx.Graph, path: str | os.PathLike[str]) -> Path:
         'http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd">',
     ]
     for scope, keys in (("graph", graph_keys), ("node", node_keys), ("edge", edge_keys)):
-        for name, typ in keys.items():
-            ids[scope, name] = kid = f"{scope[0]}{len([i for i in ids if i[0] == scope])}"
-            header.append(f'  <key id="{kid}" for="{scope}" attr.name={quoteattr(name)} attr.type="{typ}" />')
+        for i, (name, typ) in enumerate(keys.items()):
+            ids[scope, name] = kid = f"{scope[0]}{i}"
+            lines.append(f'  <key id="{kid}" for="{scope}" attr.name={quoteattr(name)} attr.type="{typ}" />')
+    text = "\n".join(lines) + "\n" + f'  <graph edgedefault="{"directed" if directed else "undirected"}">\n'
+    return text, ids
+
+
+def write_graphml(g: nx.Graph | LadderTables, path: str | os.PathLike[str]) -> Path:
+    """Write a graph to GraphML atomically, streaming (attributes must already be encoded, see ladder_graph).
+
+    networkx's writer builds the whole XML tree in memory before writing it, which gets slow and large for
+    ladders of 100k+ features; this writes one element per line instead. The output is standard GraphML with
+    typed keys, read by networkx, Gephi and Cytoscape, and its bytes depend only on the graph (byte-identical
+    runs). Given :class:`LadderTables` instead of a graph, the ladder graph's file is written straight from the
+    tables, column by column, with the same bytes as ``write_graphml(ladder_graph(features, edges, tau=tau))``
+    (the families run's path: no networkx graph of 200k nodes, no per-value type checks).
+    """
+    if isinstance(g, LadderTables):
+        return atomic_write(path, lambda tmp: _write_ladder_tables(g, tmp))
+    node_keys = _graphml_keys((d for _, d in g.nodes(data=True)), "node")
+    edge_keys = _graphml_keys((d for _, _, d in g.edges(data=True)), "edge")
+    graph_keys = _graphml_keys([g.graph], "graph")
+    header, ids = _header(graph_keys, node_keys, edge_keys, g.is_directed())
 
     def data(scope: str, attrs: dict[str, Any]) -> str:
         return "".join(f'<data key="{ids[scope, k]}">{_graphml_text(v)}</data>' for k, v in attrs.items())
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write("\n".join(header) + "\n")
-            f.write(f'  <graph edgedefault="{"directed" if g.is_directed() else "undirected"}">\n')
+            f.write(header)
             if g.graph:
                 f.write(f"    {data('graph', g.graph)}\n")
             for n, attrs in g.nodes(data=True):
@@ -99,6 +121,92 @@ def write_graphml(g: nx.Graph, path: str | os.PathLike[str]) -> Path:
             f.write("  </graph>\n</graphml>\n")
 
     return atomic_write(path, write)
+
+
+# the ladder graph's node attributes as ladder_graph sets them: (name, GraphML type), in order
+_LADDER_NODE_KEYS = {"sae": "string", "width": "int", "feature": "int", "norm": "double", "zero_norm": "boolean",
+                     "has_parent": "boolean", "max_cos": "double", "parent": "int", "novel": "boolean",
+                     "family": "int", "child_family": "int", "tree": "int"}
+_LADDER_EDGE_KEYS = {"cos": "double", "family": "int"}
+
+
+def _texts(values: list[Any], typ: str) -> list[str]:
+    """GraphML text of a column's Python values (as :func:`_graphml_text` writes each one)."""
+    if typ == "double":
+        return [repr(float(v)) for v in values]
+    if typ == "boolean":
+        return ["true" if v else "false" for v in values]
+    if typ == "int":
+        return [str(int(v)) for v in values]
+    return [escape(str(v)) for v in values]
+
+
+def _node_ids(saes: list[str], features: list[int]) -> list[str]:
+    """``quoteattr(node_id(sae, feature))`` per row, quoting each SAE name once (digits need no escaping)."""
+    quoted = {}
+    for sae in dict.fromkeys(saes):
+        q = quoteattr(f"{sae}:")
+        quoted[sae] = (q[:-1], q[-1])
+    return [f"{quoted[s][0]}{f}{quoted[s][1]}" for s, f in zip(saes, features, strict=True)]
+
+
+def _write_ladder_tables(t: LadderTables, tmp: Path) -> None:
+    import json
+
+    import polars as pl
+
+    from featgraph.graph import NO_COS, node_id
+
+    f = t.features
+    extra = [c for c in f.columns if c not in _LADDER_NODE_KEYS]
+    for c in extra:
+        if f.schema[c] != pl.String:
+            raise ValueError(f"features column {c!r} ({f.schema[c]}) cannot be a GraphML node attribute: "
+                             "only extra string columns are written")
+    has_parent = f["max_cos"].is_not_null()
+    cols = {
+        "sae": f["sae"], "width": f["width"], "feature": f["feature"], "norm": f["norm"],
+        "zero_norm": f["zero_norm"], "has_parent": has_parent,
+        "max_cos": f["max_cos"].fill_null(NO_COS), "parent": f["parent"].fill_null(NO_INT),
+        "novel": pl.Series(has_parent & f["novel"].fill_null(False)),
+        "family": f["family"].fill_null(NO_INT), "child_family": f["child_family"].fill_null(NO_INT),
+        "tree": f["tree"].fill_null(NO_INT),
+        **{c: f[c].fill_null("") for c in extra},
+    }
+    node_keys = dict(_LADDER_NODE_KEYS, **dict.fromkeys(extra, "string")) if f.height else {}
+    edge_keys = dict(_LADDER_EDGE_KEYS) if t.edges.height else {}
+    saes = f["sae"].unique(maintain_order=True).to_list()
+    graph_attrs = {"tau": float(t.tau), "saes": json.dumps(saes), "schema": GRAPHML_SCHEMA}
+    header, ids = _header(_graphml_keys([graph_attrs], "graph"), node_keys, edge_keys, True)
+    with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+        out.write(header)
+        out.write("    " + "".join(f'<data key="{ids["graph", k]}">{_graphml_text(v)}</data>'
+                                  for k, v in graph_attrs.items()) + "\n")
+        for lo in range(0, f.height, 1 << 16):  # bounded memory: one block of rows as strings at a time
+            n = min(1 << 16, f.height - lo)
+            names = cols["sae"].slice(lo, n).to_list()
+            ids_ = _node_ids(names, cols["feature"].slice(lo, n).to_list())
+            parts = [[f'<data key="{ids["node", k]}">{v}</data>' for v in _texts(cols[k].slice(lo, n).to_list(), typ)]
+                     for k, typ in node_keys.items()]
+            out.writelines(f"    <node id={i}>{''.join(row)}</node>\n" for i, *row in zip(ids_, *parts, strict=True))
+        # networkx yields a DiGraph's edges by source node (ladder order, then feature), then by target in the
+        # order added: small feature, then large feature within each pair, not the edges table's order
+        rank = {sae: i for i, sae in enumerate(saes)}
+        e = t.edges.with_columns(pl.col("small").replace_strict(rank, return_dtype=pl.Int64).alias("_rank")).sort(
+            ["_rank", "small_feature", "large_feature"], maintain_order=True)
+        for lo in range(0, e.height, 1 << 16):
+            n = min(1 << 16, e.height - lo)
+            block = e.slice(lo, n)
+            src = [quoteattr(node_id(s, x)) for s, x in zip(block["small"].to_list(), block["small_feature"].to_list(),
+                                                               strict=True)]
+            dst = [quoteattr(node_id(s, x)) for s, x in zip(block["large"].to_list(), block["large_feature"].to_list(),
+                                                               strict=True)]
+            cos = _texts(block["cos"].to_list(), "double")
+            fam = _texts(block["family"].to_list(), "int")
+            k0, k1 = ids["edge", "cos"], ids["edge", "family"]
+            out.writelines(f'    <edge source={a} target={b}><data key="{k0}">{c}</data><data key="{k1}">{m}</data>'
+                           "</edge>\n" for a, b, c, m in zip(src, dst, cos, fam, strict=True))
+        out.write("  </graph>\n</graphml>\n")
 
 
 def read_graphml(path: str | os.PathLike[str], *, decode: bool = True) -> nx.DiGraph:

@@ -87,7 +87,7 @@ def annotate_results(ladder: Any, features: Any, graph: Any, summary: dict[str, 
     features = features.with_columns(url.alias("neuronpedia_url"))
     from featgraph.graph import node_id
 
-    for sae, feature, link in features.select("sae", "feature", "neuronpedia_url").iter_rows():
+    for sae, feature, link in features.select("sae", "feature", "neuronpedia_url").iter_rows() if graph else ():
         graph.nodes[node_id(sae, feature)]["neuronpedia_url"] = link or ""
     return features
 
