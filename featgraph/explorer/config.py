@@ -30,6 +30,8 @@ class ExploreConfig(CommandConfig):
     contexts: int = 3
     window: int = 6
     title: str | None = None
+    # accepted like every command's; the run has no bar to show: reading and rendering the bundled ladder's page
+    # takes about 4 s (3.4 s reading, 0.3 s rendering under a load of 17 on 2 cores)
     progress: bool = run_only(True)
 
     def __post_init__(self) -> None:
