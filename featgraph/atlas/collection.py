@@ -7,7 +7,8 @@ Manifest (``atlas.toml`` / ``atlas.json``)::
     model = "smollm2-135m"
 
     [[sae]]
-    path = "l3/w1152"           # required; relative paths resolve against the manifest's folder
+    path = "l3/w1152"           # required; relative paths resolve against the manifest's folder; a path that
+                                # does not exist may be an SAE name (RELEASE/SAE_ID, hf://...: featgraph.hub)
     site = "blocks.3.hook_resid_post"   # required: the hook point the SAE was trained on
     layer = 3                   # optional: read from the site ("blocks.3." / "layers.3." / "layer_3") when absent
     stream = "blocks.*.hook_resid_post" # optional: flow runs across the layers of one stream (default: the site
@@ -186,21 +187,37 @@ def _spec(where: str, root: Path, e: dict[str, Any]) -> SaeSpec:
     raw_path = _string(where, "path", e.get("path"))
     site = _string(where, "site", e.get("site"))
     path = Path(raw_path) if os.path.isabs(raw_path) else root / raw_path
+    hub_name = None
     if not path.exists():
-        raise SaeFormatError(f"{where}: {path}: no such file or folder")
+        path, hub_name = _hub_sae(where, raw_path, path)
     layer = _int(where, "layer", e.get("layer"), optional=True)
     layer = layer_of(site) if layer is None else layer
     stream = _string(where, "stream", e.get("stream", stream_of(site)))
     seed = _int(where, "seed", e.get("seed", 0))
     width = _int(where, "width", e.get("width"), optional=True, minimum=1)
     model = _string(where, "model", e.get("model", ""), empty_ok=True)
-    name = _string(where, "name", e["name"]) if "name" in e else path.name  # may be lengthened by _default_names
+    default = hub_name or path.name  # may be lengthened by _default_names
+    name = _string(where, "name", e["name"]) if "name" in e else default
     tags = e.get("tags", {})
     if not isinstance(tags, dict) or not all(
         isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in tags.items()
     ):
         raise ConfigError(f"{where}: 'tags' must be a table of strings, numbers or booleans, got {tags!r}"[:300])
     return SaeSpec(name, path, site, layer, stream, seed, model, width, tuple(sorted(tags.items())))
+
+
+def _hub_sae(where: str, raw: str, local: Path) -> tuple[Path, str]:
+    """A path that is no local file may be an SAE name (``RELEASE/SAE_ID``, ``hf://...``: :mod:`featgraph.hub`,
+    resolved into the Hugging Face cache, downloaded when online); it must name exactly one SAE. Returns its local
+    path and its default name (the SAE id, "/" -> "-")."""
+    from featgraph.hub import display_name, looks_like_name, resolve
+
+    if not looks_like_name(raw):
+        raise SaeFormatError(f"{where}: {local}: no such file or folder")
+    found = resolve(raw)
+    if len(found) != 1:
+        raise ConfigError(f"{where}: {raw!r} names {len(found)} SAEs; a manifest entry is one SAE")
+    return found[0], (display_name(found[0]) or found[0].name).replace("/", "-")
 
 
 def _string(where: str, key: str, v: Any, *, empty_ok: bool = False) -> str:

@@ -161,3 +161,25 @@ def test_default_names_are_folder_names_unless_two_share_one(tmp_path):
     coll = read_collection(write_manifest(tmp_path / "m.json", entries))
     assert coll.names() == ["l1-w8", "l2-w8", "w16"]
     assert [s.layer for s in coll.saes] == [1, 2, 2] and coll.saes[0].stream == "blocks.*.x"
+
+
+def test_an_sae_name_in_the_manifest_resolves_through_the_hub(coll, monkeypatch):
+    import featgraph.hub
+
+    tmp_path, entries = coll
+    cache = tmp_path / "cache" / "snapshots" / "abc123" / "layer_2" / "width_8"
+    shutil.copytree(tmp_path / "saes" / "b8", cache)
+    shutil.rmtree(tmp_path / "saes" / "b8")
+    monkeypatch.setattr(featgraph.hub, "looks_like_name", lambda raw: raw.startswith("fake-release/"))
+    monkeypatch.setattr(featgraph.hub, "resolve", lambda raw: [cache] if raw.endswith("width_8") else [cache, cache])
+    monkeypatch.setattr(featgraph.hub, "display_name", lambda p: "layer_2/width_8")
+    entries[2]["path"] = "fake-release/layer_2/width_8"
+    write_manifest(tmp_path / "atlas.toml", entries)
+    from featgraph.atlas.collection import read_collection
+
+    coll_ = read_collection(tmp_path / "atlas.toml")
+    assert coll_.names() == ["a8", "a16", "layer_2-width_8"] and coll_.saes[2].path == cache
+    entries[2]["path"] = "fake-release/layer_2"
+    _refuse(tmp_path, entries, ("'fake-release/layer_2' names 2 SAEs",))
+    entries[2]["path"] = "saes/b8"
+    _refuse(tmp_path, entries, ("sae entry 3", "no such file or folder"))
