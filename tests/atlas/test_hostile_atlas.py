@@ -46,6 +46,11 @@ def test_the_valid_manifest_runs(coll):
     assert rc == 0, stderr
     assert "families: 1 pairs" in stdout and "flow: 1 pairs" in stdout
     assert "pairs: 0 reused, 2 computed" in stdout
+    assert stderr == ""  # --quiet: no progress bar
+    rc, stdout, stderr = run_main("atlas", tmp_path / "atlas.toml", "--out", tmp_path / "out")
+    assert rc == 0 and "pairs: 2 reused, 0 computed" in stdout
+    rc, stdout, stderr = run_main("atlas", tmp_path / "atlas.toml", "--out", tmp_path / "out2")
+    assert rc == 0 and "atlas (local)" in stderr and "2/2" in stderr  # the task bar
 
 
 @pytest.mark.parametrize("key,value,needles", [
