@@ -199,3 +199,31 @@ def test_zero_rows_are_neither_lost_nor_novel_and_tokens_limits_the_pass(tmp_pat
     g = nx.read_graphml(tmp_path / "o" / "graph.graphml")
     assert g.nodes["a:3"]["status"] == "zero" and g.nodes["a:3"]["max_cos"] == -2.0
     assert "Spearman over the assigned pairs" in text
+
+
+def _cytoscape_node() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("node") is None:
+        return False
+    return subprocess.run(["node", "-e", "require('cytoscape')"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _cytoscape_node(), reason="needs node with the cytoscape npm package (e.g. NODE_PATH)")
+def test_graph_json_loads_in_cytoscape_js(tmp_path):
+    """The real Cytoscape.js (headless, in node) reads graph.json's elements: every node, edge and attribute."""
+    import subprocess
+
+    A, B, _, _ = _planted_copy(n=15, extra=5, seed=8)
+    a, b = _save(A, tmp_path / "a"), _save(B, tmp_path / "b", seed=1)
+    res = run_compare(CompareConfig(a=str(a), b=str(b), out=str(tmp_path / "o"), progress=False))
+    js = ("const cy = require('cytoscape')({headless: true, elements: JSON.parse(require('fs').readFileSync("
+          "process.argv[1], 'utf8')).elements}); console.log(JSON.stringify({n: cy.nodes().length, e: cy.edges()"
+          ".length, assigned: cy.edges().filter(x => x.data('assigned')).length, status: cy.getElementById('a:0')"
+          ".data('status')}));")
+    r = subprocess.run(["node", "-e", js, str(tmp_path / "o" / "graph.json")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got == {"n": 35, "e": res.graph.number_of_edges(), "assigned": 15,
+                   "status": res.graph.nodes["a:0"]["status"]}
