@@ -103,10 +103,9 @@ def explain_sae(sae: Any, store: ActivationStore, layout: StoreLayout, *, k: int
     for c0 in range(0, layout.n_contexts, per_batch):
         n = min(per_batch, layout.n_contexts - c0)
         x = store.read(n * rpc, c0 * rpc)
-        acts = sae.encode(x.to(dtype)).float().contiguous()
-        ids = torch.from_numpy(np.array(layout.tokens[c0:c0 + n, layout.first:], dtype=np.int64)).reshape(-1)
+        acts = sae.encode(x.to(dtype)).float().contiguous().numpy()
         top.update(acts, c0)
-        stats.update(acts, ids)
+        stats.update(acts, layout.tokens[c0:c0 + n, layout.first:].reshape(-1))
         bar.update(n * rpc)
     bar.close()
     result = top.result()

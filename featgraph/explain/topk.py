@@ -6,12 +6,16 @@ of a feature come from k distinct contexts. The order is total and deterministic
 context ascending (then position ascending, which is unique within a context once the first max is taken).
 
 Why it is exact with bounded memory: the state is ``[F, k]`` (value, context, position) plus each example's window
-of activations ``[F, k, L]``, whatever the store size. A batch contributes at most k candidates per feature (its
-own top k contexts); the merge is one stable sort over ``[F, k + k]``. Batches arrive in context order, so every
-kept context is older than every new one; a stable descending sort therefore breaks ties by context ascending
-without comparing contexts. The window activations of a candidate come from the batch's own encoded activations
-(a context never straddles two batches): they are the very numbers the ranking used, gathered for at most
-``F * k * L`` entries per batch, and no second pass over the store is needed.
+of activations ``[F, k, L]``, whatever the store size. Per batch, the per-context maxima ``[contexts, F]`` are one
+reduction; only the (context, feature) pairs that beat the feature's current k-th value can enter, so positions
+and windows are gathered for those candidates alone (many in the first batches, few once the top-k fill up), and
+only the features with candidates are re-ranked. A candidate that merely ties the k-th value stays out: the kept
+context is older, and older contexts win ties. The window activations come from the batch's own encoded
+activations (a context never straddles two batches): they are the very numbers the ranking used, so no second
+pass over the store is needed.
+
+The bookkeeping is numpy on one thread: these are small reductions and gathers, which torch's thread pool runs
+several times slower than numpy on a machine whose cores are busy (measured in benchmarks/bench_explain.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
+
+CHUNK = 1 << 15  # candidates whose context columns are gathered at once
 
 
 @dataclasses.dataclass
@@ -40,42 +45,53 @@ class TopContexts:
     def __init__(self, n_features: int, k: int, rows_per_context: int, before: int, after: int):
         self.F, self.k, self.rpc = n_features, k, rows_per_context
         self.before, self.after = before, after
-        self.offsets = torch.arange(-before, after + 1)
-        self.values = torch.full((n_features, k), -torch.inf)
-        self.contexts = torch.full((n_features, k), -1, dtype=torch.int64)
-        self.positions = torch.zeros((n_features, k), dtype=torch.int64)
-        self.windows = torch.zeros((n_features, k, len(self.offsets)))
-        self._features = torch.arange(n_features)
+        self.offsets = np.arange(-before, after + 1)
+        self.values = np.full((n_features, k), -np.inf, dtype=np.float32)
+        self.contexts = np.full((n_features, k), -1, dtype=np.int64)
+        self.positions = np.zeros((n_features, k), dtype=np.int64)
+        self.windows = np.zeros((n_features, k, self.offsets.size), dtype=np.float32)
 
-    def update(self, acts: torch.Tensor, first_context: int) -> None:
-        """Merge a batch: ``acts`` ``[n_contexts * rows_per_context, F]``, its contexts numbered from
-        ``first_context``."""
+    def update(self, acts: np.ndarray, first_context: int) -> None:
+        """Merge a batch: ``acts`` float32 ``[n_contexts * rows_per_context, F]`` (C order), its contexts numbered
+        from ``first_context``."""
         n_ctx = acts.shape[0] // self.rpc
         assert n_ctx * self.rpc == acts.shape[0] and acts.shape[1] == self.F
-        vals, pos = acts.view(n_ctx, self.rpc, self.F).max(dim=1)  # torch.max: the first max position on ties
-        vals, pos = vals.T, pos.T  # [F, n_ctx]
-        kk = min(self.k, n_ctx)
-        order = torch.sort(vals, dim=1, descending=True, stable=True).indices[:, :kk]  # ties: context ascending
-        b_vals, b_pos = vals.gather(1, order), pos.gather(1, order)
-        b_windows = self._windows(acts, order, b_pos)
-        # kept entries first: stable sort keeps them ahead of equal new values (their contexts are older)
-        all_vals = torch.cat([self.values, b_vals], dim=1)
-        keep = torch.sort(all_vals, dim=1, descending=True, stable=True).indices[:, : self.k]
-        self.values = all_vals.gather(1, keep)
-        self.contexts = torch.cat([self.contexts, order + first_context], dim=1).gather(1, keep)
-        self.positions = torch.cat([self.positions, b_pos], dim=1).gather(1, keep)
-        all_windows = torch.cat([self.windows, b_windows], dim=1)
-        self.windows = all_windows.gather(1, keep[:, :, None].expand(-1, -1, all_windows.shape[2]))
+        per_ctx = acts.reshape(n_ctx, self.rpc, self.F)
+        best = per_ctx.max(axis=1)  # [n_ctx, F]
+        enter = best > np.maximum(self.values[:, -1], 0)  # beat the k-th kept value (and fire at all)
+        if n_ctx > self.k:  # and be among the batch's own top k (ties at its k-th value all pass): bounds the work
+            enter &= best >= np.partition(best, n_ctx - self.k, axis=0)[n_ctx - self.k]
+        ci, fi = np.nonzero(enter)
+        if ci.size == 0:
+            return
+        pos = np.empty(ci.size, dtype=np.int64)
+        win = np.empty((ci.size, self.offsets.size), dtype=np.float32)
+        for lo in range(0, ci.size, CHUNK):  # [chunk, rpc] gathered at a time: memory bounded at any batch size
+            c, f = ci[lo:lo + CHUNK], fi[lo:lo + CHUNK]
+            cols = per_ctx[c, :, f]  # each candidate's activations over its context, [chunk, rpc]
+            pos[lo:lo + CHUNK] = (cols == best[c, f][:, None]).argmax(axis=1)  # the first position of the max
+            p = pos[lo:lo + CHUNK, None] + self.offsets
+            win[lo:lo + CHUNK] = cols[np.arange(c.size)[:, None], p.clip(0, self.rpc - 1)] * ((p >= 0) & (p < self.rpc))
+        self._merge(fi, best[ci, fi], ci + first_context, pos, win)
 
-    def _windows(self, acts: torch.Tensor, ctx_local: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """``[F, kk, L]``: feature f's activation at positions ``pos + offsets`` of its candidate contexts (0 outside
-        the context; those slots are cut off when the table is written)."""
-        p = pos[:, :, None] + self.offsets  # [F, kk, L]
-        inside = (p >= 0) & (p < self.rpc)
-        rows = ctx_local[:, :, None] * self.rpc + p.clamp(0, self.rpc - 1)
-        flat = rows * self.F + self._features[:, None, None]  # acts is [rows, F], row-major
-        return acts.reshape(-1).take(flat) * inside
+    def _merge(self, fi: np.ndarray, v: np.ndarray, ctx: np.ndarray, pos: np.ndarray, win: np.ndarray) -> None:
+        """Re-rank the features that have candidates: kept entries and candidates sorted by (feature, activation
+        desc, context asc); each feature's first k are kept."""
+        aff = np.unique(fi)
+        k = self.k
+        all_f = np.concatenate([np.repeat(aff, k), fi])
+        all_v = np.concatenate([self.values[aff].ravel(), v])
+        all_c = np.concatenate([self.contexts[aff].ravel(), ctx])
+        order = np.lexsort((all_c, -all_v, all_f))
+        sorted_f = all_f[order]
+        rank = np.arange(order.size) - np.searchsorted(sorted_f, sorted_f, side="left")
+        keep = order[rank < k]  # exactly k per affected feature (each has k kept slots), in (feature, rank) order
+        all_p = np.concatenate([self.positions[aff].ravel(), pos])
+        all_w = np.concatenate([self.windows[aff].reshape(-1, self.offsets.size), win])
+        self.values[aff] = all_v[keep].reshape(-1, k)
+        self.contexts[aff] = all_c[keep].reshape(-1, k)
+        self.positions[aff] = all_p[keep].reshape(-1, k)
+        self.windows[aff] = all_w[keep].reshape(-1, k, self.offsets.size)
 
     def result(self) -> TopExamples:
-        return TopExamples(self.values.numpy(), self.contexts.numpy(), self.positions.numpy(),
-                           self.windows.numpy(), self.before, self.after)
+        return TopExamples(self.values, self.contexts, self.positions, self.windows, self.before, self.after)
