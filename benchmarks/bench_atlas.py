@@ -97,7 +97,7 @@ def same(local: dict, other: dict) -> None:
 
 
 def run_ray(tasks: list[Task], arrays: dict) -> tuple[dict, float, int, int]:
-    from featgraph.atlas.ray_engine import RayEngine
+    from featgraph.atlas.engines import RayEngine
 
     t0 = time.perf_counter()
     with RayEngine() as engine:  # joins the Ray started in main(): a fresh engine puts the arrays again
@@ -178,7 +178,9 @@ def main() -> None:
     w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.rjust(x) for c, x in zip(row, w, strict=True)))
-    print(f"# Ray overhead over the local engine: {100 * (ray_med / loc - 1):+.1f}% (median of {len(ray_t)} rounds; "
+    paired = statistics.median(r / lo for r, lo in zip(ray_t, local_t, strict=True))
+    print(f"# Ray overhead over the local engine: {100 * (ray_med / loc - 1):+.1f}% (medians of {len(ray_t)} rounds; "
+          f"median of the per-round ratios, each round's two runs back to back: {100 * (paired - 1):+.1f}%; "
           f"target <= 15%); once per session on top: ray.init {ray_start:.1f} s, first run with cold workers "
           f"{first:.1f} s")
     msg = [len(pickle.dumps((pair_task, t))) for t in tasks]

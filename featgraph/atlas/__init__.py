@@ -4,7 +4,7 @@ written as per-pair Parquet tables, flow chains, one graph of everything and a s
 whose SAEs did not change.
 
 ``collection`` reads and checks the manifest, ``plan`` derives the pairs and their row blocks, ``work`` is what one
-task computes, ``engines`` runs tasks (``ray_engine`` on Ray), ``tables`` / ``flow`` / ``network`` write the
+task computes, ``engines`` runs tasks (in-process or on Ray), ``tables`` / ``flow`` / ``network`` write the
 results, ``run`` puts it together, ``config`` is the command's config.
 
 ``featgraph.atlas(cfg)`` runs it: this package is callable (``featgraph.atlas(cfg)`` = :func:`run_atlas`), because

@@ -9,8 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from featgraph.atlas.engines import EngineError, LocalEngine, Task, get_engine
-from featgraph.atlas.ray_engine import check_reachable, largest_first
+from featgraph.atlas.engines import EngineError, LocalEngine, Task, check_reachable, get_engine, largest_first
 from featgraph.errors import ConfigError
 
 

@@ -22,8 +22,7 @@ import pytest
 ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[2]  # the folder holding tests/ (the hook below lives in this module)
 
-from featgraph.atlas.engines import EngineError, LocalEngine, Task, get_engine  # noqa: E402
-from featgraph.atlas.ray_engine import RayEngine, check_reachable  # noqa: E402
+from featgraph.atlas.engines import EngineError, LocalEngine, RayEngine, Task, check_reachable, get_engine  # noqa: E402
 from featgraph.errors import ConfigError  # noqa: E402
 from featgraph.matching import match_pair, normalize_rows  # noqa: E402
 from featgraph.synthetic import planted_ladder  # noqa: E402
