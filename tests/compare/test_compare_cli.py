@@ -175,6 +175,13 @@ def test_python_api_callable_package_and_keywords(tmp_path):
     assert r1.summary["saes"][0]["fingerprint"] != r1.summary["saes"][1]["fingerprint"]
     with pytest.raises(TypeError):
         featgraph.compare(CompareConfig(a=str(a), b=str(b), out=str(tmp_path / "o3")), tau=0.5)
+    # any supported format: B as a SAELens folder gives the same comparison
+    featgraph.save_saelens(tiny_sae(W_dec=B, seed=1), tmp_path / "y_saelens")
+    r3 = featgraph.compare(a=str(a), b=str(tmp_path / "y_saelens"), out=str(tmp_path / "o4"), name_b="y",
+                           progress=False)
+    assert r3.summary["saes"][1]["format"] == "saelens"
+    assert r3.summary["results"] == r1.summary["results"]
+    assert r3.summary["saes"][1]["fingerprint"] == r1.summary["saes"][1]["fingerprint"]
 
 
 def test_zero_rows_are_neither_lost_nor_novel_and_tokens_limits_the_pass(tmp_path):
