@@ -28,7 +28,7 @@ import polars as pl
 
 from featgraph.graph import families_from_edges, family_of_features
 from featgraph.matching.core import is_novel
-from featgraph.tables import read_table, write_parquet
+from featgraph.tables import families_table, read_table, write_parquet
 
 FAMILY_FEATURES_SCHEMA = pl.Schema({
     "feature": pl.Int64,  # feature of the larger SAE
@@ -94,10 +94,9 @@ def pair_tables(kind: str, result: dict[str, Any], zero_b: np.ndarray, tau: floa
     edges = pl.DataFrame({
         "small_feature": es, "large_feature": el, "cos": np.asarray(result["edge_cos"], np.float64),
         "family": fam_of_small[es] if es.size else np.zeros(0, np.int64)}, schema=FAMILY_EDGES_SCHEMA)
-    rows = [{"family": f.family, "kind": f.kind, "small_features": f.small_features.tolist(),
-             "large_features": f.large_features.tolist(), "n_small": len(f.small_features),
-             "n_large": len(f.large_features), "n_edges": f.n_edges} for f in fams]
-    families = pl.DataFrame(rows, schema=FAMILY_SCHEMA) if rows else FAMILY_SCHEMA.to_frame()
+    # the families run's table (one definition, built column-wise) without its small/large name columns: here the
+    # pair is the folder
+    families = families_table(["small", "large"], [fams]).drop("small", "large").cast(dict(FAMILY_SCHEMA))
     return {"features.parquet": features, "edges.parquet": edges, "families.parquet": families}
 
 
