@@ -35,8 +35,7 @@ def compare(a: str, b: str, out: str, tau: float, acts: str | None, n_tokens: in
     figures into --out, then prints the headline numbers.
     """
     from featgraph.compare.config import CompareConfig
-    from featgraph.compare.run import run_compare
-    from featgraph.compare.text import format_summary
+    from featgraph.compare.run import format_summary, run_compare
 
     cfg = CompareConfig(a=a, b=b, out=out, tau=tau, acts=acts, n_tokens=n_tokens, examples=examples,
                         name_a=name_a, name_b=name_b, act_threshold=act_threshold, method=method, device=device,

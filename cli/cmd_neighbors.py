@@ -24,8 +24,7 @@ def neighbors(index: str, feature: str | None, vector: str | None, k: int, out: 
     results.
     """
     from featgraph.compare.config import NeighborsConfig
-    from featgraph.compare.neighbors import run_neighbors
-    from featgraph.compare.text import format_neighbors
+    from featgraph.compare.neighbors import format_neighbors, run_neighbors
 
     cfg = NeighborsConfig(index=index, feature=feature, vector=vector, k=k, out=out, progress=not quiet)
     result = run_neighbors(cfg)

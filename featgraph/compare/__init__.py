@@ -7,7 +7,7 @@ from one pass over an activation store, and how they agree with the decoder side
 
 ``analysis`` puts them together for one pair of SAEs (both directions, assignment, families, activations), ``tables``,
 ``graph`` and ``figures`` render it, ``run`` is ``featgraph compare`` (config in ``config``), ``neighbors`` is
-``featgraph neighbors``, ``text`` the terminal output of both.
+``featgraph neighbors`` (each with its terminal output).
 
 Public names: assign, assign_dense, Assignment, activation_similarity, ActSimAccumulator, decoder_vs_activation,
 CompareConfig, NeighborsConfig, run_compare, compare_units, run_neighbors, top_k_neighbors (``featgraph.neighbors`` is

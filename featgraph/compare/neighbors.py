@@ -252,3 +252,14 @@ def neighbors(index: str | os.PathLike[str] | NeighborsConfig, *, feature: str |
     return run_neighbors(NeighborsConfig(index=str(index), feature=feature,
                                          vector=None if vector is None else str(vector), k=k,
                                          out=None if out is None else str(out), progress=progress))
+
+
+def format_neighbors(table: pl.DataFrame) -> str:
+    """The neighbors table: rank, SAE, feature, cos (one line each)."""
+    if table.height == 0:
+        return "no neighbors (every candidate feature was excluded)"
+    w = max(3, *(len(s) for s in table["sae"].to_list()))
+    lines = [f"{'rank':>4}  {'sae':<{w}}  {'feature':>7}  {'cos':>9}"]
+    for rank, sae, feature, cos in table.select("rank", "sae", "feature", "cos").iter_rows():
+        lines.append(f"{rank:>4}  {sae:<{w}}  {feature:>7}  {cos:>9.6f}")
+    return "\n".join(lines)
