@@ -182,6 +182,17 @@ def test_unknown_selection_is_a_message_not_an_error(page, tmp_path):
     dom, stderr = load(out, "tree=999999", tmp_path)
     assert_clean(dom, stderr)
     assert dom.text_of["msg"] == "no splitting tree 999999" and dom.cards == {}
+    dom, stderr = load(out, "feature=zzz:1", tmp_path)
+    assert_clean(dom, stderr)
+    assert dom.text_of["msg"] == "no feature zzz:1" and dom.cards == {}
+
+
+def test_a_smallest_feature_in_no_tree_is_shown_alone(page, tmp_path):
+    out, data = page
+    f = data["features"][0]["tree"].index(None)
+    dom, stderr = load(out, f"feature=a48:{f}", tmp_path)
+    assert_clean(dom, stderr)
+    assert set(dom.cards) == {f"a48:{f}"} and dom.text_of["sel"] == f"a48:{f}: in no splitting tree"
 
 
 def test_a_javascript_error_is_caught_and_shown(page, tmp_path, explorer_inputs):
