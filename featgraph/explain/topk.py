@@ -7,12 +7,12 @@ context ascending (then position ascending, which is unique within a context onc
 
 Why it is exact with bounded memory: the state is ``[F, k]`` (value, context, position) plus each example's window
 of activations ``[F, k, L]``, whatever the store size. Per batch, the per-context maxima ``[contexts, F]`` are one
-reduction; only the (context, feature) pairs that beat the feature's current k-th value can enter, so positions
-and windows are gathered for those candidates alone (many in the first batches, few once the top-k fill up), and
-only the features with candidates are re-ranked. A candidate that merely ties the k-th value stays out: the kept
-context is older, and older contexts win ties. The window activations come from the batch's own encoded
-activations (a context never straddles two batches): they are the very numbers the ranking used, so no second
-pass over the store is needed.
+reduction; only the (context, feature) pairs that beat the feature's current k-th value and are among the batch's
+own top k for that feature can enter, so positions and windows are gathered for those candidates alone (at most
+about F x k per batch, few once the top-k fill up), and only the features with candidates are re-ranked. A
+candidate that merely ties the k-th value stays out: the kept context is older, and older contexts win ties. The
+window activations come from the batch's own encoded activations (a context never straddles two batches): they are
+the very numbers the ranking used, so no second pass over the store is needed.
 
 The bookkeeping is numpy on one thread: these are small reductions and gathers, which torch's thread pool runs
 several times slower than numpy on a machine whose cores are busy (measured in benchmarks/bench_explain.py).
