@@ -81,11 +81,12 @@ def train_layer(layer: int, train_store, held_store, work: Path, cfg, width: int
 
 def manifest(out: Path, base: Path, base_layer: int, layers: list[int], width: int, seed: int,
              model: str) -> dict:
-    """The collection for ``featgraph atlas``: one entry per SAE, paths relative to the manifest's folder."""
+    """The collection for ``featgraph atlas`` (featgraph.atlas.collection's JSON manifest): one entry per SAE,
+    paths relative to the manifest's folder; all on one stream, so the plan is flow between adjacent layers."""
     entries = [(base_layer, base / f"l{base_layer}-{width}")] + [(la, out / f"l{la}-{width}") for la in layers]
-    return {"name": "smollm2-135m-layers", "saes": [
-        {"name": f"l{la}-{width}", "path": os.path.relpath(path, out), "model": model, "site": hook_of(la),
-         "layer": la, "width": width, "seed": seed} for la, path in sorted(entries)]}
+    return {"defaults": {"model": model, "seed": seed}, "sae": [
+        {"name": f"l{la}-{width}", "path": os.path.relpath(path, out), "site": hook_of(la), "layer": la,
+         "width": width} for la, path in sorted(entries)]}
 
 
 def main() -> None:
@@ -100,6 +101,9 @@ def main() -> None:
     p.add_argument("--ce-contexts", type=int, default=64, help="held-out contexts for the CE metrics")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is faster on a busy shared CPU)")
     p.add_argument("--collect-only", action="store_true")
+    p.add_argument("--train-only", action="store_true",
+                   help="train --layers and stop (one process per layer can run side by side; a last run without "
+                        "this flag finds them trained and writes the bundle)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -122,6 +126,8 @@ def main() -> None:
     # the bundled run's recipe, read back from its train_config.json (the ladder script's constants made it)
     cfg = TrainConfig(**base_cfg["train"])
     folders = {la: train_layer(la, *stores[la], args.work, cfg, args.width, args.quiet) for la in layers}
+    if args.train_only:
+        return
 
     args.out.mkdir(parents=True, exist_ok=True)
     tables, md = [], []

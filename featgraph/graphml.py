@@ -130,24 +130,38 @@ _LADDER_NODE_KEYS = {"sae": "string", "width": "int", "feature": "int", "norm": 
 _LADDER_EDGE_KEYS = {"cos": "double", "family": "int"}
 
 
-def _texts(values: list[Any], typ: str) -> list[str]:
-    """GraphML text of a column's Python values (as :func:`_graphml_text` writes each one)."""
-    if typ == "double":
-        return [repr(float(v)) for v in values]
-    if typ == "boolean":
-        return ["true" if v else "false" for v in values]
+def _text_expr(name: str, typ: str, values: Any) -> Any:
+    """A polars expression giving :func:`_graphml_text` of each value of column ``name`` (already sentinel-filled).
+
+    Ints and booleans are formatted by polars; strings escaped like ``xml.sax.saxutils.escape`` (``&`` first);
+    doubles through Python's ``repr`` (shortest round-trip text, e.g. ``3e-05``, which polars writes otherwise)."""
+    import polars as pl
+
+    col = pl.col(name)
     if typ == "int":
-        return [str(int(v)) for v in values]
-    return [escape(str(v)) for v in values]
+        return col.cast(pl.String)
+    if typ == "boolean":
+        return pl.when(col).then(pl.lit("true")).otherwise(pl.lit("false"))
+    if typ == "double":
+        return pl.lit(pl.Series(name, [repr(v) for v in values.cast(pl.Float64).to_list()], dtype=pl.String))
+    return (col.str.replace_all("&", "&amp;", literal=True).str.replace_all(">", "&gt;", literal=True)
+            .str.replace_all("<", "&lt;", literal=True))
 
 
-def _node_ids(saes: list[str], features: list[int]) -> list[str]:
-    """``quoteattr(node_id(sae, feature))`` per row, quoting each SAE name once (digits need no escaping)."""
-    quoted = {}
-    for sae in dict.fromkeys(saes):
-        q = quoteattr(f"{sae}:")
-        quoted[sae] = (q[:-1], q[-1])
-    return [f"{quoted[s][0]}{f}{quoted[s][1]}" for s, f in zip(saes, features, strict=True)]
+def _quoted_ids(sae: str, feature: str, saes: list[str]) -> list[Any]:
+    """Parts of ``quoteattr(node_id(sae, feature))``: the SAE part quoted once per SAE (digits need no escaping)."""
+    import polars as pl
+
+    head = {s: quoteattr(f"{s}:")[:-1] for s in saes}
+    tail = {s: quoteattr(f"{s}:")[-1] for s in saes}
+    return [pl.col(sae).replace_strict(head, return_dtype=pl.String), pl.col(feature).cast(pl.String),
+            pl.col(sae).replace_strict(tail, return_dtype=pl.String)]
+
+
+def _lines(frame: Any, parts: list[Any]) -> str:
+    import polars as pl
+
+    return "".join(frame.select(pl.concat_str(parts).alias("line"))["line"].to_list())
 
 
 def _write_ladder_tables(t: LadderTables, tmp: Path) -> None:
@@ -155,7 +169,7 @@ def _write_ladder_tables(t: LadderTables, tmp: Path) -> None:
 
     import polars as pl
 
-    from featgraph.graph import NO_COS, node_id
+    from featgraph.graph import NO_COS
 
     f = t.features
     extra = [c for c in f.columns if c not in _LADDER_NODE_KEYS]
@@ -163,49 +177,42 @@ def _write_ladder_tables(t: LadderTables, tmp: Path) -> None:
         if f.schema[c] != pl.String:
             raise ValueError(f"features column {c!r} ({f.schema[c]}) cannot be a GraphML node attribute: "
                              "only extra string columns are written")
-    has_parent = f["max_cos"].is_not_null()
-    cols = {
-        "sae": f["sae"], "width": f["width"], "feature": f["feature"], "norm": f["norm"],
-        "zero_norm": f["zero_norm"], "has_parent": has_parent,
-        "max_cos": f["max_cos"].fill_null(NO_COS), "parent": f["parent"].fill_null(NO_INT),
-        "novel": pl.Series(has_parent & f["novel"].fill_null(False)),
-        "family": f["family"].fill_null(NO_INT), "child_family": f["child_family"].fill_null(NO_INT),
-        "tree": f["tree"].fill_null(NO_INT),
-        **{c: f[c].fill_null("") for c in extra},
-    }
+    has_parent = pl.col("max_cos").is_not_null()
+    nodes = f.select(
+        "sae", "width", "feature", "norm", "zero_norm", has_parent.alias("has_parent"),
+        pl.col("max_cos").fill_null(NO_COS), pl.col("parent").fill_null(NO_INT),
+        (has_parent & pl.col("novel").fill_null(False)).alias("novel"),
+        *[pl.col(c).fill_null(NO_INT) for c in ("family", "child_family", "tree")],
+        *[pl.col(c).fill_null("") for c in extra],
+    )
     node_keys = dict(_LADDER_NODE_KEYS, **dict.fromkeys(extra, "string")) if f.height else {}
     edge_keys = dict(_LADDER_EDGE_KEYS) if t.edges.height else {}
     saes = f["sae"].unique(maintain_order=True).to_list()
     graph_attrs = {"tau": float(t.tau), "saes": json.dumps(saes), "schema": GRAPHML_SCHEMA}
     header, ids = _header(_graphml_keys([graph_attrs], "graph"), node_keys, edge_keys, True)
+    # networkx yields a DiGraph's edges by source node (ladder order, then feature), then by target in the order
+    # added: small feature, then large feature within each pair, not the edges table's order
+    rank = {sae: i for i, sae in enumerate(saes)}
+    edges = t.edges.with_columns(pl.col("small").replace_strict(rank, return_dtype=pl.Int64).alias("_rank")).sort(
+        ["_rank", "small_feature", "large_feature"], maintain_order=True)
     with open(tmp, "w", encoding="utf-8", newline="\n") as out:
         out.write(header)
         out.write("    " + "".join(f'<data key="{ids["graph", k]}">{_graphml_text(v)}</data>'
                                   for k, v in graph_attrs.items()) + "\n")
-        for lo in range(0, f.height, 1 << 16):  # bounded memory: one block of rows as strings at a time
-            n = min(1 << 16, f.height - lo)
-            names = cols["sae"].slice(lo, n).to_list()
-            ids_ = _node_ids(names, cols["feature"].slice(lo, n).to_list())
-            parts = [[f'<data key="{ids["node", k]}">{v}</data>' for v in _texts(cols[k].slice(lo, n).to_list(), typ)]
-                     for k, typ in node_keys.items()]
-            out.writelines(f"    <node id={i}>{''.join(row)}</node>\n" for i, *row in zip(ids_, *parts, strict=True))
-        # networkx yields a DiGraph's edges by source node (ladder order, then feature), then by target in the
-        # order added: small feature, then large feature within each pair, not the edges table's order
-        rank = {sae: i for i, sae in enumerate(saes)}
-        e = t.edges.with_columns(pl.col("small").replace_strict(rank, return_dtype=pl.Int64).alias("_rank")).sort(
-            ["_rank", "small_feature", "large_feature"], maintain_order=True)
-        for lo in range(0, e.height, 1 << 16):
-            n = min(1 << 16, e.height - lo)
-            block = e.slice(lo, n)
-            src = [quoteattr(node_id(s, x)) for s, x in zip(block["small"].to_list(), block["small_feature"].to_list(),
-                                                               strict=True)]
-            dst = [quoteattr(node_id(s, x)) for s, x in zip(block["large"].to_list(), block["large_feature"].to_list(),
-                                                               strict=True)]
-            cos = _texts(block["cos"].to_list(), "double")
-            fam = _texts(block["family"].to_list(), "int")
-            k0, k1 = ids["edge", "cos"], ids["edge", "family"]
-            out.writelines(f'    <edge source={a} target={b}><data key="{k0}">{c}</data><data key="{k1}">{m}</data>'
-                           "</edge>\n" for a, b, c, m in zip(src, dst, cos, fam, strict=True))
+        block = 1 << 16  # bounded memory: one block of rows as strings at a time
+        for lo in range(0, nodes.height, block):
+            part = nodes.slice(lo, block)
+            cols = [pl.lit("    <node id="), *_quoted_ids("sae", "feature", saes), pl.lit(">")]
+            for k, typ in node_keys.items():
+                cols += [pl.lit(f'<data key="{ids["node", k]}">'), _text_expr(k, typ, part[k]), pl.lit("</data>")]
+            out.write(_lines(part, [*cols, pl.lit("</node>\n")]))
+        for lo in range(0, edges.height, block):
+            part = edges.slice(lo, block)
+            cols = [pl.lit("    <edge source="), *_quoted_ids("small", "small_feature", saes), pl.lit(" target="),
+                    *_quoted_ids("large", "large_feature", saes), pl.lit(">")]
+            for k, typ in edge_keys.items():
+                cols += [pl.lit(f'<data key="{ids["edge", k]}">'), _text_expr(k, typ, part[k]), pl.lit("</data>")]
+            out.write(_lines(part, [*cols, pl.lit("</edge>\n")]))
         out.write("  </graph>\n</graphml>\n")
 
 

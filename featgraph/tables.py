@@ -271,13 +271,11 @@ def families_table(names: Sequence[str], families: Sequence[list[Family]]) -> pl
 
 
 def _list_column(parts: list[np.ndarray], lengths: np.ndarray) -> pl.Series:
-    """A List(Int64) series from one int array per row (flat values + offsets, no Python list per row)."""
-    import pyarrow as pa
-
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    """A List(Int64) series from one int array per row (flat values grouped by row, no Python list per row)."""
     values = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
-    return pl.Series(pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values)))).cast(
-        pl.List(pl.Int64))
+    rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    frame = pl.DataFrame({"row": rows, "v": values})  # every family has >= 1 feature per side: no empty lists
+    return frame.group_by("row", maintain_order=True).agg(pl.col("v"))["v"]
 
 
 def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
