@@ -14,7 +14,8 @@ Three kinds of pairs (``PARTS``):
 
 A pair's name is ``<a>~<b>``; its results live in ``<out>/<kind>/pair=<a>~<b>/``. Each pair becomes one
 :class:`featgraph.atlas.engines.Task`, or, for families and flow pairs whose working set exceeds the memory budget,
-several tasks over row blocks of ``b`` (the results are concatenated in row order, so they are the same).
+several tasks over tiles: row blocks of ``b`` (and of ``a`` when ``a`` alone exceeds half the budget); the tiles'
+results are merged into exactly the unsplit answer (:func:`tiles`, :func:`featgraph.atlas.work.merge_blocks`).
 """
 
 from __future__ import annotations
@@ -134,18 +135,29 @@ def _compare(saes: Sequence[Any], widths: Mapping[str, int]) -> list[Pair]:
     return out
 
 
-def row_blocks(kind: str, n_a: int, n_b: int, d: int, budget_bytes: int) -> list[tuple[int, int]]:
-    """Row ranges of ``b`` for one pair's tasks: one block when the pair's working set fits ``budget_bytes``,
-    else equal blocks that each fit (compare pairs are one task whatever their size: an assignment is global)."""
-    whole = _BYTES_PER_ELEMENT * d * (n_a + n_b)
-    if kind == "compare" or whole <= budget_bytes:
-        return [(0, n_b)]
-    room = budget_bytes - _BYTES_PER_ELEMENT * d * n_a
-    if room < _BYTES_PER_ELEMENT * d * MIN_BLOCK_ROWS:
+def tiles(kind: str, n_a: int, n_b: int, d: int, budget_bytes: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """``((b0, b1), (a0, a1))`` row ranges of ``b`` and ``a`` for one pair's tasks, each fitting ``budget_bytes``.
+
+    One tile when the whole pair fits. Otherwise ``b`` is split into equal row blocks against all of ``a`` while
+    ``a`` takes at most half the budget; beyond that ``a`` is split too (each block of ``b`` against each block of
+    ``a``; :func:`featgraph.atlas.work.merge_blocks` takes each row's max over ``a``'s blocks, lowest index on ties,
+    and the union of the edges, which is exactly the unsplit answer). Compare pairs are one task whatever their
+    size: an assignment is global.
+    """
+    per_row = _BYTES_PER_ELEMENT * d
+    if kind == "compare" or per_row * (n_a + n_b) <= budget_bytes:
+        return [((0, n_b), (0, n_a))]
+    if budget_bytes < 2 * per_row * MIN_BLOCK_ROWS:
         raise ConfigError(
-            f"memory budget {budget_bytes} bytes cannot hold a {kind} task: the {n_a} x {d} SAE alone needs "
-            f"{_BYTES_PER_ELEMENT * d * n_a} bytes plus room for rows of the other; raise --memory-budget"
+            f"memory budget {budget_bytes} bytes cannot hold a {kind} task: at d_in={d} one needs at least "
+            f"{2 * per_row * MIN_BLOCK_ROWS} bytes ({MIN_BLOCK_ROWS} rows of each SAE); raise --memory-budget"
         )
-    n_blocks = math.ceil(_BYTES_PER_ELEMENT * d * n_b / room)
-    step = math.ceil(n_b / n_blocks)
-    return [(r, min(r + step, n_b)) for r in range(0, n_b, step)]
+    a_rows = min(n_a, budget_bytes // (2 * per_row)) if per_row * n_a > budget_bytes // 2 else n_a
+    b_rows = (budget_bytes - per_row * a_rows) // per_row
+    return [(b, a) for b in _even(n_b, b_rows) for a in _even(n_a, a_rows)]
+
+
+def _even(n: int, most: int) -> list[tuple[int, int]]:
+    """``[0, n)`` cut into the fewest equal ranges of at most ``most`` rows."""
+    step = math.ceil(n / math.ceil(n / max(most, 1)))
+    return [(r, min(r + step, n)) for r in range(0, n, step)]

@@ -184,14 +184,43 @@ def test_row_blocks_and_json_manifest_give_identical_tables(planted, tmp_path):
     (root / "atlas.json").write_text(json.dumps(tomllib.loads(truth.manifest.read_text())))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("featgraph.atlas.run.pair_task", spy)
-        # a 64 x 64 flow pair holds 8 * 64 * 128 bytes: this budget leaves room for 32 rows of the upper SAE
-        split = _run(root / "atlas.json", tmp_path / "split", memory_budget=8 * 64 * (64 + 32))
+        # 80 rows of d = 64: a 32 x 64 families pair keeps its 32-row SAE whole and splits the other in 2 blocks
+        split = _run(root / "atlas.json", tmp_path / "split", memory_budget=8 * 64 * 80)
     assert split.computed == len(PLAN)
-    blocks = [k for k in calls if k.startswith("flow/l1-w64~l2-w64/")]
-    assert blocks == ["flow/l1-w64~l2-w64/rows000000000000-000000000032",
-                      "flow/l1-w64~l2-w64/rows000000000032-000000000064"]
+    blocks = [k for k in calls if k.startswith("families/l1-w32~l1-w64/")]
+    assert blocks == ["families/l1-w32~l1-w64/rows000000000000-000000000032",
+                      "families/l1-w32~l1-w64/rows000000000032-000000000064"]
     skip = ("summary.json", "config.json")
     assert _digests(tmp_path / "split", skip) == _digests(root / "out", skip)
+    calls.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("featgraph.atlas.run.pair_task", spy)
+        # a third of a 64 x 64 pair: both SAEs are split, b into 3 blocks (22, 22, 20 rows), a likewise
+        tiled = _run(truth.manifest, tmp_path / "tiled", memory_budget=8 * 64 * 48)
+    assert tiled.computed == len(PLAN)
+    blocks = [k for k in calls if k.startswith("flow/l1-w64~l2-w64/")]
+    assert len(blocks) == 9
+    assert blocks[1] == "flow/l1-w64~l2-w64/rows000000000000-000000000022/cols000000000022-000000000044"
+    assert _digests(tmp_path / "tiled", skip) == _digests(root / "out", skip)
+
+
+def test_tiles_cover_every_pair_within_the_budget():
+    from featgraph.atlas.plan import tiles
+
+    for n_a, n_b, d, budget in ((32, 64, 64, 8 * 64 * 48), (524_288, 1_048_576, 2304, 16 << 30),
+                                (1_048_576, 1_048_576, 2304, 4 << 30), (100, 7, 8, 8 * 8 * 40)):
+        got = tiles("flow", n_a, n_b, d, budget)
+        cover = np.zeros((n_b, n_a), bool) if n_a * n_b < 10**6 else None
+        for (b0, b1), (a0, a1) in got:
+            assert 8 * d * ((b1 - b0) + (a1 - a0)) <= budget
+            if cover is not None:
+                assert not cover[b0:b1, a0:a1].any()
+                cover[b0:b1, a0:a1] = True
+        if cover is not None:
+            assert cover.all()
+        else:  # equal blocks: b's and a's ranges each partition their SAE
+            assert sorted({b for b, _ in got})[-1][1] == n_b and sorted({a for _, a in got})[-1][1] == n_a
+    assert tiles("compare", 10**6, 10**6, 2304, 1 << 20) == [((0, 10**6), (0, 10**6))]
 
 
 def test_a_changed_sae_recomputes_only_its_pairs(planted, tmp_path):
@@ -303,3 +332,26 @@ def test_a_damaged_earlier_result_is_recomputed_not_reused(planted, tmp_path):
     assert (again.reused, again.computed) == (len(PLAN) - 2, 2)
     skip = ("summary.json",)
     assert _digests(out, skip) == _digests(root / "out", skip)
+
+
+def test_merged_tiles_equal_the_brute_force_with_ties_and_zero_rows():
+    from featgraph.atlas.engines import LocalEngine
+    from featgraph.atlas.plan import Pair
+    from featgraph.atlas.work import make_tasks, merge_blocks, pair_task
+
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((40, 16)).astype(np.float32)
+    a[30], a[12] = a[5], 0  # an exact tie across a's blocks, and a zero row
+    b = rng.standard_normal((50, 16)).astype(np.float32)
+    b[7], b[44], b[20] = a[5], 0, a[33] * 2
+    ua, ub = normalize_rows(a)[0], normalize_rows(b)[0]
+    for kind in ("families", "flow"):
+        tasks = make_tasks(Pair(kind, "a", "b"), "A", "B", {"A": ua.shape, "B": ub.shape}, tau=TAU, method="fp32",
+                           device="cpu", budget_bytes=8 * 16 * 32)
+        assert len(tasks) == 12  # 16 rows of each side per tile: a in 3 blocks, b in 4
+        got = merge_blocks(kind, list(LocalEngine().map(pair_task, tasks[::-1], {"A": ua, "B": ub})))
+        ref = match_brute64(ua, ub, TAU)
+        assert np.array_equal(got["argmax"], ref.argmax) and got["argmax"][7] == 5 and got["argmax"][44] == 0
+        np.testing.assert_allclose(got["max_cos"], ref.max_cos, atol=1e-12)
+        if kind == "families":
+            assert np.array_equal(got["edge_a"], ref.edge_small) and np.array_equal(got["edge_b"], ref.edge_large)
