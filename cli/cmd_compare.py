@@ -23,7 +23,7 @@ from .common import device_option, out_option, quiet_option
 @click.option("--act-threshold", default=0.5, show_default=True, type=float,
               help="Masked activation cos above which a pair is an activation edge (precision/recall).")
 @click.option("--method", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]),
-              help="GEMM of the candidate passes; every method gives the same exact answers.")
+              help="GEMM of the candidate passes; exact either way (edges decided in float64, assignment certified).")
 @device_option
 @quiet_option
 def compare(a: str, b: str, out: str, tau: float, acts: str | None, n_tokens: int | None, examples: str | None,
