@@ -46,7 +46,9 @@ def make_tasks(
     tasks = []
     for (r0, r1), (c0, c1) in tiles(pair.kind, n_a, n_b, d, budget_bytes):
         params = {"kind": pair.kind, "pair": pair.name, "tau": tau, "rows": (r0, r1), "cols": (c0, c1),
-                  "method": method, "device": device, "block_bytes": block_bytes}
+                  "method": method, "device": device, "block_bytes": block_bytes,
+                  # GEMM multiply-adds: an engine may start the largest tasks first (no effect on results)
+                  "cost": float(r1 - r0) * (c1 - c0) * d}
         # zero-padded row numbers: sorting the keys sorts the tiles by b's rows, then a's
         key = f"{pair.kind}/{pair.name}/rows{r0:012d}-{r1:012d}"
         if (c0, c1) != (0, n_a):
