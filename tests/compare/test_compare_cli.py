@@ -138,10 +138,13 @@ def test_graph_files_labels_and_byte_identical_reruns(tmp_path):
     ex.mkdir()
     pl.DataFrame({"sae": ["sae_a", "sae_a", "sae_b", "other"], "feature": pl.Series([0, 3, 5, 1], dtype=pl.Int32),
                   "label": ["Monday|Tuesday", "", "def|class", "x"]}).write_parquet(ex / "feature_stats.parquet")
+    store_of(torch.randn(400, 24, generator=torch.Generator().manual_seed(1)), tmp_path / "store")
     for out in ("o1", "o2"):
-        rc, _, err = run_main("compare", a, b, "--out", tmp_path / out, "--examples", ex, "-q")
+        rc, _, err = run_main("compare", a, b, "--out", tmp_path / out, "--examples", ex, "--acts", tmp_path / "store",
+                              "-q")
         assert rc == 0, err
     files = sorted(p.name for p in (tmp_path / "o1").iterdir())
+    assert "decoder_vs_activation.png" in files
     assert files == sorted(p.name for p in (tmp_path / "o2").iterdir())
     for f in files:
         assert (tmp_path / "o1" / f).read_bytes() == (tmp_path / "o2" / f).read_bytes(), f
