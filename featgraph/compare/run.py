@@ -67,28 +67,13 @@ def resolve_one(role: str, raw: str) -> Path:
 
 def load_labels(examples: str, names: tuple[str, str]) -> tuple[dict[int, str], dict[int, str]]:
     """(A's, B's) feature -> label from a ``featgraph explain`` folder; at least one SAE must be in it."""
-    try:
-        from featgraph.explain.labels import read_labels
-    except ModuleNotFoundError as e:  # until the explain room ships its reader: the same columns, checked
-        if e.name != "featgraph.explain.labels":
-            raise
-        read_labels = _read_labels
+    from featgraph.explain.labels import read_labels
+
     labels = read_labels(examples)
     if not any(n in labels for n in names):
         raise ConfigError(f"--examples {examples}: holds no labels for {names[0]!r} or {names[1]!r} (it has "
                           f"{sorted(labels)[:10]}); explain these SAEs, or pass --name-a/--name-b")
     return labels.get(names[0], {}), labels.get(names[1], {})
-
-
-def _read_labels(examples: str) -> dict[str, dict[int, str]]:
-    from featgraph.tables import read_table
-
-    df = read_table(Path(examples) / "feature_stats.parquet",
-                    pl.Schema({"sae": pl.String, "feature": pl.Int32, "label": pl.String}))
-    out: dict[str, dict[int, str]] = {}
-    for sae, feature, label in df.select("sae", "feature", "label").iter_rows():
-        out.setdefault(sae, {})[int(feature)] = label or ""
-    return out
 
 
 def run_compare(cfg: CompareConfig) -> CompareResult:
