@@ -69,8 +69,9 @@ class SaeSpec:
     tags: tuple[tuple[str, Any], ...]  # sorted (key, value) pairs
 
     def group(self) -> tuple:
-        """Which SAEs form one ladder: same model, site, seed and tags (widths differ)."""
-        return (self.model, self.site, self.seed, self.tags)
+        """Which SAEs form one ladder: same model, site, layer, seed and tags (widths differ). The layer counts
+        too: a manifest may name one site (``resid_post``) and tell layers apart by ``layer`` alone."""
+        return (self.model, self.site, self.layer, self.seed, self.tags)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "model": self.model, "site": self.site,

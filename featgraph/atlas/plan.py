@@ -2,15 +2,15 @@
 
 Three kinds of pairs (``PARTS``):
 
-- ``families``: adjacent widths within each ladder, i.e. each (model, site, seed, tags) group sorted by width
+- ``families``: adjacent widths within each ladder, i.e. each (model, site, layer, seed, tags) group sorted by width
   (two SAEs of one width in one group are refused: which one is "adjacent" would be a guess). ``a`` is the
   smaller SAE, ``b`` the larger; every feature of ``b`` gets its max cos / argmax in ``a`` and every edge > tau.
 - ``flow``: adjacent layers of one stream, i.e. each (model, stream, seed, tags) group sorted by layer; every SAE
   at layer L+1 is paired with the SAE at layer L of equal width, or of the nearest width (ties: the smaller).
   ``a`` is the layer-L SAE, ``b`` the layer-(L+1) one: every feature of ``b`` gets its best predecessor in ``a``.
   SAEs with no layer (none stated, none in the site name) take no part in flow.
-- ``compare``: equal-width SAEs of one (model, site, tags) that differ only in seed, every pair (lower seed ``a``);
-  the result is the exact one-to-one assignment (:func:`featgraph.compare.assign`).
+- ``compare``: equal-width SAEs of one (model, site, layer, tags) that differ only in seed, every pair (lower seed
+  ``a``); the result is the exact one-to-one assignment (:func:`featgraph.compare.assign`).
 
 A pair's name is ``<a>~<b>``; its results live in ``<out>/<kind>/pair=<a>~<b>/``. Each pair becomes one
 :class:`featgraph.atlas.engines.Task`, or, for families and flow pairs whose working set exceeds the memory budget,
@@ -126,7 +126,7 @@ def _flow(saes: Sequence[Any], widths: Mapping[str, int]) -> list[Pair]:
 def _compare(saes: Sequence[Any], widths: Mapping[str, int]) -> list[Pair]:
     groups: dict[tuple, list[Any]] = defaultdict(list)
     for s in saes:
-        groups[(s.model, s.site, s.tags, widths[s.name])].append(s)
+        groups[(s.model, s.site, s.layer, s.tags, widths[s.name])].append(s)
     out = []
     for members in groups.values():
         members.sort(key=lambda s: (s.seed, s.name))

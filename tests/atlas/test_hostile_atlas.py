@@ -188,3 +188,20 @@ def test_an_sae_name_in_the_manifest_resolves_through_the_hub(coll, monkeypatch)
     _refuse(tmp_path, entries, ("'fake-release/layer_2' names 2 SAEs",))
     entries[2]["path"] = "saes/b8"
     _refuse(tmp_path, entries, ("sae entry 3", "no such file or folder"))
+
+
+def test_layers_told_apart_by_the_layer_key_alone(tmp_path):
+    from featgraph.atlas.collection import read_collection
+    from featgraph.atlas.plan import make_plan
+
+    rng = np.random.default_rng(4)
+    entries = []
+    for layer in (4, 5):
+        for w in (8, 16):
+            tiny_sae(W_dec=rng.standard_normal((w, 16)).astype(np.float32)).save(tmp_path / f"L{layer}w{w}")
+            entries.append({"path": f"L{layer}w{w}", "site": "resid_post", "layer": layer})
+    coll_ = read_collection(write_manifest(tmp_path / "m.toml", entries))
+    plan = make_plan(coll_, {s.name: int(s.name[-1] == "6") * 8 + 8 for s in coll_.saes})
+    assert [(p.kind, p.a, p.b) for p in plan] == [
+        ("families", "L4w8", "L4w16"), ("families", "L5w8", "L5w16"),
+        ("flow", "L4w8", "L5w8"), ("flow", "L4w16", "L5w16")]
