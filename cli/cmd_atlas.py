@@ -19,7 +19,7 @@ from .common import device_option, out_option, quiet_option
               help="local: in this process; ray: tasks on a Ray cluster (pip install featgraph[ray]).")
 @click.option("--address", default=None, help="Ray cluster address (--engine ray; default: start a local one).")
 @click.option("--memory-budget", "memory_budget", default=4 << 30, show_default=True, type=int,
-              help="Bytes one task may hold; a larger pair is split into row blocks.")
+              help="Bytes one task may hold; a larger pair is split into tiles (row blocks of its SAEs).")
 @click.option("--method", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="GEMM of the exact matcher (all give the same answers).")
 @device_option
