@@ -145,6 +145,10 @@ def _activations(cfg: CompareConfig, an: CompareAnalysis, paths: list[Path], a_u
     store.check_d_in(d_in, f"SAE A {paths[0]}")
     rows = StoreRows(store, cfg.n_tokens)
     sae_a, sae_b = load_sae(paths[0]), load_sae(paths[1])
+    for sae, path in ((sae_a, paths[0]), (sae_b, paths[1])):  # warn only: hook names vary across libraries
+        if sae.cfg.hook_name and sae.cfg.hook_name != store.hook_name:
+            log.warning("%s was trained at %s but the store %s holds %s", path, sae.cfg.hook_name, store.folder,
+                        store.hook_name)
     batches = tqdm(iter_acts(rows, cfg.batch_size, d_in), total=math.ceil(len(rows) / cfg.batch_size),
                    disable=not cfg.progress, desc="activation similarity", unit="batch")
     add_activations(an, batches, sae_a, sae_b, a_unit, b_unit, act_threshold=cfg.act_threshold)
