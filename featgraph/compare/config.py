@@ -53,6 +53,7 @@ class CompareConfig(CommandConfig):
     name_b: str | None = None
     act_threshold: float = 0.5
     batch_size: int = 4096
+    plots: bool = True  #: write the figures (matplotlib: about 2 s)
     method: str = "auto"  #: GEMM of the matcher and of the assignment's candidate pass (auto, fp32, bf16)
     device: str = "auto"
     progress: bool = run_only(True)
@@ -76,6 +77,7 @@ class CompareConfig(CommandConfig):
         if not 0 < self.act_threshold < 1:
             raise ConfigError(f"act_threshold must be a number in (0, 1), got {self.act_threshold!r}")
         self.batch_size = check_int("batch_size", self.batch_size, minimum=1)
+        self.plots = bool(self.plots)
         if self.method not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"method must be one of ('auto', 'fp32', 'bf16'), got {self.method!r}")
         self.device = check_device(self.device)

@@ -7,7 +7,8 @@ atomically (:func:`featgraph.io.output.open_output`). Outputs: ``features.parque
 both SAEs with their fingerprints, the store's identity, the headline numbers of
 :meth:`~featgraph.compare.analysis.CompareAnalysis.summary`), ``config.json``, ``graph.graphml`` and ``graph.json``
 (:mod:`featgraph.compare.graph`), ``max_cos_hist.png``, ``matched_cos_hist.png`` and, with activations,
-``decoder_vs_activation.png``. No timestamps anywhere: two runs on the same inputs give byte-identical files.
+``decoder_vs_activation.png`` (the figures unless ``plots`` is False). No timestamps anywhere: two runs on the same
+inputs give byte-identical files.
 """
 
 from __future__ import annotations
@@ -167,9 +168,11 @@ def _write(cfg: CompareConfig, inputs: list, an: CompareAnalysis, tables: dict[s
     from featgraph.tables import write_parquet
 
     files = [f"{t}.parquet" for t in TABLES] + ["summary.json", "config.json", "graph.graphml", "graph.json"]
-    figs = {FIGURES[0]: figures.max_cos_figure(an), FIGURES[1]: figures.matched_cos_figure(an)}
-    if an.sim is not None:
-        figs[SCATTER] = figures.decoder_vs_activation_figure(an)
+    figs = {}
+    if cfg.plots:
+        figs = {FIGURES[0]: figures.max_cos_figure(an), FIGURES[1]: figures.matched_cos_figure(an)}
+        if an.sim is not None:
+            figs[SCATTER] = figures.decoder_vs_activation_figure(an)
     with open_output(cfg.out, command=cfg.command, inputs=inputs) as tmp:
         for name, df in tables.items():
             write_parquet(df, tmp / f"{name}.parquet")

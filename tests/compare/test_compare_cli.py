@@ -73,7 +73,7 @@ def test_both_directions_lost_novel_assignment_and_families_equal_brute_force(tm
     for A, B in ((L, S), (S, L)):  # the wider SAE on either side
         a, b = _save(A, tmp_path / f"a{len(A)}"), _save(B, tmp_path / f"b{len(B)}", seed=1)
         out = tmp_path / f"out{len(A)}"
-        res = run_compare(CompareConfig(a=str(a), b=str(b), out=str(out), tau=TAU, progress=False))
+        res = run_compare(CompareConfig(a=str(a), b=str(b), out=str(out), tau=TAU, plots=False, progress=False))
         ab, ba = brute_pair(B, A, TAU), brute_pair(A, B, TAU)  # per A row: max over B; per B row: max over A
         feats = pl.read_parquet(out / "features.parquet")
         fa, fb = feats.filter(pl.col("side") == "A"), feats.filter(pl.col("side") == "B")
@@ -172,7 +172,7 @@ def test_python_api_callable_package_and_keywords(tmp_path):
     a, b = _save(A, tmp_path / "x"), _save(B, tmp_path / "y", seed=1)
     r1 = featgraph.compare(featgraph.CompareConfig(a=str(a), b=str(b), out=str(tmp_path / "o1"), progress=False))
     r2 = featgraph.compare(a=str(a), b=str(b), out=str(tmp_path / "o2"), name_a="first", name_b="second",
-                           progress=False)
+                           plots=False, progress=False)
     assert r1.summary["results"] == r2.summary["results"]
     assert r2.tables["features"]["sae"].unique(maintain_order=True).to_list() == ["first", "second"]
     assert r1.summary["saes"][0]["fingerprint"] != r1.summary["saes"][1]["fingerprint"]
@@ -181,7 +181,7 @@ def test_python_api_callable_package_and_keywords(tmp_path):
     # any supported format: B as a SAELens folder gives the same comparison
     featgraph.save_saelens(tiny_sae(W_dec=B, seed=1), tmp_path / "y_saelens")
     r3 = featgraph.compare(a=str(a), b=str(tmp_path / "y_saelens"), out=str(tmp_path / "o4"), name_b="y",
-                           progress=False)
+                           plots=False, progress=False)
     assert r3.summary["saes"][1]["format"] == "saelens"
     assert r3.summary["results"] == r1.summary["results"]
     assert r3.summary["saes"][1]["fingerprint"] == r1.summary["saes"][1]["fingerprint"]
@@ -195,7 +195,7 @@ def test_zero_rows_are_neither_lost_nor_novel_and_tokens_limits_the_pass(tmp_pat
     a, b = _save(A, tmp_path / "a"), _save(B, tmp_path / "b", seed=1)
     store_of(torch.randn(300, 8), tmp_path / "store")
     rc, text, err = run_main("compare", a, b, "--out", tmp_path / "o", "--acts", tmp_path / "store", "--tokens", 100,
-                             "-q")
+                             "--no-plots", "-q")
     assert rc == 0, err
     feats = pl.read_parquet(tmp_path / "o" / "features.parquet")
     zero = feats.filter(pl.col("status") == "zero")
@@ -209,6 +209,7 @@ def test_zero_rows_are_neither_lost_nor_novel_and_tokens_limits_the_pass(tmp_pat
     g = nx.read_graphml(tmp_path / "o" / "graph.graphml")
     assert g.nodes["a:3"]["status"] == "zero" and g.nodes["a:3"]["max_cos"] == -2.0
     assert "Spearman over the assigned pairs" in text
+    assert not list((tmp_path / "o").glob("*.png"))  # --no-plots
 
 
 def _cytoscape_node() -> bool:
@@ -227,7 +228,7 @@ def test_graph_json_loads_in_cytoscape_js(tmp_path):
 
     A, B, _, _ = _planted_copy(n=15, extra=5, seed=8)
     a, b = _save(A, tmp_path / "a"), _save(B, tmp_path / "b", seed=1)
-    res = run_compare(CompareConfig(a=str(a), b=str(b), out=str(tmp_path / "o"), progress=False))
+    res = run_compare(CompareConfig(a=str(a), b=str(b), out=str(tmp_path / "o"), plots=False, progress=False))
     js = ("const cy = require('cytoscape')({headless: true, elements: JSON.parse(require('fs').readFileSync("
           "process.argv[1], 'utf8')).elements}); console.log(JSON.stringify({n: cy.nodes().length, e: cy.edges()"
           ".length, assigned: cy.edges().filter(x => x.data('assigned')).length, status: cy.getElementById('a:0')"
