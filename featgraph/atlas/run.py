@@ -166,7 +166,7 @@ def _stats(p: Pair, t: dict[str, pl.DataFrame], extra: dict[str, Any]) -> dict[s
 def _write(cfg, coll: Collection, out: Path, inputs, plan, used, widths, fps, keys, tables, results, extras,
            masks, reused: int, computed: int) -> AtlasResult:
     from featgraph.atlas.flow import chain_summary, flow_figure, flow_tables
-    from featgraph.atlas.network import atlas_graph, write_graph
+    from featgraph.atlas.network import graph_tables, write_graph
     from featgraph.io.files import write_json
     from featgraph.io.output import open_output
     from featgraph.tables import write_parquet
@@ -203,8 +203,8 @@ def _write(cfg, coll: Collection, out: Path, inputs, plan, used, widths, fps, ke
             fig.savefig(tmp / "flow.png", dpi=100, metadata={"Software": None})
             plt.close(fig)
             files += ["flow_chains.parquet", "flow_layers.parquet", "flow.png"]
-        graph = atlas_graph(used, specs, widths, plan, tables, chains, cfg.tau)
-        files += write_graph(graph, tmp)
+        nodes, edges = graph_tables(used, specs, widths, plan, tables, chains)
+        files += write_graph(nodes, edges, cfg.tau, tmp)
         write_json(tmp / "summary.json", summary)
         write_json(tmp / "config.json", config)
         files += ["summary.json", "config.json"]
