@@ -62,6 +62,7 @@ def test_stitch_writes_tables_summary_and_figures(ladder_and_store, tmp_path):
     assert dmse.height == 64 and set(dmse["category"].unique()) <= {"novel", "reconstruction"}
     summary = json.loads((out / "summary.json").read_text())
     t = summary["two_by_two"]
+    assert summary["intervals"]["n_contexts"] == 20 and summary["intervals"]["unit"] == "context"
     assert t["novel"]["total"] + t["reconstruction"]["total"] == 64
     assert t["novel"]["total"] == int((dmse["max_cos"] <= 0.7).sum())
     path = pl.read_parquet(out / "interpolation.parquet")
@@ -107,6 +108,9 @@ def test_frankenstein_writes_both_formats_and_comparison(ladder_and_store, tmp_p
     origin = pl.read_parquet(out / "origin.parquet")
     assert origin.height == ours.n_features
     assert (out / "frankenstein.png").exists() and json.loads((out / "metrics.json").read_text())["final"]
+    # bootstrap intervals over the store's evaluation contexts (the first half of --acts: 10 contexts of 100 rows)
+    iv = json.loads((out / "summary.json").read_text())["intervals"]
+    assert iv["n_contexts"] == 10 and iv["unit"] == "context" and len(iv["frankenstein_vs_ladder"]) == 9
 
 
 def test_report_is_one_self_contained_page(ladder_and_store, tmp_path):
