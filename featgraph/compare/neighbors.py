@@ -70,10 +70,13 @@ def load_index(index_dir: str | Path) -> list:
 def read_vector(path: str | Path) -> np.ndarray:
     """One float vector (float64 ``[d]``) from a .npy, .safetensors (one tensor) or .pt (a tensor, or a dict of
     exactly one) file; anything else is a one-line error naming the file."""
+    from featgraph.io.readers import require_file
+
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in VECTOR_SUFFIXES:
         raise ConfigError(f"--vector {path}: unknown file type {suffix!r}; expected one of {VECTOR_SUFFIXES}")
+    require_file(path)  # a FIFO or device named *.npy is refused before anything reads it
     if suffix == ".npy":
         from featgraph.io.arrays import read_npy
 
@@ -113,8 +116,6 @@ def read_vector(path: str | Path) -> np.ndarray:
 def _torch_load(path: Path) -> Any:
     import torch
 
-    if not path.is_file():
-        raise SaeFormatError(f"{path}: file not found")
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)  # never unpickles arbitrary objects
     except Exception as e:  # UnpicklingError, EOFError, RuntimeError, zipfile errors ...

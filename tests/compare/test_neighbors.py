@@ -3,6 +3,8 @@ inputs."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import polars as pl
 import pytest
@@ -110,6 +112,7 @@ def test_hostile_inputs_are_one_line_errors(index_dir, tmp_path):
     (tmp_path / "v.txt").write_text("1 2 3")
     save_file({"a": torch.ones(D), "b": torch.ones(D)}, str(tmp_path / "two.safetensors"))
     (tmp_path / "bad.pt").write_bytes(b"not a torch file")
+    os.mkfifo(tmp_path / "fifo.npy")
     ins = [index_dir, tmp_path / "short.npy"]
     for args, needles in [
         (["--feature", "nope:1"], ("nope", "s0")),
@@ -126,6 +129,8 @@ def test_hostile_inputs_are_one_line_errors(index_dir, tmp_path):
         (["--vector", tmp_path / "v.txt"], (".txt",)),
         (["--vector", tmp_path / "two.safetensors"], ("exactly one tensor",)),
         (["--vector", tmp_path / "bad.pt"], ("bad.pt",)),
+        (["--vector", tmp_path / "fifo.npy"], ("fifo.npy", "not a regular file")),
+        (["--vector", tmp_path / "absent.npy"], ("absent.npy", "not found")),
         (["--feature", "s0:1", "--out", index_dir / "s0"], ("--out",)),
     ]:
         assert_refused(["neighbors", index_dir, *args, "-q"], inputs=ins, needles=needles)
