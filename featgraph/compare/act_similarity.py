@@ -303,6 +303,7 @@ def decoder_vs_activation(
     tau: float = 0.7,
     act_metric: str = "masked_cos",
     act_threshold: float = 0.5,
+    coactive: tuple | None = None,
 ) -> DecoderAgreement:
     """Spearman of decoder cos against each activation metric, and precision/recall of decoder edges.
 
@@ -327,7 +328,8 @@ def decoder_vs_activation(
         raise ShapeMismatchError(
             f"decoders {list(a.shape)} and {list(b.shape)} do not fit the similarity pass {list(sim.co_count.shape)}"
         )
-    i, j, dec, met = coactive_decoder_cos(sim, a, b)
+    # ``coactive``: :func:`coactive_decoder_cos` already computed by the caller (it is as large as the co-active pairs)
+    i, j, dec, met = coactive if coactive is not None else coactive_decoder_cos(sim, a, b)
     spearman = {}
     for name, v in met.items():
         ok = np.isfinite(v)

@@ -202,6 +202,7 @@ def add_activations(
     from featgraph.compare.act_similarity import activation_similarity, coactive_decoder_cos, decoder_vs_activation
 
     an.sim = activation_similarity(batches, sae_a, sae_b)
-    an.agreement = decoder_vs_activation(an.sim, a_unit, b_unit, tau=an.tau, act_threshold=act_threshold)
-    an.coactive = coactive_decoder_cos(an.sim, a_unit, b_unit)
+    an.coactive = coactive_decoder_cos(an.sim, a_unit, b_unit)  # once: as large as the co-active pairs
+    an.agreement = decoder_vs_activation(an.sim, a_unit, b_unit, tau=an.tau, act_threshold=act_threshold,
+                                         coactive=an.coactive)
     return an
