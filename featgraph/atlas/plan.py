@@ -87,6 +87,9 @@ def make_plan(
         pairs += _flow(keep, widths)
     if "compare" in parts:
         pairs += _compare(keep, widths)
+    # a pair's name keys its results: the kinds never share one (families: one layer, different widths; flow:
+    # different layers; compare: one layer, one width)
+    assert len({p.name for p in pairs}) == len(pairs), "two pairs of the plan share a name"
     return pairs
 
 
