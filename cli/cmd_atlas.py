@@ -42,6 +42,10 @@ def atlas(manifest: str, out: str, tau: float, only: str | None, sites: tuple[st
         n = sum(p.kind == kind for p in result.plan)
         if n:
             click.echo(f"{kind}: {n} pairs")
+    from featgraph.atlas.flow import format_flow
+
+    for line in format_flow(result.summary["flow"]["layers"]):
+        click.echo(line)
     chains = result.summary["flow"]["chains"]
     if chains["count"]:
         spans = ", ".join(f"{k} layers: {v}" for k, v in chains["by_layers_spanned"].items())

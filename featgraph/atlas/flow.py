@@ -158,3 +158,18 @@ def flow_figure(layers: pl.DataFrame):
         axes[-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
+
+
+def format_flow(layers: list[dict[str, Any]], most: int = 40) -> list[str]:
+    """One line per flow SAE (``summary["flow"]["layers"]``): born / carried shares (from the layer below) and
+    ending share (towards the layer above), ``-`` where there is no such layer; a collection with more than
+    ``most`` flow SAEs gets one line pointing at the table instead."""
+    rows = sorted(layers, key=lambda r: (r["stream"], r["seed"], r["width"], r["layer"], r["sae"]))
+    if len(rows) > most:
+        return [f"flow: {len(rows)} SAEs: born / carried / ending shares in flow_layers.parquet and flow.png"]
+
+    def pct(v: float | None) -> str:
+        return "  -  " if v is None else f"{100 * v:5.1f}%"
+
+    return [f"flow {r['sae']} (layer {r['layer']}, from {r['predecessor_sae'] or '-'}): born "
+            f"{pct(r['born_share'])}, carried {pct(r['carried_share'])}, ending {pct(r['ending_share'])}" for r in rows]

@@ -355,3 +355,18 @@ def test_merged_tiles_equal_the_brute_force_with_ties_and_zero_rows():
         np.testing.assert_allclose(got["max_cos"], ref.max_cos, atol=1e-12)
         if kind == "families":
             assert np.array_equal(got["edge_a"], ref.edge_small) and np.array_equal(got["edge_b"], ref.edge_large)
+
+
+def test_cli_prints_the_plan_the_flow_shares_and_the_reuse(planted, tmp_path):
+    from ..conftest import run_main
+
+    truth, _result, root = planted
+    shutil.copytree(root / "out", tmp_path / "out")
+    rc, stdout, stderr = run_main("atlas", truth.manifest, "--out", tmp_path / "out", "-q")
+    assert rc == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[:3] == ["families: 4 pairs", "flow: 4 pairs", "compare: 1 pairs"]
+    # planted: 20 of 32 features carried at each layer from 20 distinct parents, so 12 of 32 end
+    assert "flow l2-w32 (layer 2, from l1-w32): born  37.5%, carried  62.5%, ending  37.5%" in lines
+    assert "flow l1-w32 (layer 1, from -): born   -  , carried   -  , ending  37.5%" in lines
+    assert "pairs: 9 reused, 0 computed" in lines
