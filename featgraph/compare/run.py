@@ -102,12 +102,18 @@ def run_compare(cfg: CompareConfig) -> CompareResult:
     if ea.W_dec.shape == eb.W_dec.shape and np.array_equal(ea.W_dec, eb.W_dec):
         raise ConfigError(f"A {ea.path} and B {eb.path} have identical decoders: the same SAE given twice")
     labels = load_labels(cfg.examples, names) if cfg.examples is not None else None
+    store = None
+    if cfg.acts is not None:  # opened and checked before the decoder work, so a bad store fails at once
+        from featgraph.activations.store import ActivationStore
+
+        store = ActivationStore(cfg.acts)
+        store.check_d_in(ea.d_in, f"SAE A {ea.path}")
     (a_unit, norms_a), (b_unit, norms_b) = normalize_rows(ea.W_dec), normalize_rows(eb.W_dec)
     an = compare_units(a_unit, b_unit, names=names, norms=(norms_a, norms_b), tau=cfg.tau, method=cfg.method,
                        device=cfg.device, progress=cfg.progress)
     store_info = None
-    if cfg.acts is not None:
-        store_info = _activations(cfg, an, paths, a_unit, b_unit, ea.d_in)
+    if store is not None:
+        store_info = _activations(cfg, store, an, paths, a_unit, b_unit, ea.d_in)
 
     from featgraph.compare import tables as T
     from featgraph.compare.graph import compare_graph
@@ -133,17 +139,14 @@ def run_compare(cfg: CompareConfig) -> CompareResult:
     return CompareResult(Path(cfg.out), an, tables, summary, graph, files)
 
 
-def _activations(cfg: CompareConfig, an: CompareAnalysis, paths: list[Path], a_unit: np.ndarray,
+def _activations(cfg: CompareConfig, store: Any, an: CompareAnalysis, paths: list[Path], a_unit: np.ndarray,
                  b_unit: np.ndarray, d_in: int) -> dict[str, Any]:
     """One pass over the store (first ``cfg.n_tokens`` tokens), both SAEs encoding each batch."""
     from tqdm.auto import tqdm
 
     from featgraph.activations.batches import StoreRows, iter_acts
-    from featgraph.activations.store import ActivationStore
     from featgraph.formats import load_sae
 
-    store = ActivationStore(cfg.acts)
-    store.check_d_in(d_in, f"SAE A {paths[0]}")
     rows = StoreRows(store, cfg.n_tokens)
     sae_a, sae_b = load_sae(paths[0]), load_sae(paths[1])
     for sae, path in ((sae_a, paths[0]), (sae_b, paths[1])):  # warn only: hook names vary across libraries
