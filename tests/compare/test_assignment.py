@@ -193,3 +193,71 @@ def test_rows_without_a_strong_partner_get_longer_check_lists():
     res = assign(a, b, k=2, k_check=4, method="fp32")
     check_valid(res, a, b)
     assert res.total == pytest.approx(dense_total(a, b), abs=1e-9)
+
+
+def _adversarial_pair(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """2048 x 2176 in d=16 (large enough for the group-maxima pass): every row of A and of B leans towards +e1
+    except A's row 5 and B's row 7, which are -e1 (all their cos but one are negative, so the key order of the
+    group maxima says nothing there: the fallback and the 'no column bound' cases); exact duplicates (ties inside
+    one group and across groups) and zero rows."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((2048, 16))
+    b = rng.standard_normal((2176, 16))
+    a[:, 0] = np.abs(a[:, 0]) + 0.5
+    b[:, 0] = np.abs(b[:, 0]) + 0.5
+    a[100:140] = a[99]  # one row repeated 41 times
+    b[300:428:8] = b[299]  # one column repeated across cells of the column maxima
+    a, b = normalize_rows(a)[0], normalize_rows(b)[0]
+    a[5] = 0.0
+    a[5, 0] = -1.0
+    b[7] = 0.0
+    b[7, 0] = -1.0
+    a[[11, 2047]] = 0.0
+    b[[0, 2175]] = 0.0
+    return a, b
+
+
+@pytest.mark.parametrize("method", ["bf16", "fp32"])
+def test_group_pass_bounds_every_entry_off_its_lists(method):
+    """The certificate's premise, checked entry by entry against float64: every entry off the check lists has
+    cos <= min(row bound, column bound) + e_c, and every listed value is within e_c of its cos."""
+    from featgraph.compare import assign_pass
+    from featgraph.compare import solver as asg
+    from featgraph.matching.blocked import COMPUTE
+    from featgraph.matching.core import rounding_margin
+
+    a, b = _adversarial_pair(21)
+    assert assign_pass.groups_fit(a.shape[0], b.shape[0])
+    s = asg._Solver(a, b, 4, 16, method, "cpu", 1 << 22, 1e-9)  # 1 << 22: several blocks of rows
+    er, ec = s.candidates()
+    e_c = rounding_margin(16, COMPUTE[method][1])
+    S = a.astype(np.float64) @ b.astype(np.float64).T
+    listed = np.zeros(S.shape, bool)
+    listed[s.known_i, s.known_j] = True
+    assert np.unique(s.known_i * S.shape[1] + s.known_j).size == s.known_i.size
+    np.testing.assert_array_less(np.abs(s.known_v - S[s.known_i, s.known_j]), e_c)
+    bound = np.minimum(s.row_kth[:, None], s.col_kth[None, :]) + e_c
+    off = ~listed
+    assert np.all(S[off] <= bound[off]), float((S - bound)[off].max())
+    assert s.row_kth[5] < 0  # the -e1 row went to the exact top-k fallback
+    assert np.isinf(s.col_kth[7])  # the -e1 column has no usable bound
+    assert np.isfinite(s.col_kth).mean() > 0.99 and (np.bincount(s.known_i, minlength=2048) > 0).all()
+    # the first graph: unique sorted edges holding the full matching (i, i)
+    key = er * S.shape[1] + ec
+    assert np.all(np.diff(key) > 0)
+    assert np.isin(np.arange(2048) * S.shape[1] + np.arange(2048), key).all()
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_group_pass_total_equals_dense_scipy(swap):
+    """The group-maxima pass end to end (both orientations; bf16 candidates) on the adversarial pair and on a
+    planted SAE pair: the same total as scipy's dense solve."""
+    a, b = _adversarial_pair(22)
+    (small, large), _ = planted_ladder([2048, 2304], 32, seed=13)
+    c, d = normalize_rows(small)[0], normalize_rows(large)[0]
+    for x, y in ((a, b), (c, d)):
+        if swap:
+            x, y = y, x
+        res = assign(x, y, method="bf16", block_bytes=1 << 23)
+        check_valid(res, x, y)
+        assert res.total == pytest.approx(dense_total(x, y), abs=1e-9)
