@@ -238,3 +238,20 @@ def test_graph_json_loads_in_cytoscape_js(tmp_path):
     got = json.loads(r.stdout)
     assert got == {"n": 35, "e": res.graph.number_of_edges(), "assigned": 15,
                    "status": res.graph.nodes["a:0"]["status"]}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_comparison_equals_cpu(tmp_path):
+    """--device cuda: the same edges, lost/novel sets and families, and the same optimal assignment total."""
+    (S, L), _ = planted_ladder([48, 96], 24, seed=9, near_tau=TAU, n_near_tau=4)
+    a, b = _save(S, tmp_path / "a"), _save(L, tmp_path / "b", seed=1)
+    res = {dev: run_compare(CompareConfig(a=str(a), b=str(b), out=str(tmp_path / dev), device=dev, plots=False,
+                                          progress=False)) for dev in ("cpu", "cuda")}
+    cpu, gpu = res["cpu"], res["cuda"]
+    assert cpu.tables["families"].equals(gpu.tables["families"])
+    for name, cos_cols in (("edges", ["cos"]), ("features", ["max_cos", "assigned", "assigned_cos"])):
+        c, g = cpu.tables[name], gpu.tables[name]
+        assert c.drop(cos_cols).equals(g.drop(cos_cols)), name  # ids, statuses, families: exactly
+        np.testing.assert_allclose(c[cos_cols[0]].to_numpy(), g[cos_cols[0]].to_numpy(), rtol=0, atol=1e-12)
+    assert gpu.analysis.assignment.total == pytest.approx(cpu.analysis.assignment.total, abs=1e-9)
