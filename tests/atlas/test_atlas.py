@@ -370,3 +370,43 @@ def test_cli_prints_the_plan_the_flow_shares_and_the_reuse(planted, tmp_path):
     assert "flow l2-w32 (layer 2, from l1-w32): born  37.5%, carried  62.5%, ending  37.5%" in lines
     assert "flow l1-w32 (layer 1, from -): born   -  , carried   -  , ending  37.5%" in lines
     assert "pairs: 9 reused, 0 computed" in lines
+
+
+@pytest.mark.parametrize("point", ["results-written", "mid-swap"])
+def test_a_killed_rerun_leaves_the_earlier_result_or_nothing(planted, tmp_path, point):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from featgraph.io.files import parse_temp_name
+
+    truth, _result, root = planted
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    before = _digests(out)
+    marker = tmp_path / "marker"
+    env = {**os.environ, "FEATGRAPH_FAULT_AT": point, "FEATGRAPH_FAULT_MARKER": str(marker)}
+    proc = subprocess.Popen([sys.executable, "-m", "featgraph.cli.main", "atlas", str(truth.manifest), "--out",
+                             str(out), "-q", "--tau", "0.75"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # another tau: every pair is recomputed, then the swap
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    marker.unlink()
+    if point == "results-written":
+        assert _digests(out) == before  # the earlier result, untouched
+    else:
+        assert not out.exists()  # between the two renames: the earlier result waits under a stale .old name
+    strays = [n for n in os.listdir(tmp_path) if n != "out"]  # the killed run's temporary (or the earlier .old)
+    assert strays and all(parse_temp_name(n) for n in strays), strays
+    again = _run(truth.manifest, out)
+    assert again.reused == (len(PLAN) if point == "results-written" else 0)
+    assert _digests(out, ("summary.json",)) == {k: v for k, v in before.items() if k != "summary.json"}
+    assert os.listdir(tmp_path) == ["out"]  # the stale temporaries of the killed run are gone
