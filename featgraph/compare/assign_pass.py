@@ -3,17 +3,19 @@ lists, their bounds and the first sparse graph (step 1 of :mod:`featgraph.compar
 
 Two ways to build the same thing, :class:`Lists`:
 
-* :func:`group_lists` (large problems): the thresholds come from maxima over groups of ``GROUP`` entries,
-  taken over the raw bits of the bf16/fp32 block as integers (the trick of :mod:`featgraph.matching.blocked`: for
-  values >= 0 the bit order is the value order, a negative value has a negative key). Per row, ``r_i`` is the
-  ``g``-th largest of its column-group maxima: every entry of the row below ``r_i`` is off the list, every entry
-  ``>= r_i`` (found in the few groups whose maximum reaches ``r_i``) is on it. Per column, the maxima over groups
-  of ``GROUP`` rows are kept for the whole pass (``n/GROUP x m`` keys); ``c_j`` is the ``g``-th largest, and the
-  few ``(row group, column)`` cells that reach it are recomputed after the pass by small GEMMs (about
-  ``g * GROUP * d`` products per column, a few percent of the pass) to list their entries ``>= c_j``. Every
-  entry off a list is then below its row's or column's bound in the approximate product, which is what the
-  certificate needs; no sort of the ``n x m`` matrix and no transposed copy (the top-k version spent most of
-  its time there: 4 of its 8 seconds at 16,384 x 16,384).
+* :func:`group_lists` (large problems): the thresholds come from maxima over groups of entries, taken over the
+  raw bits of the bf16/fp32 block as integers (the trick of :mod:`featgraph.matching.blocked`: for values >= 0
+  the bit order is the value order, a negative value has a negative key, so a comparison with a positive
+  threshold is exact). Per row, ``r_i`` is the ``g``-th largest of its maxima over groups of ``GROUP`` columns:
+  every entry ``>= r_i`` (found in the few groups whose maximum reaches it) is listed, every other entry is below
+  ``r_i``. Per column, one threshold ``c_j`` is fixed from the first block of rows (the ``g``-th largest of its
+  maxima over cells of ``COL_CELL`` rows, ``g`` scaled so that about ``k_check`` entries of the whole column
+  reach it); in every block the cells whose maximum reaches ``c_j`` are read entry by entry and their entries
+  ``>= c_j`` listed, so every entry off column j's list is below ``c_j``. One threshold for the whole pass is
+  what makes this a bound (a threshold raised along the way would leave earlier entries unbounded). No sort of
+  the ``n x m`` matrix and no transposed copy: the top-k version spent 4 of its 8 s at 16,384 x 16,384 there.
+  Rows whose threshold key is not positive (the order of negative keys is reversed) fall back to an exact top-k;
+  columns whose threshold is not positive get no column bound (``inf``: the row bounds alone apply).
 * :func:`topk_lists` (small problems, fewer than ``MIN_GROUPS`` groups per row or column): each row's and
   column's ``k_check`` largest by ``torch.topk``, the bound being the last listed value.
 

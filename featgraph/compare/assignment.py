@@ -8,14 +8,17 @@ matrix.
 Algorithm (rows are the smaller side; the two are swapped when ``n_a > n_b`` and swapped back at the end):
 
 1. *Candidates.* One blocked GEMM pass over ``S = A @ B.T`` (fp32, or bf16 where the CPU/GPU has it; the kernel,
-   block buffer and unit-row preparation of :mod:`featgraph.matching.blocked`) keeps each row's and each column's
-   ``k_check`` largest entries with their approximate values (the *check lists*) and so the ``k_check``-th largest
-   value of every row and column (rows whose largest value is below ``LONG_ROWS_BELOW``, the unshared features,
-   keep ``LONG_FACTOR`` times longer lists: their assigned cos is close to their k-th largest, so a short list
-   leaves the certificate's bound too weak). The ``k`` largest of each list form the first sparse graph, their
-   cos recomputed in float64 (products of float32 numbers are exact in float64). The pairs ``(i, i)`` are added
-   too: they form a full matching, so the sparse problem is always feasible (no row is left without a partner,
-   whatever the candidates).
+   block buffer and unit-row preparation of :mod:`featgraph.matching.blocked`) builds the *check lists*: for each
+   row and each column a bound ``r_i`` / ``c_j`` and every entry at or above it with its approximate value, so
+   that every entry off the lists lies below both bounds (:mod:`featgraph.compare.assign_pass`: on large
+   problems the bounds come from maxima over groups of 128 entries, no sort of the matrix; on small ones from
+   each row's and column's ``k_check`` largest). Rows whose largest value is below ``LONG_ROWS_BELOW``, the
+   unshared features, get a lower bound and a longer list: their assigned cos is close to their k-th largest,
+   so a short list leaves the certificate's bound too weak. Up to ``k`` of the best listed entries of each row
+   and column (those within ``GRAPH_WINDOW`` of its best) form the first sparse graph, their cos recomputed in
+   float64 (products of float32 numbers are exact in float64). The pairs ``(i, i)`` are added too: they form a
+   full matching, so the sparse problem is always feasible (no row is left without a partner, whatever the
+   candidates).
 2. *Sparse solve.* ``scipy.sparse.csgraph.min_weight_full_bipartite_matching`` (LAPJVsp) on the candidate
    graph with weights ``2 - cos`` (positive, and a constant shift per pair changes no optimum because every
    solution has ``min(n_a, n_b)`` pairs).
@@ -111,13 +114,13 @@ def assign(
     """The assignment of ``a_unit``'s rows to ``b_unit``'s maximising the total cos, certified optimal.
 
     ``a_unit`` / ``b_unit``: unit (or zero) float32 rows from :func:`featgraph.matching.normalize_rows`, same
-    ``d_in``, any widths. ``k``: the first sparse graph's edges per row and per column (exact float64 cos each);
-    ``k_check``: the longer lists of approximate values per row and per column that the certificate checks
-    directly, their last value bounding everything else (larger: fewer rows recomputed by the certificate, a
-    slower top-k). ``method``: the candidate pass's GEMM, ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 where the
-    hardware has it, as in :func:`featgraph.matching.match_pair`); the certificate's recomputed rows are always
-    fp32. ``block_bytes`` bounds a GEMM block (and twice it the rows cached between rounds). See the module
-    docstring for why the result is optimal and how rounding is handled.
+    ``d_in``, any widths. ``k``: the first sparse graph's edges per row and per column at most (exact float64 cos
+    each); ``k_check``: about how many approximate values per row and per column the check lists hold, the
+    certificate checking them directly and bounding everything else by their bound (larger: fewer rows
+    recomputed by the certificate, a slower candidate pass). ``method``: the candidate pass's GEMM, ``"fp32"``,
+    ``"bf16"`` or ``"auto"`` (bf16 where the hardware has it, as in :func:`featgraph.matching.match_pair`); the
+    certificate's recomputed rows are always fp32. ``block_bytes`` bounds a GEMM block (and twice it the rows
+    cached between rounds). See the module docstring for why the result is optimal and how rounding is handled.
     """
     a, _ = _as_unit(a_unit, f"SAE A ({np.shape(a_unit)[0] if np.ndim(a_unit) else 0} rows)")
     b, _ = _as_unit(b_unit, f"SAE B ({np.shape(b_unit)[0] if np.ndim(b_unit) else 0} rows)")
