@@ -201,6 +201,7 @@ def run_explain(cfg: ExplainConfig, *, decode: Decoder | None = None) -> Explain
                       f"{MAX_TOKEN_CHARS} chars, repeats dropped, joined by '|' (featgraph.explain.labels)",
     }
     config = cfg.to_json(n_tokens=n_tokens, tokenizer_used=tokenizer)
+    summary["config"] = config
     sources = sources_of(paths)
     if sources is not None:  # SAEs named by release/hf://: their hub provenance, as every command records it
         summary["sources"] = config["sources"] = sources
