@@ -205,3 +205,19 @@ def test_layers_told_apart_by_the_layer_key_alone(tmp_path):
     assert [(p.kind, p.a, p.b) for p in plan] == [
         ("families", "L4w8", "L4w16"), ("families", "L5w8", "L5w16"),
         ("flow", "L4w8", "L5w8"), ("flow", "L4w16", "L5w16")]
+
+
+def test_flow_pairs_each_sae_with_the_equal_or_nearest_width_one_layer_down(tmp_path):
+    from featgraph.atlas.collection import Collection, SaeSpec
+    from featgraph.atlas.plan import make_plan
+
+    widths = {"a8": 8, "a32": 32, "b8": 8, "b16": 16, "b20": 20, "b24": 24, "b64": 64, "c64": 64}
+
+    def spec(name, layer, seed=0):
+        return SaeSpec(name, tmp_path / name, f"blocks.{layer}.x", layer, "blocks.*.x", seed, "", None, ())
+
+    coll_ = Collection(tmp_path, [spec("a8", 1), spec("a32", 1), *(spec(n, 2) for n in ("b8", "b16", "b20", "b24",
+                                                                                        "b64")), spec("c64", 3)])
+    plan = make_plan(coll_, widths, parts=("flow",))
+    assert [(p.a, p.b) for p in plan] == [("a8", "b8"), ("a8", "b16"), ("a8", "b20"), ("a32", "b24"), ("a32", "b64"),
+                                          ("b64", "c64")]
