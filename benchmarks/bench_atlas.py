@@ -73,18 +73,21 @@ def task_flops(task: Task, arrays: dict[str, np.ndarray]) -> float:
     return 2.0 * a.shape[0] * (r1 - r0) * a.shape[1]
 
 
-def gemm_rate(dtype: torch.dtype, n_small: int, d: int) -> float:
-    """FLOP/s of a plain block GEMM (2048 rows x d) @ (d x n_small) in ``dtype``, best of 3, torch's threads."""
+def gemm_rate(dtype: torch.dtype, n_small: int, d: int) -> tuple[float, float]:
+    """FLOPs per wall second and per CPU second (all threads of this process) of a plain block GEMM
+    (2048 rows x d) @ (d x n_small) in ``dtype`` with torch's threads, best of 3 each. Under load the wall rate
+    swings with the share of cores this process gets; the CPU rate much less."""
     a = torch.randn(2048, d).to(dtype)
     b = torch.randn(n_small, d).to(dtype)
     out = torch.empty(2048, n_small, dtype=dtype)
     torch.mm(a, b.T, out=out)
-    best = float("inf")
+    wall = cpu = float("inf")
     for _ in range(3):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         torch.mm(a, b.T, out=out)
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * 2048 * n_small * d / best
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+    flop = 2.0 * 2048 * n_small * d
+    return flop / wall, flop / cpu
 
 
 def same(local: dict, other: dict) -> None:
@@ -96,14 +99,38 @@ def same(local: dict, other: dict) -> None:
                 raise SystemExit(f"task {key}: {name} differs between the local engine and Ray")
 
 
-def run_ray(tasks: list[Task], arrays: dict) -> tuple[dict, float, int, int]:
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of ``root`` and every live descendant (Ray's daemons and workers are children of
+    the driver that started them): CPU time counts work done, waiting for a core on a shared machine does not."""
+    parent, cpu = {}, {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {root}, [root]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in tree]
+        tree.update(kids)
+        frontier += kids
+    return sum(cpu.get(p, 0.0) for p in tree)
+
+
+def run_ray(tasks: list[Task], arrays: dict) -> tuple[dict, float, float, int, int]:
     from featgraph.atlas.engines import RayEngine
 
-    t0 = time.perf_counter()
+    c0, t0 = tree_cpu_seconds(os.getpid()), time.perf_counter()
     with RayEngine() as engine:  # joins the Ray started in main(): a fresh engine puts the arrays again
         out = dict(engine.map(pair_task, tasks, arrays))
         puts, put_bytes = engine.puts, engine.put_bytes
-    return out, time.perf_counter() - t0, puts, put_bytes
+    return out, time.perf_counter() - t0, tree_cpu_seconds(os.getpid()) - c0, puts, put_bytes
 
 
 def main() -> None:
@@ -142,42 +169,49 @@ def main() -> None:
     t1 = time.perf_counter()
     ray.init(num_cpus=ncpu, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     ray_start = time.perf_counter() - t1
-    rates = {"fp32": [], "bf16": []}
-    local_t, ray_t = [], []
+    rates: dict[str, list[tuple[float, float]]] = {"fp32": [], "bf16": []}
+    local_t, ray_t, local_c, ray_c = [], [], [], []
     local = first = None
     puts = put_bytes = 0
     for r in range(args.repeats + 1):  # round 0: Ray's workers start cold (process start, imports); reported apart
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             rates[name].append(gemm_rate(dtype, widths[-1], args.d))
-        t2 = time.perf_counter()
+        c2, t2 = tree_cpu_seconds(os.getpid()), time.perf_counter()
         res = dict(LocalEngine().map(pair_task, tasks, arrays))
-        lt = time.perf_counter() - t2
-        if r:
-            local_t.append(lt)
+        lt, lc = time.perf_counter() - t2, tree_cpu_seconds(os.getpid()) - c2  # incl. Ray's idle daemons
         local = local or res
-        got, dt, puts, put_bytes = run_ray(tasks, arrays)
+        got, dt, dc, puts, put_bytes = run_ray(tasks, arrays)
         same(local, got)
         if r:
+            local_t.append(lt)
             ray_t.append(dt)
+            local_c.append(lc)
+            ray_c.append(dc)
         else:
             first = dt
-        print(f"# round {r}: local {lt:.1f} s, ray {dt:.1f} s "
+        print(f"# round {r}: local {lt:.1f} s ({lc:.1f} CPU s), ray {dt:.1f} s ({dc:.1f} CPU s) "
               f"(load {os.getloadavg()[0]:.2f})", flush=True)
     ray.shutdown()
 
-    fp32_rate, bf16_rate = max(rates["fp32"]), max(rates["bf16"])
-    floor32, floor16 = flops / fp32_rate, flops / bf16_rate
+    (w32, c32), (w16, c16) = ((max(r[0] for r in rates[k]), max(r[1] for r in rates[k])) for k in ("fp32", "bf16"))
     loc, ray_med = statistics.median(local_t), statistics.median(ray_t)
-    rows = [["engine", "median s", "runs s", "x fp32 floor", "x bf16 floor", "vs local"],
-            ["fp32 GEMM floor", f"{floor32:.1f}", f"({fp32_rate / 1e9:.0f} GFLOP/s)", "1.00", "", ""],
-            ["bf16 GEMM floor", f"{floor16:.1f}", f"({bf16_rate / 1e9:.0f} GFLOP/s)", "", "1.00", ""],
-            ["local", f"{loc:.1f}", " ".join(f"{x:.1f}" for x in local_t), f"{loc / floor32:.2f}",
-             f"{loc / floor16:.2f}", "1.00"],
-            ["ray (warm workers)", f"{ray_med:.1f}", " ".join(f"{x:.1f}" for x in ray_t), f"{ray_med / floor32:.2f}",
-             f"{ray_med / floor16:.2f}", f"{ray_med / loc:.2f}"]]
+    lcpu, rcpu = statistics.median(local_c), statistics.median(ray_c)
+    rows = [["", "wall s (median)", "wall runs s", "CPU s (median)", "x fp32 CPU floor", "x bf16 CPU floor",
+             "wall vs local", "CPU vs local"],
+            ["fp32 GEMM floor", f"{flops / w32:.1f}", f"({w32 / 1e9:.0f} GFLOP/s)", f"{flops / c32:.1f}", "1.00", "",
+             "", f"({c32 / 1e9:.0f} GFLOP per CPU s)"],
+            ["bf16 GEMM floor", f"{flops / w16:.1f}", f"({w16 / 1e9:.0f} GFLOP/s)", f"{flops / c16:.1f}", "", "1.00",
+             "", f"({c16 / 1e9:.0f} GFLOP per CPU s)"]]
+    for name, wall, runs, cpu in (("local", loc, local_t, lcpu), ("ray (warm workers)", ray_med, ray_t, rcpu)):
+        rows.append([name, f"{wall:.1f}", " ".join(f"{x:.1f}" for x in runs), f"{cpu:.1f}",
+                     f"{cpu / (flops / c32):.2f}", f"{cpu / (flops / c16):.2f}", f"{wall / loc:.2f}",
+                     f"{cpu / lcpu:.2f}"])
     w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.rjust(x) for c, x in zip(row, w, strict=True)))
+    print(f"# CPU s: this process and all its descendants (Ray's daemons and workers; during the local run they "
+          f"idle); the CPU floor is the plan's FLOPs at the GEMM's FLOPs per CPU second. On {ncpu} cores a run "
+          f"that waited for no core has wall ~ CPU / {ncpu}")
     paired = statistics.median(r / lo for r, lo in zip(ray_t, local_t, strict=True))
     print(f"# Ray overhead over the local engine: {100 * (ray_med / loc - 1):+.1f}% (medians of {len(ray_t)} rounds; "
           f"median of the per-round ratios, each round's two runs back to back: {100 * (paired - 1):+.1f}%; "
