@@ -3,7 +3,8 @@
 Steps: read the collection (:mod:`featgraph.atlas.collection`) and check ``--out`` against the manifest and every
 SAE before loading anything; load the decoders (fingerprints, checks); make the plan (:mod:`featgraph.atlas.plan`);
 read back from the previous ``--out`` every pair whose reuse key (both SAEs' fingerprints, kind, tau, code version:
-:func:`featgraph.atlas.work.pair_key`) is unchanged; run the other pairs' tasks through the engine (the SAEs' unit
+:func:`featgraph.atlas.work.pair_key`) is unchanged (also from the stale ``.old`` folder a run killed mid-swap
+leaves); run the other pairs' tasks through the engine (the SAEs' unit
 rows are the shared arrays, named by fingerprint); sort the results by task key and write everything into a
 temporary folder that replaces ``--out`` atomically (:func:`featgraph.io.output.open_output`), so tables are
 byte-identical whatever the engine, the completion order or which pairs were reused.
@@ -121,6 +122,7 @@ def _previous(out: Path, plan: list[Pair], keys: dict[str, str], widths: dict[st
 
     results: dict[str, dict] = {}
     extras: dict[str, dict] = {}
+    out = _earlier_result(out)
     path = out / "summary.json"
     if not path.is_file():
         return results, extras
@@ -142,6 +144,21 @@ def _previous(out: Path, plan: list[Pair], keys: dict[str, str], widths: dict[st
         except (FeatgraphError, TypeError, KeyError) as err:
             log.warning("%s: recomputing %s (%s)", out, p.name, err)
     return results, extras
+
+
+def _earlier_result(out: Path) -> Path:
+    """Where the previous result is: ``out``, or, when a run was killed between the two renames of its swap (``out``
+    absent), the earlier result waiting under its stale ``.old`` name (:mod:`featgraph.io.output`), which this run
+    reads before removing it."""
+    if out.exists() or not out.parent.is_dir():
+        return out
+    from featgraph.io.files import is_stale_temp, parse_temp_name
+
+    for p in sorted(out.parent.iterdir()):
+        parsed = parse_temp_name(p.name)
+        if parsed and parsed[0] == out.name and parsed[2] == "old" and p.is_dir() and is_stale_temp(p):
+            return p
+    return out
 
 
 def _stats(p: Pair, t: dict[str, pl.DataFrame], extra: dict[str, Any]) -> dict[str, Any]:
