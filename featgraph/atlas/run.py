@@ -4,8 +4,8 @@ Steps: read the collection (:mod:`featgraph.atlas.collection`) and check ``--out
 SAE before loading anything; load the decoders (fingerprints, checks); make the plan (:mod:`featgraph.atlas.plan`);
 read back from the previous ``--out`` every pair whose reuse key (both SAEs' fingerprints, kind, tau, code version:
 :func:`featgraph.atlas.work.pair_key`) is unchanged (also from the stale ``.old`` folder a run killed mid-swap
-leaves); run the other pairs' tasks through the engine (the SAEs' unit
-rows are the shared arrays, named by fingerprint); sort the results by task key and write everything into a
+leaves); run the other pairs' tasks through the engine (the SAEs' unit rows are the shared arrays, named by
+fingerprint); sort the results by task key and write everything into a
 temporary folder that replaces ``--out`` atomically (:func:`featgraph.io.output.open_output`), so tables are
 byte-identical whatever the engine, the completion order or which pairs were reused.
 
@@ -182,18 +182,17 @@ def _stats(p: Pair, t: dict[str, pl.DataFrame], extra: dict[str, Any]) -> dict[s
 
 def _write(cfg, coll: Collection, out: Path, inputs, plan, used, widths, fps, keys, tables, results, extras,
            masks, reused: int, computed: int) -> AtlasResult:
+    from featgraph import __version__
     from featgraph.atlas.flow import chain_summary, flow_figure, flow_tables
     from featgraph.atlas.network import graph_tables, write_graph
     from featgraph.io.files import write_json
     from featgraph.io.output import open_output
+    from featgraph.matching import resolve_method_device
     from featgraph.tables import write_parquet
 
     specs = {s.name: s for s in coll.saes}
     flow_pairs = [p for p in plan if p.kind == "flow"]
     chains, layers = flow_tables(flow_pairs, results, specs, masks, cfg.tau)
-    from featgraph import __version__
-    from featgraph.matching import resolve_method_device
-
     # what "auto" became here (the local engine's; a Ray worker resolves its own device: the answers are the same)
     method, device = resolve_method_device(cfg.method, cfg.device)
     config = cfg.to_json(saes=len(used), pairs=len(plan), resolved={"method": method, "device": device},
