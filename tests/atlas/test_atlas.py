@@ -410,3 +410,26 @@ def test_a_killed_rerun_leaves_the_earlier_result_or_nothing(planted, tmp_path, 
     assert again.reused == len(PLAN)  # mid-swap: read from the earlier result's stale .old folder
     assert _digests(out, ("summary.json",)) == {k: v for k, v in before.items() if k != "summary.json"}
     assert os.listdir(tmp_path) == ["out"]  # the stale temporaries of the killed run are gone
+
+
+def test_atlas_on_one_ladder_gives_the_families_commands_tables(tmp_path, small_ladder):
+    from featgraph.config import FamiliesConfig
+    from featgraph.families import run_families
+
+    from ..conftest import write_ladder
+    from .planted import write_manifest
+
+    decoders, _ = small_ladder  # widths 48, 96, 192 with near-tau pairs (tau +- 1e-6)
+    ladder = write_ladder(tmp_path, decoders)
+    fam = run_families(FamiliesConfig(saes=(str(ladder),), out=str(tmp_path / "fam"), progress=False))
+    names = [f"sae{W.shape[0]}" for W in decoders]
+    write_manifest(tmp_path / "m.toml", [{"path": f"ladder/{n}", "site": "s"} for n in names])
+    atlas = _run(tmp_path / "m.toml", tmp_path / "atlas")
+    assert [(p.a, p.b) for p in atlas.plan] == list(zip(names[:-1], names[1:], strict=True))
+    cols = ["feature", "max_cos", "parent", "novel", "family"]
+    for a, b in zip(names[:-1], names[1:], strict=True):
+        t = atlas.tables[f"{a}~{b}"]
+        pair = (pl.col("small") == a) & (pl.col("large") == b)
+        assert fam.edges.filter(pair).drop("small", "large").equals(t["edges.parquet"])
+        assert fam.families.filter(pair).drop("small", "large").equals(t["families.parquet"])
+        assert fam.features.filter(pl.col("sae") == b).select(cols).equals(t["features.parquet"].select(cols))
