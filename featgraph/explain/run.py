@@ -65,6 +65,10 @@ def store_layout(store: ActivationStore) -> StoreLayout:
             f"{TOKENS_NAME}): explain cannot map rows back to tokens")
     tokens = read_npy(store.folder / TOKENS_NAME, shape=(meta["n_contexts"], meta["context_size"]),
                       dtype=np.int32, mmap=True)
+    if n_ctx and int(tokens[:n_ctx].min()) < 0:  # one streaming scan of int32 ids; a negative id names no token
+        bad = np.argwhere(np.asarray(tokens[:n_ctx]) < 0)[0]
+        raise SaeFormatError(f"{store.folder / TOKENS_NAME}: negative token id {int(tokens[bad[0], bad[1]])} at "
+                             f"context {int(bad[0])}, position {int(bad[1])}")
     return StoreLayout(first, rpc, n_ctx, tokens)
 
 

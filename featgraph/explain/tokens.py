@@ -60,8 +60,13 @@ def load_tokenizer(name: str, where: str) -> object:
 def tokenizer_decoder(tok: object) -> Decoder:
     """A :data:`Decoder` over a Hugging Face tokenizer: each id decoded alone."""
 
+    size = len(tok)  # type: ignore[arg-type]
+
     def decode(ids: Iterable[int]) -> dict[int, str]:
         ids = sorted({int(i) for i in ids})
+        if ids and not 0 <= ids[-1] < size:  # a store of another model's tokens: say so, not an IndexError
+            raise ConfigError(f"token id {ids[-1]} is outside the tokenizer's {size} ids: the store's tokens come "
+                              "from another model; pass --tokenizer NAME_OR_FOLDER or --tokenizer ids")
         strings = tok.batch_decode([[i] for i in ids])  # type: ignore[attr-defined]
         return dict(zip(ids, strings, strict=True))
 

@@ -98,3 +98,30 @@ def test_refuses_bad_options_and_a_missing_tokenizer(case, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the store's model "tiny" is no tokenizer anywhere: fail fast
     assert_refused(base, inputs=[tmp / "acts", tmp / "ladder"], out=tmp / "o",
                    needles=("tokenizer", "'tiny'", "--tokenizer ids"))
+
+
+def test_refuses_negative_token_ids(tmp_path):
+    tokens = np.ones((2, 4), np.int32)
+    tokens[1, 2] = -5
+    token_store(tmp_path / "acts", np.zeros((6, 6), np.float32), tokens, exclude_bos=True)
+    tiny_sae(5, 6).save(tmp_path / "sae")
+    assert_refused(["explain", tmp_path / "sae", "--acts", tmp_path / "acts", "--out", tmp_path / "o"],
+                   inputs=[tmp_path / "sae", tmp_path / "acts"], out=tmp_path / "o",
+                   needles=(str(tmp_path / "acts" / "tokens.npy"), "-5", "context 1, position 2"))
+
+
+def test_token_ids_outside_the_tokenizer_are_refused():
+    from featgraph.errors import ConfigError
+    from featgraph.explain.tokens import tokenizer_decoder
+
+    class Tok:  # the two methods explain uses of a Hugging Face tokenizer
+        def __len__(self):
+            return 10
+
+        def batch_decode(self, seqs):
+            return [f"t{s[0]}" for s in seqs]
+
+    decode = tokenizer_decoder(Tok())
+    assert decode([3, 1, 3]) == {1: "t1", 3: "t3"}
+    with pytest.raises(ConfigError, match="token id 10 is outside the tokenizer's 10 ids"):
+        decode([2, 10])
