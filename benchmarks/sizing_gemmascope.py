@@ -90,8 +90,9 @@ def main() -> None:
     n_layers = len({s.layer for s in coll.saes})
     print(f"# Gemma Scope 2B residual ({RELEASE}): {len(coll.saes)} SAEs at {n_layers} layers, widths "
           f"{sorted(set(widths.values()))}, d = {D}")
-    print(f"# CPU throughput {args.cpu_gflops:.0f} GFLOP/s (--cpu-gflops, a matching measurement on this CPU); GPU {args.gpu_tflops:.0f} TFLOP/s per GPU "
-          "(assumed: GPU figures are projections from FLOP counts, no GPU was measured)")
+    print(f"# CPU throughput {args.cpu_gflops:.0f} GFLOP/s (--cpu-gflops, a matching measurement on this CPU); "
+          f"GPU {args.gpu_tflops:.0f} TFLOP/s per GPU (assumed: GPU figures are projections from FLOP counts, "
+          "no GPU was measured)")
     gpus = [int(g) for g in args.gpus.split(",")]
     plan = make_plan(coll, widths)
     rows = []
