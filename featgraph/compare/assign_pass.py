@@ -59,14 +59,15 @@ def groups_fit(n: int, m: int) -> bool:
     return n >= MIN_GROUPS * GROUP and m >= MIN_GROUPS * GROUP
 
 
-def finish_lists(n, m, k, row_kth, col_kth, ki, kj, kv) -> Lists:
+def finish_lists(n, m, k, row_kth, col_kth, ki, kj, kv, unique: bool = False) -> Lists:
     """Deduplicate the listed entries, then the first graph: each row's and column's ``k`` largest listed
     entries (only those within ``GRAPH_WINDOW`` of its best beyond the first ``GRAPH_MIN``) and the full matching
     ``(i, i)`` (so the sparse problem is feasible whatever the candidates)."""
-    key = ki * m + kj
-    order = np.argsort(key, kind="stable")
-    first = order[np.r_[True, key[order][1:] != key[order][:-1]]] if key.size else order
-    ki, kj, kv = ki[first], kj[first], kv[first]
+    if not unique:
+        key = ki * m + kj
+        order = np.argsort(key, kind="stable")
+        first = order[np.r_[True, key[order][1:] != key[order][:-1]]] if key.size else order
+        ki, kj, kv = ki[first], kj[first], kv[first]
     picks = [np.arange(n) * m + np.arange(n)]
     # best first within each row (column): one argsort of row * 2^22 + (2 - value) in steps of 2^-20 (faster
     # than a lexsort; values that close may come in either order, which only changes the heuristic's pick)
@@ -142,6 +143,10 @@ def group_lists(solver, g_row: int, g_long: int, k_col: int, long_below: float) 
         seg = cells[hc, :, hj]  # [hits, COL_CELL]
         ii, kk = torch.nonzero(seg >= cthr[hj][:, None], as_tuple=True)
         rows, cols = hc[ii] * COL_CELL + kk, hj[ii]
+        # an entry >= its row's bound is on the row's list already (same block, same value): listed once, no
+        # sort needed to deduplicate (fallback rows have the largest key as bound, so theirs are all kept)
+        fresh = keys[rows, cols] < thr[rows]
+        rows, cols = rows[fresh], cols[fresh]
         out_i.append(idx[0] + rows.cpu().numpy())
         out_j.append(cols.cpu().numpy())
         out_v.append(S[rows, cols].float().cpu().numpy().astype(np.float64))
@@ -160,7 +165,9 @@ def group_lists(solver, g_row: int, g_long: int, k_col: int, long_below: float) 
     ki = np.concatenate(out_i).astype(np.int64)
     kj = np.concatenate(out_j).astype(np.int64)
     kv = np.concatenate(out_v)
-    return finish_lists(n, m, solver.k, row_kth, col_kth, ki, kj, kv)
+    if fallback:  # the fallback rows' lists came from another GEMM: they may repeat a column list's entries
+        return finish_lists(n, m, solver.k, row_kth, col_kth, ki, kj, kv)
+    return finish_lists(n, m, solver.k, row_kth, col_kth, ki, kj, kv, unique=True)
 
 
 def topk_lists(solver, k_check: int, long_below: float, long_factor: int) -> Lists:
