@@ -242,3 +242,23 @@ def test_featgraph_atlas_joins_a_running_cluster_given_its_address(tmp_path):
     joined, local = (without_engine(tmp_path / n / "config.json") for n in ("joined", "local"))
     assert (joined.pop("address"), local.pop("address")) == (f"127.0.0.1:{port}", None)
     assert joined == local
+
+
+def test_featgraph_atlas_on_ray_without_address_starts_and_stops_its_own_ray(tmp_path):
+    """The plain user path, in a fresh process with no Ray running: ``--engine ray`` starts a local instance for the
+    run, writes the local engine's bytes and shuts it down (the process exits cleanly, no traceback)."""
+    truth = build_collection(tmp_path)
+    code, _, err = run_main("atlas", truth.manifest, "--out", tmp_path / "local", "--quiet")
+    assert code == 0, err
+    script = ("import ray, sys\n"
+              "from featgraph.cli.main import main\n"
+              "try:\n"
+              "    main(sys.argv[1:])\n"
+              "except SystemExit as e:\n"
+              "    assert e.code in (0, None), e.code\n"
+              "print('ray still up:', ray.is_initialized())\n")
+    res = subprocess.run([sys.executable, "-c", script, "atlas", str(truth.manifest), "--out", str(tmp_path / "own"),
+                          "--quiet", "--engine", "ray"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "ray still up: False" in res.stdout and "Traceback" not in res.stderr
+    assert digests(tmp_path / "own") == digests(tmp_path / "local")
