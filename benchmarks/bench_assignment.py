@@ -74,6 +74,34 @@ def gemm_floor(A: np.ndarray, B: np.ndarray, method: str) -> tuple[float, float]
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def kernel_rates(n: int, d: int, rows: int = 2048) -> None:
+    """The GEMM kernels a candidate pass could use, on one [rows, d] x [d, n] block: best of 5, wall and CPU
+    seconds, and the full n x n pass they imply (int8: ``torch._int_mm``, int32 output, oneDNN's VNNI path)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(rows, d, generator=g), torch.randn(n, d, generator=g)
+    ab, bb = a.bfloat16(), b.bfloat16()
+    ai = torch.randint(-127, 127, (rows, d), dtype=torch.int8, generator=g)
+    bi = torch.randint(-127, 127, (n, d), dtype=torch.int8, generator=g)
+    o32, o16 = torch.empty(rows, n), torch.empty(rows, n, dtype=torch.bfloat16)
+    flops = 2.0 * rows * n * d
+    print(f"GEMM kernels on one [{rows}, {d}] x [{d}, {n}] block (best of 5; 'full pass' = x {n / rows:.0f}):")
+    for name, f in (
+        ("fp32 (numpy / OpenBLAS)", lambda: np.matmul(a.numpy(), b.numpy().T, out=o32.numpy())),
+        ("fp32 (torch)", lambda: torch.mm(a, b.T, out=o32)),
+        ("bf16 -> bf16 (torch / oneDNN, the candidate pass)", lambda: torch.mm(ab, bb.T, out=o16)),
+        ("int8 -> int32 (torch._int_mm)", lambda: torch._int_mm(ai, bi.T)),
+    ):
+        best = None
+        for _ in range(5):
+            t0, c0 = time.perf_counter(), time.process_time()
+            f()
+            w, c = time.perf_counter() - t0, time.process_time() - c0
+            best = (w, c) if best is None or w < best[0] else best
+        w, c = best
+        print(f"  {name:<50} {flops / w / 1e9:>5.0f} GFLOP/s wall, {flops / c / 1e9:>4.0f} per CPU s; full pass "
+              f"{w * n / rows:.2f} s wall, {c * n / rows:.2f} CPU s")
+
+
 def blas() -> str:
     try:
         from threadpoolctl import threadpool_info
@@ -101,6 +129,7 @@ def main() -> None:
     ap.add_argument("--dense-repeats", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="4096 features")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kernels", action="store_true", help="also time the GEMM kernels a candidate pass could use")
     args = ap.parse_args()
     n_a = 4096 if args.quick else args.n
     n_b = args.n_b or n_a
@@ -109,6 +138,8 @@ def main() -> None:
           f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"numpy {np.__version__}, load average {os.getloadavg()[0]:.2f}")
     print(f"# BLAS: {blas()}")
+    if args.kernels:
+        kernel_rates(n_b, args.d)
     print(f"exact assignment of A [{n_a}, {args.d}] to B [{n_b}, {args.d}]: {args.shared:.0%} of the smaller side "
           f"shared (noised permuted copies, cos 0.5-0.99), the rest random unit rows; k = {args.k}, "
           f"k_check = {args.k_check}, candidate GEMM {args.method} (resolved: "
