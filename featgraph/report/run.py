@@ -4,7 +4,8 @@ over the activations per pair) and its Frankenstein SAE, on one self-contained H
 Layout of ``cfg.out``: ``pairs/SMALL__LARGE/`` (a stitch folder per pair), ``frankenstein/`` (unless
 ``cfg.frankenstein`` is False), ``report.html`` and ``config.json``; with ``examples`` (a
 :class:`featgraph.report.config.ReportExamplesConfig`) also ``families/`` (as ``featgraph families``),
-``explorer.html`` (the family explorer) and ``split_families.png`` (the weekday-style panel, also on the page).
+``explorer.html`` (the family explorer) and ``split_families.png`` (the weekday-style panel, also on the page);
+with ``explain`` instead, first ``examples/`` (:mod:`featgraph.report.explain`: explain over ``acts``), then the same.
 The whole folder is replaced only when all of it succeeded.
 """
 
@@ -49,6 +50,11 @@ def run_report(cfg: ReportConfig, *, model: Any = None) -> ReportResult:
 
         read_examples(examples)  # a bad examples folder fails now, not after the stitching passes
     saes, names, sources = load_ladder_saes(cfg, inputs)
+    explain = bool(getattr(cfg, "explain", False))
+    if explain:
+        from featgraph.report.explain import check_explain, explain_into
+
+        check_explain(cfg, saes, names)  # a store explain cannot use fails now, not after the stitching passes
     if cfg.frankenstein:
         acts, store, train, _ = split_acts(cfg.acts, cfg.n_tokens, cfg.train_acts)
     else:
@@ -96,6 +102,8 @@ def run_report(cfg: ReportConfig, *, model: Any = None) -> ReportResult:
             write_pair_files(a, out_dir / "pairs" / f"{a.small_name}__{a.large_name}", config)
         if frank is not None:
             write_frankenstein_files(frank, out_dir / "frankenstein", config)
+        if explain:
+            examples = str(explain_into(cfg, out_dir))
         explained = _write_explorer(cfg, names, out_dir, examples) if examples is not None else None
         write_html(render_html(heading, pairs, frank, ladder_table, config, neuronpedia, explained),
                    out_dir / PAGE_FILE)
