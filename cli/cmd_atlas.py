@@ -23,20 +23,24 @@ from .common import device_option, out_option, quiet_option
 @click.option("--method", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="GEMM of the exact matcher (all give the same answers).")
 @device_option
+@click.option("--acts", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Activation store (repeatable): explain the SAEs at its hook into --out/examples/<site>/; labels.")
+@click.option("--examples", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="A `featgraph explain` folder (repeatable): its labels go on the graph's nodes.")
+@click.option("--tokenizer", default=None, help="With --acts: as `featgraph explain --tokenizer`.")
 @quiet_option
-def atlas(manifest: str, out: str, tau: float, only: str | None, sites: tuple[str, ...], engine: str,
-          address: str | None, memory_budget: int, method: str, device: str, quiet: bool) -> None:
+def atlas(manifest: str, quiet: bool, **options) -> None:
     """Run the comparison plan of a collection: MANIFEST is a .toml/.json manifest or a <site>/<sae> folder tree.
 
     Writes per-pair Parquet tables (families/, flow/, compare/, partitioned pair=<a>~<b>), flow_chains.parquet,
     flow_layers.parquet, flow.png, graph.graphml, graph.json, summary.json and config.json into --out. A rerun into
-    the same --out reuses every pair whose two SAEs are unchanged.
+    the same --out reuses every pair whose two SAEs are unchanged. With --acts/--examples the graph's nodes get
+    feature labels (`featgraph explain`'s), and each store's explain folder is written under --out/examples/.
     """
     from featgraph.atlas.config import AtlasConfig
     from featgraph.atlas.run import run_atlas
 
-    cfg = AtlasConfig(manifest=manifest, out=out, tau=tau, only=only, sites=sites, engine=engine, address=address,
-                      memory_budget=memory_budget, method=method, device=device, progress=not quiet)
+    cfg = AtlasConfig(manifest=manifest, progress=not quiet, **options)
     result = run_atlas(cfg)
     for kind in ("families", "flow", "compare"):
         n = sum(p.kind == kind for p in result.plan)
@@ -51,4 +55,7 @@ def atlas(manifest: str, out: str, tau: float, only: str | None, sites: tuple[st
         spans = ", ".join(f"{k} layers: {v}" for k, v in chains["by_layers_spanned"].items())
         click.echo(f"flow chains: {chains['count']} ({spans})")
     click.echo(f"pairs: {result.reused} reused, {result.computed} computed")
-    click.echo(f"wrote {len(result.files)} files to {out}")
+    if "examples" in result.summary:
+        ex = result.summary["examples"]
+        click.echo(f"labels: {len(ex['labelled_saes'])} SAEs ({len(ex['stores'])} stores, {ex['reused']} reused)")
+    click.echo(f"wrote {len(result.files)} files to {cfg.out}")

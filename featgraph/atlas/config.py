@@ -21,11 +21,13 @@ class AtlasConfig(CommandConfig):
     (:mod:`featgraph.atlas.collection`). ``only``: the parts of the plan to run (``"families,flow"`` or a tuple);
     ``sites``: keep only pairs whose SAEs lie at these sites. ``engine``: ``"local"`` (in-process, default) or
     ``"ray"`` (``address``: an existing cluster; default: a local one). ``memory_budget``: bytes one task may hold;
-    a families/flow pair above it is split into row blocks of its second SAE.
+    a families/flow pair above it is split into row blocks of its second SAE. ``acts``: activation stores, each
+    explained for the SAEs at its hook into ``<out>/examples/<site>/``; ``examples``: ``featgraph explain`` folders;
+    both put feature labels on the graph's nodes (:mod:`featgraph.atlas.labels`). ``tokenizer``: as explain's.
     """
 
     command: ClassVar[str] = "atlas"
-    path_fields: ClassVar[tuple[str, ...]] = ("manifest",)
+    path_fields: ClassVar[tuple[str, ...]] = ("manifest", "acts", "examples")
     manifest: str = ""
     out: str = ""
     tau: float = 0.7
@@ -36,6 +38,9 @@ class AtlasConfig(CommandConfig):
     memory_budget: int = 4 << 30
     method: str = "auto"
     device: str = "auto"
+    acts: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+    tokenizer: str | None = None
     progress: bool = run_only(True)
 
     def __post_init__(self) -> None:
@@ -56,3 +61,11 @@ class AtlasConfig(CommandConfig):
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {METHODS}, got {self.method!r}")
         self.device = check_device(self.device)
+        for field in ("acts", "examples"):
+            v = getattr(self, field)
+            v = (v,) if isinstance(v, str) else tuple(v)
+            setattr(self, field, tuple(check_path(field, p) for p in v))
+        if self.tokenizer is not None and (not isinstance(self.tokenizer, str) or not self.tokenizer):
+            raise ConfigError(f"tokenizer must be a model name, a folder or 'ids', got {self.tokenizer!r}")
+        if self.tokenizer is not None and not self.acts:
+            raise ConfigError(f"--tokenizer {self.tokenizer} only applies with --acts")

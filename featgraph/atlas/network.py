@@ -37,9 +37,12 @@ _EDGE_COLUMNS = {"source": pl.String, "source_feature": pl.Int64, "target": pl.S
 def graph_tables(
     names: Sequence[str], specs: Mapping[str, Any], widths: Mapping[str, int], pairs: Sequence[Any],
     tables: Mapping[str, dict[str, pl.DataFrame]], chains: pl.DataFrame,
+    labels: Mapping[str, Mapping[int, str]] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``(nodes, edges)`` of the graph (module docstring); ``tables``: pair name -> its tables
-    (:func:`featgraph.atlas.tables.pair_tables`), ``chains``: :func:`featgraph.atlas.flow.flow_tables`'s."""
+    (:func:`featgraph.atlas.tables.pair_tables`), ``chains``: :func:`featgraph.atlas.flow.flow_tables`'s.
+    ``labels`` (sae -> feature -> label, :mod:`featgraph.atlas.labels`): adds a ``label`` column (``""`` where
+    none); without it the nodes have no such column and the files are as before."""
     chain_of = {}
     for part in chains.partition_by("sae", maintain_order=True) if chains.height else []:
         chain_of[part["sae"][0]] = part["chain"].fill_null(NO_INT).to_numpy()
@@ -52,6 +55,9 @@ def graph_tables(
             "site": pl.Series([s.site] * w, dtype=pl.String),
             "layer": np.full(w, NO_INT if s.layer is None else s.layer, np.int64),
             "seed": np.full(w, s.seed, np.int64), "chain": chain_of.get(name, np.full(w, NO_INT, np.int64))}))
+        if labels is not None:
+            per = labels.get(name, {})
+            nodes[-1] = nodes[-1].with_columns(pl.Series("label", [per.get(f, "") for f in range(w)], pl.String))
     edges = [pl.DataFrame(schema=_EDGE_COLUMNS)]
     for p in pairs:
         t = tables[p.name]
@@ -69,6 +75,8 @@ def graph_tables(
         edges.append(e.with_columns(pl.lit(p.a).alias("source"), pl.lit(p.b).alias("target"),
                                     pl.lit(p.kind).alias("kind")).select(list(_EDGE_COLUMNS)))
     node_frame = pl.concat(nodes) if nodes else pl.DataFrame(schema=dict.fromkeys(NODE_KEYS, pl.String))
+    if labels is not None and not nodes:
+        node_frame = node_frame.with_columns(pl.lit("", pl.String).alias("label"))
     return node_frame, pl.concat(edges)
 
 
@@ -82,12 +90,18 @@ def write_graph(nodes: pl.DataFrame, edges: pl.DataFrame, tau: float, folder: Pa
     return ["graph.graphml", "graph.json"]
 
 
+def _node_keys(nodes: pl.DataFrame) -> dict[str, str]:
+    """The node attributes: :data:`NODE_KEYS`, plus ``label`` when the run had labels."""
+    return {**NODE_KEYS, "label": "string"} if "label" in nodes.columns else NODE_KEYS
+
+
 def _write_graphml(nodes: pl.DataFrame, edges: pl.DataFrame, attrs: dict[str, Any], tmp: Path) -> None:
     # the vectorised pieces of featgraph.graphml's ladder writer: one definition of the GraphML text of a value
     from featgraph.graphml import _graphml_keys, _graphml_text, _header, _lines, _quoted_ids, _text_expr
 
     saes = nodes["sae"].unique(maintain_order=True).to_list()
-    header, ids = _header(_graphml_keys([attrs], "graph"), NODE_KEYS if nodes.height else {},
+    node_keys = _node_keys(nodes)
+    header, ids = _header(_graphml_keys([attrs], "graph"), node_keys if nodes.height else {},
                           EDGE_KEYS if edges.height else {}, True)
     block = 1 << 16  # bounded memory: one block of rows as strings at a time
     with open(tmp, "w", encoding="utf-8", newline="\n") as out:
@@ -95,7 +109,7 @@ def _write_graphml(nodes: pl.DataFrame, edges: pl.DataFrame, attrs: dict[str, An
         out.write("    " + "".join(f'<data key="{ids["graph", k]}">{_graphml_text(v)}</data>'
                                   for k, v in attrs.items()) + "\n")
         for frame, head, keys, scope in (
-            (nodes, ["    <node id=", *_quoted_ids("sae", "feature", saes), ">"], NODE_KEYS, "node"),
+            (nodes, ["    <node id=", *_quoted_ids("sae", "feature", saes), ">"], node_keys, "node"),
             (edges, ["    <edge source=", *_quoted_ids("source", "source_feature", saes), " target=",
                      *_quoted_ids("target", "target_feature", saes), ">"], EDGE_KEYS, "edge"),
         ):
@@ -116,7 +130,7 @@ def _write_node_link(nodes: pl.DataFrame, edges: pl.DataFrame, attrs: dict[str, 
     head = {"directed": True, "multigraph": True, "graph": attrs}
     node_id = pl.format("{}:{}", "sae", "feature").alias("id")
     parts = (
-        (nodes, [node_id, *NODE_KEYS]),
+        (nodes, [node_id, *_node_keys(nodes)]),
         (edges, [pl.format("{}:{}", "source", "source_feature").alias("source"),
                  pl.format("{}:{}", "target", "target_feature").alias("target"), *EDGE_KEYS]),
     )

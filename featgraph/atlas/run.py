@@ -58,7 +58,7 @@ def run_atlas(cfg: AtlasConfig) -> AtlasResult:
     from featgraph.io.output import check_output
 
     coll = read_collection(cfg.manifest)
-    inputs: list[Any] = [cfg.manifest, *[s.path for s in coll.saes]]
+    inputs: list[Any] = [cfg.manifest, *[s.path for s in coll.saes], *cfg.acts, *cfg.examples]
     out = check_output(cfg.out, command=COMMAND, inputs=inputs)  # a bad --out fails before any loading
     selected = [s.name for s in coll.saes if not cfg.sites or s.site in cfg.sites]
     entries, all_fps = load_decoders(coll, selected)
@@ -67,6 +67,7 @@ def run_atlas(cfg: AtlasConfig) -> AtlasResult:
     used = [n for n in selected if any(n in (p.a, p.b) for p in plan)]
     fps = {n: all_fps[n] for n in used}
     keys = {p.name: pair_key(p, fps[p.a], fps[p.b], cfg.tau) for p in plan}
+    labelling = _check_labels(cfg, coll, entries, used)  # bad stores or folders fail before the matching work
     results, extras = _previous(out, plan, keys, widths)
     reused = len(results)
     todo = [p for p in plan if p.name not in results]
@@ -75,7 +76,24 @@ def run_atlas(cfg: AtlasConfig) -> AtlasResult:
     masks = {n: np.isin(np.arange(widths[n]), zero[n]) for n in used}
     tables = {p.name: pair_tables(p.kind, results[p.name], masks[p.b], cfg.tau) for p in plan}
     return _write(cfg, coll, out, inputs, plan, used, widths, fps, keys, tables, results, extras, masks,
-                  reused, computed)
+                  reused, computed, labelling)
+
+
+def _check_labels(cfg: AtlasConfig, coll: Collection, entries: dict, used: list[str]):
+    """``(stores, given labels)`` for the node labels, or None without ``--acts``/``--examples``."""
+    if not cfg.acts and not cfg.examples:
+        return None
+    from featgraph.atlas.labels import check_stores, read_folders
+
+    specs = {s.name: s for s in coll.saes}
+    given = read_folders(cfg.examples)
+    stores = check_stores(cfg.acts, cfg.tokenizer, specs, entries, used)
+    for s in stores:
+        twice = sorted(set(s.names) & set(given))
+        if twice:
+            raise FeatgraphError(f"{s.folder}: SAEs {', '.join(twice)} are labelled by an --examples folder too; "
+                                 "give each SAE's labels once")
+    return stores, given
 
 
 def _compute(cfg: AtlasConfig, todo: list[Pair], entries: dict, fps: dict[str, str],
@@ -181,7 +199,7 @@ def _stats(p: Pair, t: dict[str, pl.DataFrame], extra: dict[str, Any]) -> dict[s
 
 
 def _write(cfg, coll: Collection, out: Path, inputs, plan, used, widths, fps, keys, tables, results, extras,
-           masks, reused: int, computed: int) -> AtlasResult:
+           masks, reused: int, computed: int, labelling=None) -> AtlasResult:
     from featgraph import __version__
     from featgraph.atlas.flow import chain_summary, flow_figure, flow_tables
     from featgraph.atlas.network import graph_tables, write_graph
@@ -219,7 +237,17 @@ def _write(cfg, coll: Collection, out: Path, inputs, plan, used, widths, fps, ke
             fig.savefig(tmp / "flow.png", dpi=100, metadata={"Software": None})
             plt.close(fig)
             files += ["flow_chains.parquet", "flow_layers.parquet", "flow.png"]
-        nodes, edges = graph_tables(used, specs, widths, plan, tables, chains)
+        labels = None
+        if labelling is not None:
+            from featgraph.atlas.labels import explain_stores, merge_labels
+
+            folders, n_reused = explain_stores(labelling[0], cfg.tokenizer, specs, fps, _earlier_result(out), tmp,
+                                               progress=cfg.progress)
+            labels = merge_labels(labelling[1], folders)
+            files += [f"examples/{f.name}/{n}" for f in folders for n in ("feature_stats.parquet", "examples.parquet")]
+            summary["examples"] = {"stores": [str(s.folder) for s in labelling[0]], "folders": list(cfg.examples),
+                                   "reused": n_reused, "labelled_saes": sorted(set(labels) & set(used))}
+        nodes, edges = graph_tables(used, specs, widths, plan, tables, chains, labels)
         files += write_graph(nodes, edges, cfg.tau, tmp)
         write_json(tmp / "summary.json", summary)
         write_json(tmp / "config.json", config)
