@@ -27,7 +27,7 @@ class AtlasConfig(CommandConfig):
     """
 
     command: ClassVar[str] = "atlas"
-    path_fields: ClassVar[tuple[str, ...]] = ("manifest", "acts", "examples")
+    path_fields: ClassVar[tuple[str, ...]] = ("manifest", "acts", "examples", "tokenizer")
     manifest: str = ""
     out: str = ""
     tau: float = 0.7
@@ -69,3 +69,7 @@ class AtlasConfig(CommandConfig):
             raise ConfigError(f"tokenizer must be a model name, a folder or 'ids', got {self.tokenizer!r}")
         if self.tokenizer is not None and not self.acts:
             raise ConfigError(f"--tokenizer {self.tokenizer} only applies with --acts")
+
+    def inputs(self) -> list[str]:
+        """Every local input path; ``"ids"`` names no tokenizer folder even where a folder of that name exists."""
+        return [p for p in super().inputs() if not (self.tokenizer == "ids" and p == "ids")]

@@ -58,7 +58,8 @@ def run_atlas(cfg: AtlasConfig) -> AtlasResult:
     from featgraph.io.output import check_output
 
     coll = read_collection(cfg.manifest)
-    inputs: list[Any] = [cfg.manifest, *[s.path for s in coll.saes], *cfg.acts, *cfg.examples]
+    extra = [p for p in cfg.inputs() if p != cfg.manifest]  # stores, explain folders, a local tokenizer folder
+    inputs: list[Any] = [cfg.manifest, *[s.path for s in coll.saes], *extra]
     out = check_output(cfg.out, command=COMMAND, inputs=inputs)  # a bad --out fails before any loading
     selected = [s.name for s in coll.saes if not cfg.sites or s.site in cfg.sites]
     entries, all_fps = load_decoders(coll, selected)
