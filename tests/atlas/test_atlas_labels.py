@@ -97,3 +97,15 @@ def test_bad_stores_are_refused_before_the_matching(coll, tmp_path):
                    inputs=[root, elsewhere], out=out, needles=("blocks.9.hook_resid_pre", "no SAE"))
     assert_refused(["atlas", manifest, "--out", out, "--acts", acts0, "--acts", acts0, "--tokenizer", "ids", "-q"],
                    inputs=[root], out=out, needles=("two --acts stores",))
+
+
+def test_an_sae_labelled_twice_is_refused_before_the_matching(coll, tmp_path):
+    root, manifest, acts0, _ = coll
+    ex0 = tmp_path / "ex0"
+    assert run_main("explain", root / "saes" / "a-w8", "--acts", acts0, "--out", ex0, "--tokenizer", "ids",
+                    "-q")[0] == 0
+    out = tmp_path / "out"
+    assert_refused(["atlas", manifest, "--out", out, "--acts", acts0, "--examples", ex0, "--tokenizer", "ids", "-q"],
+                   inputs=[root, acts0, ex0], out=out, needles=("a-w8", "--examples"))
+    assert_refused(["atlas", manifest, "--out", out, "--examples", ex0, "--examples", ex0, "-q"],
+                   inputs=[root, ex0], out=out, needles=("a-w8", "labelled by"))
