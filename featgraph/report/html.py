@@ -45,18 +45,19 @@ def table_html(df: pl.DataFrame, *, max_rows: int = 60, digits: int = 4, links: 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
 
 
-def _two_by_two_html(t: dict[str, dict[str, int]]) -> str:
-    df = pl.DataFrame(
-        {
-            "": ["dMSE < 0", "dMSE > 0", "dMSE = 0 (never fires)"],
-            "novel": [t["novel"]["dmse_lt_0"], t["novel"]["dmse_gt_0"], t["novel"]["dmse_eq_0"]],
-            "reconstruction": [
-                t["reconstruction"]["dmse_lt_0"],
-                t["reconstruction"]["dmse_gt_0"],
-                t["reconstruction"]["dmse_eq_0"],
-            ],
-        }
-    )
+def with_interval(text: str, iv: Sequence[float] | None, fmt: str) -> str:
+    """``value [lo, hi]``: ``text`` (the number as shown) and its bootstrap interval formatted with ``fmt``; the
+    bare value where there is no interval (``n_boot`` 0) or it is undefined (NaN: e.g. no novel features)."""
+    if iv is None or any(v != v for v in iv):
+        return text
+    return f"{text} [{format(iv[0], fmt)}, {format(iv[1], fmt)}]"
+
+
+def _two_by_two_html(t: dict[str, dict[str, int]], iv: dict[str, dict[str, list[float]]] | None = None) -> str:
+    rows = ("dmse_lt_0", "dmse_gt_0", "dmse_eq_0")
+    cols = {k: [with_interval(str(t[k][r]), iv[k][r] if iv else None, ".0f") for r in rows]
+            for k in ("novel", "reconstruction")}
+    df = pl.DataFrame({"": ["dMSE < 0", "dMSE > 0", "dMSE = 0 (never fires)"], **cols})
     return table_html(df)
 
 
@@ -72,6 +73,7 @@ def _pair_section(a: PairAnalysis, neuronpedia: dict[str, str]) -> str:
     figs = pngs(a)
     an = s["add_all_novel"]
     sw = s["swaps"]
+    iv = s.get("intervals") or {}
     facts = pl.DataFrame(
         {
             "quantity": [
@@ -89,12 +91,13 @@ def _pair_section(a: PairAnalysis, neuronpedia: dict[str, str]) -> str:
             ],
             "value": [
                 str(s["n_tokens"]),
-                f"{s['mse_small']:.4g}",
-                f"{s['mse_large']:.4g}",
-                f"{s['share_novel_lowering_mse']:.3f}",
-                f"{s['share_reconstruction_raising_mse']:.3f}",
+                with_interval(f"{s['mse_small']:.4g}", iv.get("mse_small"), ".4g"),
+                with_interval(f"{s['mse_large']:.4g}", iv.get("mse_large"), ".4g"),
+                with_interval(f"{s['share_novel_lowering_mse']:.3f}", iv.get("share_novel_lowering_mse"), ".3f"),
+                with_interval(f"{s['share_reconstruction_raising_mse']:.3f}",
+                              iv.get("share_reconstruction_raising_mse"), ".3f"),
                 f"{an['mse']:.4g}",
-                f"{an['relative_change']:+.2%}",
+                with_interval(f"{an['relative_change']:+.2%}", iv.get("add_all_novel_relative_change"), "+.2%"),
                 f"{an['l0']:.1f}",
                 str(sw["n_families"]),
                 f"{sw['share_raising_mse']:.3f}",
@@ -108,8 +111,9 @@ def _pair_section(a: PairAnalysis, neuronpedia: dict[str, str]) -> str:
         [
             f"<h2>Pair {html.escape(a.title)} (tau = {a.tau:g})</h2>",
             table_html(facts),
+            _interval_note(iv),
             "<h3>Can we add features? The 2x2 table</h3>",
-            _two_by_two_html(s["two_by_two"]),
+            _two_by_two_html(s["two_by_two"], iv.get("two_by_two")),
             _img(figs["two_by_two"], "2x2 table"),
             _img(figs["dmse_vs_max_cos"], "delta-MSE vs max cos"),
             _img(figs["cumulative_mse"], "cumulative MSE"),
@@ -128,6 +132,35 @@ def _pair_section(a: PairAnalysis, neuronpedia: dict[str, str]) -> str:
             table_html(a.swaps.sort("swap_rank"), max_rows=25),
         ]
     )
+
+
+def _interval_note(iv: dict[str, Any]) -> str:
+    if not iv:
+        return ""
+    return (f"<p class=note>[lo, hi]: {iv['level']:.0%} interval, {html.escape(iv['method'])} "
+            f"({iv['n_contexts']} units: {html.escape(str(iv['unit']))}).</p>")
+
+
+def _frankenstein_tables(frank: FrankensteinAnalysis) -> str:
+    """The comparison table with each row's MSE as ``value [lo, hi]``, then every retrained Frankenstein stage
+    against every retrained ladder SAE (MSE difference with its interval; share of replicates it is better)."""
+    iv = frank.intervals
+    if not iv:
+        return table_html(frank.table)
+    mse = iv["mse"]
+    table = frank.table.with_columns(pl.Series("mse", [with_interval(f"{v:.4g}", mse.get(n), ".4g") for n, v in
+                                                       zip(frank.table["name"], frank.table["mse"], strict=True)]))
+    vs = pl.DataFrame([{"Frankenstein": r["frankenstein"], "ladder": r["ladder"],
+                        "width": f"{r['width_frankenstein']} vs {r['width_ladder']}",
+                        "L0": f"{r['l0_frankenstein']:.1f} vs {r['l0_ladder']:.1f}",
+                        "MSE difference (Frankenstein - ladder)": with_interval(
+                            f"{r['mse_difference']:+.4g}", r["mse_difference_interval"], "+.4g"),
+                        "share of replicates Frankenstein better": f"{r['share_frankenstein_better']:.3f}"}
+                       for r in iv["frankenstein_vs_ladder"]])
+    parts = [table_html(table), _interval_note(iv)]
+    if vs.height:
+        parts += ["<h4>Retrained Frankenstein stages vs retrained ladder SAEs</h4>", table_html(vs)]
+    return "".join(parts)
 
 
 def render_html(
@@ -169,7 +202,7 @@ def render_html(
             f"<p class=note>Stage widths: {[s.n_features for s in frank.assembly.stages]} from "
             f"{html.escape(', '.join(frank.assembly.names))}; "
             "decoders retrained with the encoder frozen.</p>",
-            table_html(frank.table),
+            _frankenstein_tables(frank),
             _img(pngs(frank)["frankenstein"], "Frankenstein comparison"),
         ]
     if config is not None:
