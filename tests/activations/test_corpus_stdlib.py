@@ -36,8 +36,8 @@ def test_document_list_is_sorted_deterministic_full_text_and_skips_test_suites()
     assert "# " in by_name["stdlib-src:json/decoder.py"]
     corpus = ts.named_corpus("stdlib")
     assert [d.name for d in corpus] == [d.name for d in ts.pydoc_topics()] + names
-    # the larger corpus really is larger than the default one
-    assert sum(len(d.text) for d in corpus) > 3 * sum(len(d.text) for d in ts.named_corpus("default"))
+    # far larger than the default corpus (570k tokens; parsing it here would cost 10 s): 10.1 M chars on 3.11.7
+    assert sum(len(d.text) for d in corpus) > 5_000_000
 
 
 def test_two_collections_give_the_same_token_hash_and_record_the_corpus():
@@ -52,7 +52,7 @@ def test_two_collections_give_the_same_token_hash_and_record_the_corpus():
     assert (small == a[:50]).all()
 
 
-def test_tampered_document_list_or_other_corpus_fails_loudly():
+def test_tampered_document_list_or_other_corpus_fails_loudly(monkeypatch):
     _, prov = _heldout()
     dropped = prov["documents"][0]
     tampered = dict(prov, token_ids_sha256="0" * 64, documents=[*prov["documents"][1:], "stdlib-src:evil.py"])
@@ -61,7 +61,8 @@ def test_tampered_document_list_or_other_corpus_fails_loudly():
     msg = str(e.value)
     assert msg.startswith("stdlib store:") and "\n" not in msg
     assert dropped in msg and "stdlib-src:evil.py" in msg
-    # a store of the default corpus can never pass for the stdlib one
+    # a store of the default corpus can never pass for the stdlib one (its docstrings left out: speed only)
+    monkeypatch.setattr(ts, "stdlib_docstrings", lambda: [])
     _, default = ts.corpus_contexts_with_provenance(ByteTokenizer(), split="heldout", context_size=64,
                                                     n_contexts=200)
     with pytest.raises(ConfigError, match="document"):
