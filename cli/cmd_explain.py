@@ -22,6 +22,8 @@ from .common import out_option, quiet_option
               help="Tokens per batch of the pass (whole contexts; bounds memory).")
 @click.option("--tokenizer", default=None,
               help="Token strings from this model name or folder (default: the store's model), or 'ids'.")
+@click.option("--n-tokens", type=int, default=None,
+              help="Explain only the contexts holding the first N tokens of --acts (whole contexts; default: all).")
 @quiet_option
 def explain(saes: tuple[str, ...], quiet: bool, **options) -> None:
     """Explain every feature of SAE... from one streaming pass each over --acts.

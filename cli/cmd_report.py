@@ -17,8 +17,8 @@ from .cmd_stitch import with_options
 @click.option("--examples", type=click.Path(exists=True, file_okay=False), default=None,
               help="A `featgraph explain` folder of these SAEs: adds families/, explorer.html and the split panel.")
 @click.option("--explain/--no-explain", default=False, show_default=True,
-              help="Run explain over --acts into --out/examples/ first, then as --examples (about 1.4 encode "
-              "passes per SAE more).")
+              help="Run explain over --acts (the contexts of its first --n-tokens) into --out/examples/ first, "
+              "then as --examples (about 1.4 encode passes per SAE more).")
 @click.option("--tokenizer", default=None, help="With --explain: as `featgraph explain --tokenizer`.")
 def report(model_name: str | None, quiet: bool, no_frankenstein: bool, **options) -> None:
     """Analyse every adjacent pair of a ladder (as `featgraph stitch`) and its Frankenstein SAE; write

@@ -28,7 +28,10 @@ class ExplainConfig(CommandConfig):
     it). ``top_tokens``: tokens listed per feature by count and by summed activation. ``batch_size``: tokens per
     batch of the pass (rounded down to whole contexts, at least one): bounds memory with the SAE width.
     ``tokenizer``: where token strings come from: None = the model recorded in the store (the bundled SmolLM2 loads
-    offline), a hub name or local folder, or ``"ids"`` for ``<id>`` strings without a tokenizer.
+    offline), a hub name or local folder, or ``"ids"`` for ``<id>`` strings without a tokenizer. ``n_tokens``:
+    explain only the contexts that hold the store's first ``n_tokens`` rows (whole contexts, so the last one may
+    add up to a context's rows beyond ``n_tokens``; the rows stitch and report read with the same limit all lie in
+    them); None = the whole store.
     """
 
     command: ClassVar[str] = "explain"
@@ -42,6 +45,7 @@ class ExplainConfig(CommandConfig):
     top_tokens: int = 10
     batch_size: int = 4096
     tokenizer: str | None = None
+    n_tokens: int | None = None
     progress: bool = run_only(True)
 
     def __post_init__(self) -> None:
@@ -57,6 +61,7 @@ class ExplainConfig(CommandConfig):
         self.window = check_int("window", self.window, minimum=0)
         self.top_tokens = check_int("top_tokens", self.top_tokens, minimum=1)
         self.batch_size = check_int("batch_size", self.batch_size, minimum=1)
+        self.n_tokens = check_int("n_tokens", self.n_tokens, minimum=1, optional=True)
         if self.k > 32767:  # rank is int16 in examples.parquet
             raise ConfigError(f"k must be at most 32767, got {self.k}")
         if self.window > 4096:  # center is int16; a context longer than this is no "window"

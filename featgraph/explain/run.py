@@ -72,15 +72,19 @@ def store_layout(store: ActivationStore) -> StoreLayout:
     return StoreLayout(first, rpc, n_ctx, tokens)
 
 
-def open_store(folder: str | os.PathLike[str]) -> tuple[ActivationStore, StoreLayout]:
+def open_store(folder: str | os.PathLike[str], n_tokens: int | None = None) -> tuple[ActivationStore, StoreLayout]:
     """The store and its layout; a store without token ids is refused naming it (checked first: the store reader
-    would only say that a file is missing)."""
+    would only say that a file is missing). ``n_tokens``: the layout covers only the contexts holding the first
+    ``n_tokens`` rows (whole contexts: ``ceil(n_tokens / rows_per_context)``, at most the store's)."""
     folder = Path(folder)
     if os.path.lexists(folder / META_NAME) and not os.path.lexists(folder / TOKENS_NAME):
         raise SaeFormatError(f"{folder}: the store has no token ids ({TOKENS_NAME}); explain needs the contexts "
                              "the activations came from (featgraph collect stores them)")
     store = ActivationStore(folder)
-    return store, store_layout(store)
+    layout = store_layout(store)
+    if n_tokens is not None:
+        layout = dataclasses.replace(layout, n_contexts=min(layout.n_contexts, -(-n_tokens // layout.rows_per_context)))
+    return store, layout
 
 
 @dataclasses.dataclass
@@ -166,7 +170,7 @@ def run_explain(cfg: ExplainConfig, *, decode: Decoder | None = None) -> Explain
 
     inputs = cfg.inputs()
     check_output(cfg.out, command=cfg.command, inputs=inputs)  # before loading anything
-    store, layout = open_store(cfg.acts)
+    store, layout = open_store(cfg.acts, cfg.n_tokens)
     saes, names, paths = load_explain_saes(cfg, inputs)
     for sae, path in zip(saes, paths, strict=True):
         store.check_d_in(sae.d_in, f"the SAE {path}")
@@ -197,14 +201,15 @@ def run_explain(cfg: ExplainConfig, *, decode: Decoder | None = None) -> Explain
         "saes": per_sae,
         "store": {"folder": str(store.folder.resolve()), "model": store.meta["model"], "hook_name": store.hook_name,
                   "tokens_sha256": store.meta["tokens_sha256"], "n_tokens": n_tokens,
-                  "n_contexts": layout.n_contexts, "context_size": store.meta["context_size"],
-                  "exclude_bos": bool(layout.first)},
+                  "n_tokens_in_store": store.n_tokens, "n_contexts": layout.n_contexts,
+                  "context_size": store.meta["context_size"], "exclude_bos": bool(layout.first)},
         "k": cfg.k, "window": {"before": cfg.window, "after": cfg.window // 4}, "top_tokens": cfg.top_tokens,
         "tokenizer": tokenizer,
         "label_rule": f"top {LABEL_TOKENS} tokens by summed activation, stripped, escaped, cut to "
                       f"{MAX_TOKEN_CHARS} chars, repeats dropped, joined by '|' (featgraph.explain.labels)",
     }
-    config = cfg.to_json(n_tokens=n_tokens, tokenizer_used=tokenizer)
+    # n_tokens: the rows read, whole contexts; as a limit it reproduces this run (the limit given: n_tokens_limit)
+    config = cfg.to_json(n_tokens=n_tokens, n_tokens_limit=cfg.n_tokens, tokenizer_used=tokenizer)
     summary["config"] = config
     sources = sources_of(paths)
     if sources is not None:  # SAEs named by release/hf://: their hub provenance, as every command records it

@@ -9,8 +9,8 @@ families on ``report.html``. With ``explain`` (instead of ``examples``) the repo
 ``explain`` is off by default: explain costs about 1.4 encode passes per SAE and loads the store's tokenizer,
 about half again a report's own stitching passes (two encodes per adjacent pair plus CE and Frankenstein's
 retraining), so a user asks for it; its inputs (token ids in the store, the SAEs' d_in, the tokenizer) are checked
-before the stitching passes, so a bad one costs seconds. Explain reads the whole store: ``n_tokens`` limits the
-stitching passes only (``featgraph explain`` has no such limit).
+before the stitching passes, so a bad one costs seconds. ``n_tokens`` limits explain too: it reads the whole
+contexts holding the first ``n_tokens`` rows (``featgraph explain --n-tokens``), not the whole store.
 """
 
 from __future__ import annotations

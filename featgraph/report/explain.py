@@ -5,7 +5,8 @@ no separate ``featgraph explain`` run before the report's explorer.
 contexts, every SAE's d_in is the store's, and the tokenizer loads. :func:`explain_into` then runs
 :func:`featgraph.explain.run_explain` (the one definition of the pass and its tables) into ``<out>/examples/``
 inside the report's temporary folder; the folder is byte for byte what ``featgraph explain SAE... --acts STORE``
-writes for the same SAEs, names and tokenizer, minus nothing.
+writes for the same SAEs, names, tokenizer and ``--n-tokens`` (the report's limit: explain reads the contexts that
+hold the rows the stitching passes read), minus nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def check_explain(cfg: Any, saes: Sequence[Any], names: Sequence[str]) -> None:
     from featgraph.explain.run import open_store
     from featgraph.explain.tokens import store_decoder
 
-    store, layout = open_store(cfg.acts)
+    store, layout = open_store(cfg.acts, cfg.n_tokens)
     for sae, name in zip(saes, names, strict=True):
         store.check_d_in(sae.d_in, f"the SAE {name}")
     if layout.n_contexts == 0:
@@ -39,5 +40,5 @@ def explain_into(cfg: Any, out_dir: Path) -> Path:
 
     target = Path(out_dir) / EXAMPLES_DIR
     run_explain(ExplainConfig(saes=tuple(cfg.saes), names=tuple(cfg.names), out=str(target), acts=cfg.acts,
-                              tokenizer=cfg.tokenizer, progress=cfg.progress))
+                              tokenizer=cfg.tokenizer, n_tokens=cfg.n_tokens, progress=cfg.progress))
     return target
