@@ -14,6 +14,8 @@ from featgraph.cli.common import model_option, quiet_option, text_option
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Activation store folder.")
 @model_option
 @text_option("--split picks which documents are read.")
+@click.option("--corpus", type=click.Choice(["default", "stdlib"]), default="default", show_default=True,
+              help="Pinned offline corpus when no --text is given ('stdlib': pydoc topics + full stdlib sources).")
 @click.option("--hook", "hook_name", default="blocks.3.hook_resid_pre", show_default=True)
 @click.option(
     "--split",
@@ -27,13 +29,14 @@ from featgraph.cli.common import model_option, quiet_option, text_option
 @click.option("--seed", default=0, show_default=True)
 @quiet_option
 def collect(model_name: str | None, text_paths: tuple[str, ...], hook_name: str, split: str, n_tokens: int,
-            context_size: int, seed: int, out: str, quiet: bool) -> None:
+            context_size: int, seed: int, out: str, quiet: bool, corpus: str) -> None:
     """Collect activations at HOOK into OUT (sharded, memory-mapped; a killed run resumes)."""
     from featgraph.commands import run_collect
     from featgraph.config import CollectConfig
 
     store = run_collect(CollectConfig(out=out, model=model_name, text=text_paths, hook=hook_name, split=split,
-                                      n_tokens=n_tokens, context_size=context_size, seed=seed, progress=not quiet))
+                                      n_tokens=n_tokens, context_size=context_size, seed=seed, progress=not quiet,
+                                      corpus=corpus))
     click.echo(
         f"wrote {store.meta['n_tokens']} activations of {store.meta['model']} at {hook_name} ({split} split) to {out}"
     )

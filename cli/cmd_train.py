@@ -12,6 +12,8 @@ from featgraph.cli.common import model_option, out_option, quiet_option, text_op
               help="Activation store folder; collected from --model/--text first when it does not exist yet.")
 @model_option
 @text_option("Held-out documents are skipped.")
+@click.option("--corpus", type=click.Choice(["default", "stdlib"]), default="default", show_default=True,
+              help="Pinned offline corpus when no --text is given ('stdlib': pydoc topics + full stdlib sources).")
 @click.option("--hook", "hook_name", default="blocks.3.hook_resid_pre", show_default=True)
 @click.option("--context-size", default=128, show_default=True)
 @click.option("--collect-tokens", default=1_000_000, show_default=True, help="Tokens to collect into a new store.")
@@ -35,7 +37,8 @@ from featgraph.cli.common import model_option, out_option, quiet_option, text_op
 def train(widths: str, acts_dir: str, model_name: str | None, text_paths: tuple[str, ...], hook_name: str,
           context_size: int, collect_tokens: int, architecture: str, k: int | None, l1_coefficient: float,
           lr: float, batch_size: int, epochs: float, train_tokens: int | None, seed: int, name_prefix: str,
-          fp16: bool, saelens_dir: str | None, eval_acts_dir: str | None, out: str, quiet: bool) -> None:
+          fp16: bool, saelens_dir: str | None, eval_acts_dir: str | None, out: str, quiet: bool,
+          corpus: str) -> None:
     """Train one SAE per width on the same activations, batches and settings; save them in OUT."""
     from featgraph.commands import run_train
     from featgraph.config import TrainRunConfig
@@ -46,6 +49,6 @@ def train(widths: str, acts_dir: str, model_name: str | None, text_paths: tuple[
     cfg = TrainRunConfig(widths=widths, acts=acts_dir, out=out, model=model_name, text=text_paths, hook=hook_name,
                          context_size=context_size, seed=seed, collect_tokens=collect_tokens, train=hyper,
                          name_prefix=name_prefix, fp16=fp16, saelens=saelens_dir, eval_acts=eval_acts_dir,
-                         progress=not quiet)
+                         progress=not quiet, corpus=corpus)
     for f in run_train(cfg):
         click.echo(str(f))

@@ -81,7 +81,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     model = load_model(cfg.model)
     n_ctx = max(1, -(-cfg.n_tokens // cfg.context_size))
     tokens = corpus_contexts(model, list(cfg.text) or None, split="heldout", context_size=cfg.context_size,
-                             n_contexts=n_ctx, seed=cfg.seed)
+                             n_contexts=n_ctx, seed=cfg.seed, corpus=cfg.corpus)
     acts = activations_in_memory(model, tokens, hook, batch_size=cfg.batch_size, progress=cfg.progress)
     table = evaluate_ladder(
         loaded, acts=acts, model=model if cfg.ce else None, tokens=tokens if cfg.ce else None, hook_name=hook,
@@ -123,7 +123,7 @@ def run_collect(cfg: CollectConfig) -> Any:
 
     store = collect_corpus(cfg.out, model_name_or_path=cfg.model, text_paths=cfg.text, hook_name=cfg.hook,
                            split=cfg.split, n_tokens=cfg.n_tokens, context_size=cfg.context_size, seed=cfg.seed,
-                           progress=cfg.progress)
+                           progress=cfg.progress, corpus=cfg.corpus)
     # written only once the store is complete: the store is written in place, so no folder rename carries it
     write_json(Path(cfg.out) / "config.json", cfg.to_json())
     return store
@@ -151,7 +151,7 @@ def run_train(cfg: TrainRunConfig) -> list[Path]:
 
         collect_corpus(store_path, model_name_or_path=cfg.model, text_paths=cfg.text, hook_name=cfg.hook,
                        split="train", n_tokens=cfg.collect_tokens, context_size=cfg.context_size, seed=cfg.seed,
-                       progress=cfg.progress)
+                       progress=cfg.progress, corpus=cfg.corpus)
     store = ActivationStore(store_path)
     config = {
         "command": "train",

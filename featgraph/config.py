@@ -281,8 +281,10 @@ class _ModelTextOptions(CommandConfig):
     context_size: int = 128
     seed: int = 0
     progress: bool = run_only(True)
+    corpus: str = "default"  #: pinned offline corpus when no text is given (featgraph.activations.text.CORPORA)
 
     def __post_init__(self) -> None:
+        self.corpus = _choice("corpus", self.corpus, ("default", "stdlib"))
         self.model = check_path("model", self.model, optional=True)
         self.text = tuple(check_path("text", t) for t in self.text)  # type: ignore[misc]
         self.seed = check_seed(self.seed)

@@ -187,7 +187,8 @@ def _collect_into(model: Any, tokens: torch.Tensor, stores: dict[str, Activation
 
 def collect_corpus(store_dir: str | Path, *, model_name_or_path: str | None = None, text_paths=None,
                    hook_name: str = "blocks.3.hook_resid_pre", split: str = "train", n_tokens: int = 1_000_000,
-                   context_size: int = 128, seed: int = 0, progress: bool = True) -> ActivationStore:
+                   context_size: int = 128, seed: int = 0, progress: bool = True,
+                   corpus: str = "default") -> ActivationStore:
     """Load the model, take ``n_tokens`` of one side of the document split and collect them at ``hook_name``.
 
     What ``featgraph collect`` does, and ``featgraph train`` when its store does not exist yet. BOS is left out
@@ -204,6 +205,8 @@ def collect_corpus(store_dir: str | Path, *, model_name_or_path: str | None = No
 
     if n_tokens < 1 or context_size < 2:
         raise ConfigError(f"n_tokens must be >= 1 and context_size >= 2, got {n_tokens} and {context_size}")
+    if text_paths and corpus != "default":  # said before the model loads
+        raise ConfigError(f"--text and --corpus {corpus} were both given; pass one of them")
     local = [p for p in [model_name_or_path] if p and os.path.exists(p)]  # a hub name is not a path
     check_store_output(store_dir, inputs=[*(text_paths or []), *local])
     if (Path(store_dir) / "meta.json").exists():
@@ -212,9 +215,9 @@ def collect_corpus(store_dir: str | Path, *, model_name_or_path: str | None = No
     paths = list(text_paths or []) or None
     tokens, provenance = corpus_contexts_with_provenance(
         model, paths, split=split, context_size=context_size, n_contexts=-(-n_tokens // (context_size - 1)),
-        seed=seed)
+        seed=seed, corpus=corpus)
     # provenance (document names, Python version, sha256 of the token ids) lets a re-collection prove it read
     # the same text, or fail naming what differs (text_sources.check_provenance)
     return collect_activations(model, tokens, hook_name, store_dir, progress=progress,
-                               extra={"split": split, "text": paths or "default", "seed": seed,
+                               extra={"split": split, "text": paths or corpus, "seed": seed,
                                       "provenance": provenance})

@@ -27,7 +27,7 @@ def fake_collect(monkeypatch):
     calls = []
 
     def collect_corpus(store_dir, *, model_name_or_path=None, text_paths=None, hook_name="h", split="train",
-                       n_tokens=10, context_size=8, seed=0, progress=True):
+                       n_tokens=10, context_size=8, seed=0, progress=True, corpus="default"):
         calls.append(store_dir)
         check_store_output(store_dir, inputs=list(text_paths or []))
         store_dir_path = Path(store_dir)

@@ -75,3 +75,20 @@ def test_unknown_corpus_and_files_with_a_corpus_are_refused(tmp_path):
     (tmp_path / "a.txt").write_text("hello " * 200)
     with pytest.raises(ConfigError, match="both given"):
         ts.corpus_contexts_with_provenance(ByteTokenizer(), [tmp_path / "a.txt"], corpus="stdlib")
+
+
+def test_cli_refuses_text_with_a_corpus_and_an_unknown_corpus(tmp_path):
+    from featgraph.config import CollectConfig
+    from tests.hostile import assert_refused
+
+    text = tmp_path / "a.txt"
+    text.write_text("hello " * 200)
+    out = tmp_path / "store"
+    # refused before the model loads, in one line, the input untouched and nothing written
+    assert_refused(["collect", "--out", str(out), "--text", str(text), "--corpus", "stdlib"], inputs=[text], out=out,
+                   needles=("--text and --corpus stdlib",))
+    assert_refused(["collect", "--out", str(out), "--corpus", "wiki"], inputs=[text], out=out, code=2,
+                   needles=("wiki",))
+    assert CollectConfig(out=str(out)).to_json()["corpus"] == "default"
+    with pytest.raises(ConfigError, match="corpus"):
+        CollectConfig(out=str(out), corpus="wiki")
