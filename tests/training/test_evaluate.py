@@ -191,7 +191,7 @@ def test_cli_eval_writes_table_and_config(bridge, tokens, tmp_path, monkeypatch)
     monkeypatch.setattr(acts_mod, "load_model", lambda name=None: bridge)
     seen = {}
 
-    def fake_contexts(model, paths, *, split, context_size, n_contexts, seed):
+    def fake_contexts(model, paths, *, split, context_size, n_contexts, seed, corpus="default"):
         seen.update(split=split, n_contexts=n_contexts, context_size=context_size)
         return tokens[:n_contexts]
 
