@@ -92,3 +92,14 @@ def test_cli_refuses_text_with_a_corpus_and_an_unknown_corpus(tmp_path):
     assert CollectConfig(out=str(out)).to_json()["corpus"] == "default"
     with pytest.raises(ConfigError, match="corpus"):
         CollectConfig(out=str(out), corpus="wiki")
+
+
+def test_train_cli_refuses_text_with_a_corpus_before_collecting(tmp_path):
+    from tests.hostile import assert_refused
+
+    text = tmp_path / "a.txt"
+    text.write_text("hello " * 200)
+    out, acts = tmp_path / "saes", tmp_path / "acts"
+    assert_refused(["train", "--widths", "8", "--acts", str(acts), "--out", str(out), "--text", str(text),
+                    "--corpus", "stdlib"], inputs=[text], out=out, needles=("--text and --corpus stdlib",))
+    assert not acts.exists()  # no store was started
