@@ -104,6 +104,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--method", default="auto")
     ap.add_argument("--keep", type=Path, default=None, help="reuse/keep the synthetic ladder in this folder")
+    ap.add_argument("--atlas", action="store_true",
+                    help="also time `featgraph atlas` on the same ladder (one site of a folder-tree collection)")
     ap.add_argument("--child-matching", nargs=2, metavar=("LADDER", "METHOD"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_matching:
@@ -128,6 +130,13 @@ def main() -> None:
                    "--method", args.method, "--quiet"]
         match_cmd = [sys.executable, __file__, "--child-matching", str(ladder), args.method]
         rows: dict[str, list[tuple[float, float]]] = {"families": [], "matching": []}
+        if args.atlas:
+            # atlas reads a folder tree ROOT/<site>/<sae>/: a root holding only a link to the ladder as its one site
+            (tmp / "atlas-root").mkdir()
+            (tmp / "atlas-root" / "site0").symlink_to(ladder.resolve(), target_is_directory=True)
+            atlas_cmd = [featgraph, "atlas", str(tmp / "atlas-root"), "--out", str(tmp / "atlas-out"), "--tau",
+                         str(TAU), "--method", args.method, "--quiet"]
+            rows["atlas"] = []
         info = {}
         for r in range(args.repeats):
             wall, rss, _ = run_child(fam_cmd)
@@ -135,8 +144,13 @@ def main() -> None:
             _, rss_m, out = run_child(match_cmd)
             info = json.loads(out.strip().splitlines()[-1])
             rows["matching"].append((info["seconds"], rss_m))
-            print(f"# run {r + 1}: families {wall:.1f} s (peak {rss:.0f} MB), matching {info['seconds']:.1f} s, "
-                  f"load {os.getloadavg()[0]:.2f}", flush=True)
+            extra = ""
+            if args.atlas:
+                wall_a, rss_a, _ = run_child(atlas_cmd)
+                rows["atlas"].append((wall_a, rss_a))
+                extra = f", atlas {wall_a:.1f} s (peak {rss_a:.0f} MB)"
+            print(f"# run {r + 1}: families {wall:.1f} s (peak {rss:.0f} MB), matching {info['seconds']:.1f} s"
+                  f"{extra}, load {os.getloadavg()[0]:.2f}", flush=True)
         graphml = (tmp / "out" / "graph.graphml").stat().st_size / 1e6
         fam = statistics.median(w for w, _ in rows["families"])
         match = statistics.median(w for w, _ in rows["matching"])
@@ -144,7 +158,10 @@ def main() -> None:
               f"tau {TAU}, method {args.method} (resolved: {info['resolved']}), {info['edges']} edges, "
               f"graph.graphml {graphml:.0f} MB")
         print(f"{'':<34}{'median s':>10}{'runs s':>24}{'peak RSS MB':>14}")
-        for name, label in (("families", "featgraph families (whole process)"), ("matching", "match_ladder alone")):
+        labels = [("families", "featgraph families (whole process)"), ("matching", "match_ladder alone")]
+        if args.atlas:
+            labels.insert(1, ("atlas", "featgraph atlas (whole process)"))
+        for name, label in labels:
             runs = " ".join(f"{w:.1f}" for w, _ in rows[name])
             print(f"{label:<34}{statistics.median(w for w, _ in rows[name]):>10.1f}{runs:>24}"
                   f"{max(m for _, m in rows[name]):>14.0f}")
@@ -152,6 +169,10 @@ def main() -> None:
         print(f"ratio families / matching: per run (each pair run back to back) "
               f"{' '.join(f'{r:.2f}' for r in paired)}, median {statistics.median(paired):.2f}; "
               f"of the medians {fam / match:.2f} (goal <= 1.30)")
+        if args.atlas:
+            paired = [a / m for (a, _), (m, _) in zip(rows["atlas"], rows["matching"], strict=True)]
+            print(f"ratio atlas / matching: per run {' '.join(f'{r:.2f}' for r in paired)}, "
+                  f"median {statistics.median(paired):.2f} (goal <= 1.30)")
         print(f"# load average at end: {os.getloadavg()[0]:.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
