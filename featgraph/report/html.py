@@ -137,8 +137,12 @@ def _pair_section(a: PairAnalysis, neuronpedia: dict[str, str]) -> str:
 def _interval_note(iv: dict[str, Any]) -> str:
     if not iv:
         return ""
+    # a percentile interval of a count of signs can miss its own point estimate: features whose delta-MSE is near 0
+    # flip sign under resampling, and more of them may sit on one side of 0 (seen on the bundled ladder)
     return (f"<p class=note>[lo, hi]: {iv['level']:.0%} interval, {html.escape(iv['method'])} "
-            f"({iv['n_contexts']} units: {html.escape(str(iv['unit']))}).</p>")
+            f"({iv['n_contexts']} units: {html.escape(str(iv['unit']))})."
+            + (" An interval of a count or share of signs may not contain the value itself: features whose delta-MSE "
+               "is near 0 change sign when the contexts are resampled." if "two_by_two" in iv else "") + "</p>")
 
 
 def _frankenstein_tables(frank: FrankensteinAnalysis) -> str:
