@@ -45,8 +45,7 @@ class SiteStore:
 def check_stores(stores: Sequence[str], tokenizer: str | None, specs: Mapping[str, Any], entries: Mapping[str, Any],
                  used: Sequence[str]) -> list[SiteStore]:
     """Open every store and match it to the SAEs of the run at its hook (module docstring), before slow work."""
-    from featgraph.explain.run import open_store
-    from featgraph.explain.tokens import store_decoder
+    from featgraph.explain.run import check_explainable, open_store
 
     out: list[SiteStore] = []
     for folder in stores:
@@ -58,11 +57,8 @@ def check_stores(stores: Sequence[str], tokenizer: str | None, specs: Mapping[st
                               f"lies (sites: {', '.join(sites)}); a store explains the SAEs at its own hook")
         if any(s.site == store.hook_name for s in out):
             raise ConfigError(f"{store.folder}: two --acts stores at site {store.hook_name!r}; give one per site")
-        for n in names:
-            store.check_d_in(entries[n].W_dec.shape[1], f"the SAE {n!r} ({specs[n].path})")
-        if layout.n_contexts == 0:
-            raise ConfigError(f"{store.folder}: the store holds no activations")
-        _, used_tokenizer = store_decoder(tokenizer, store.meta["model"], str(store.folder))  # fails in seconds
+        used_tokenizer = check_explainable(
+            store, layout, [(entries[n].W_dec.shape[1], f"the SAE {n!r} ({specs[n].path})") for n in names], tokenizer)
         out.append(SiteStore(store.folder.resolve(), store.hook_name, names, store.meta["tokens_sha256"],
                              layout.n_contexts * layout.rows_per_context, used_tokenizer))
     return out

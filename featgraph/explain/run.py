@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,19 @@ def open_store(folder: str | os.PathLike[str], n_tokens: int | None = None) -> t
     if n_tokens is not None:
         layout = dataclasses.replace(layout, n_contexts=min(layout.n_contexts, -(-n_tokens // layout.rows_per_context)))
     return store, layout
+
+
+def check_explainable(store: ActivationStore, layout: StoreLayout, saes: Sequence[tuple[int, str]],
+                      tokenizer: str | None) -> str:
+    """Refuse, in seconds and before any slow work, a store explain cannot use for ``saes`` (``(d_in, what)``
+    pairs, ``what`` naming the SAE in the message): a d_in other than the store's, no activations, or a tokenizer
+    that does not load. Returns the tokenizer's name (``--tokenizer`` or the store's model). Used by ``report
+    --explain`` and ``atlas --acts`` before their matching and stitching passes."""
+    for d_in, what in saes:
+        store.check_d_in(d_in, what)
+    if layout.n_contexts == 0:
+        raise ConfigError(f"{store.folder}: the store holds no activations")
+    return store_decoder(tokenizer, store.meta["model"], str(store.folder))[1]
 
 
 @dataclasses.dataclass

@@ -20,17 +20,12 @@ EXAMPLES_DIR = "examples"
 
 def check_explain(cfg: Any, saes: Sequence[Any], names: Sequence[str]) -> None:
     """Refuse, before any slow work, a store explain cannot use with these SAEs (module docstring)."""
-    from featgraph.errors import ConfigError
-    from featgraph.explain.run import open_store
-    from featgraph.explain.tokens import store_decoder
+    from featgraph.explain.run import check_explainable, open_store
 
     store, layout = open_store(cfg.acts, cfg.n_tokens)
-    for sae, name in zip(saes, names, strict=True):
-        store.check_d_in(sae.d_in, f"the SAE {name}")
-    if layout.n_contexts == 0:
-        raise ConfigError(f"{store.folder}: the store holds no activations")
-    # loaded now to fail in seconds; run_explain loads it again (cached on disk) so that its summary names it
-    store_decoder(cfg.tokenizer, store.meta["model"], str(store.folder))
+    # the tokenizer is loaded now to fail in seconds; run_explain loads it again (cached on disk) to name it
+    check_explainable(store, layout, [(sae.d_in, f"the SAE {name}") for sae, name in zip(saes, names, strict=True)],
+                      cfg.tokenizer)
 
 
 def explain_into(cfg: Any, out_dir: Path) -> Path:
