@@ -137,12 +137,15 @@ def _pair_section(a: PairAnalysis, neuronpedia: dict[str, str]) -> str:
 def _interval_note(iv: dict[str, Any]) -> str:
     if not iv:
         return ""
-    # a percentile interval of a count of signs can miss its own point estimate: features whose delta-MSE is near 0
-    # flip sign under resampling, and more of them may sit on one side of 0 (seen on the bundled ladder)
-    return (f"<p class=note>[lo, hi]: {iv['level']:.0%} interval, {html.escape(iv['method'])} "
+    # the interval is BCa (featgraph.stitch.bootstrap); like the percentile interval it replaced, its ends are
+    # percentiles of the replicates, so a count of signs biased by resampling can still miss its own value
+    outside = iv.get("estimate_outside_interval") or []
+    return (f"<p class=note>[lo, hi]: {iv['level']:.0%} interval, {html.escape(iv.get('description', iv['method']))} "
             f"({iv['n_contexts']} units: {html.escape(str(iv['unit']))})."
             + (" An interval of a count or share of signs may not contain the value itself: features whose delta-MSE "
-               "is near 0 change sign when the contexts are resampled." if "two_by_two" in iv else "") + "</p>")
+               "is near 0 change sign when the contexts are resampled, which biases the replicates; BCa corrects "
+               "for that bias but cannot reach past the replicates." if "two_by_two" in iv else "")
+            + (f" Not containing their value here: {html.escape(', '.join(outside))}." if outside else "") + "</p>")
 
 
 def _frankenstein_tables(frank: FrankensteinAnalysis) -> str:

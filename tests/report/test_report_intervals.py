@@ -53,7 +53,7 @@ def test_report_shows_every_interval_the_summaries_hold(ladder_store_examples, t
         cell = _iv(f"{r['mse_difference']:+.4g}", r["mse_difference_interval"], "+.4g")
         assert f"<td>{html.escape(r['frankenstein'])}</td><td>{html.escape(r['ladder'])}</td>" in page
         assert f"<td>{cell}</td>" in page, r
-    assert page.count("95% interval, percentile bootstrap over held-out contexts") == len(pairs) + 1
+    assert page.count("95% interval, BCa bootstrap over held-out contexts") == len(pairs) + 1
 
 
 def test_report_without_intervals_shows_bare_values():
