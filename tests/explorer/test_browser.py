@@ -6,6 +6,7 @@ console is also read from chromium's stderr). Skips, saying why, where no chromi
 from __future__ import annotations
 
 import html
+import json
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -207,13 +208,56 @@ def test_a_javascript_error_is_caught_and_shown(page, tmp_path, explorer_inputs)
 
 
 DOCS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "explorer" / "smollm2-135m.html"
+DATA_OPEN = '<script id="fg-data" type="application/json">'
+
+
+def embedded_data(page: Path) -> dict:
+    """The data a rendered page carries (render_page embeds page_data as JSON; its ``\\u003c`` escapes are JSON)."""
+    text = page.read_text(encoding="utf-8")
+    start = text.index(DATA_OPEN) + len(DATA_OPEN)
+    return json.loads(text[start:text.index("</script>", start)])
+
+
+def largest_split(data: dict) -> tuple[str, set[str], set[str]]:
+    """The split family with the most children (ties: narrowest pair, then family id): its fragment key, its
+    members and every feature of its splitting tree, as ``"sae:feature"`` ids read from the page's own data."""
+    pair, fam, _kind, small, large = min((r for r in data["families"] if r[2] == "split"),
+                                         key=lambda r: (-len(r[4]), r[0], r[1]))[:5]
+    names = [s["name"] for s in data["saes"]]
+    members = {f"{names[pair]}:{f}" for f in small} | {f"{names[pair + 1]}:{f}" for f in large}
+    tree = data["features"][pair]["tree"][small[0]]
+    in_tree = {f"{n}:{i}" for n, f in zip(names, data["features"], strict=True)
+               for i, t in enumerate(f["tree"]) if t == tree}
+    return f"{names[pair]}:{fam}", members, in_tree
 
 
 @pytest.mark.skipif(not DOCS_PAGE.exists(), reason="docs/explorer/smollm2-135m.html is not in this checkout")
-def test_the_bundled_ladders_page_opens_the_readme_family(tmp_path):
-    """The committed page of the bundled ladder (8,640 features): the README's family renders without errors."""
-    dom, stderr = load(DOCS_PAGE, "family=l3-2304:553", tmp_path)
+def test_the_bundled_ladders_page_opens_its_largest_split(tmp_path):
+    """The committed page of the bundled ladder: its largest split family (found in the page's own embedded data,
+    so the test follows the ladder when it is retrained) renders without errors, with every member's card, only
+    cards of its splitting tree, and each child's label on its card."""
+    data = embedded_data(DOCS_PAGE)
+    key, members, in_tree = largest_split(data)
+    assert len(members) >= 3 and members <= in_tree
+    dom, stderr = load(DOCS_PAGE, f"family={key}", tmp_path)
     assert_clean(dom, stderr)
-    assert dom.body["data-selected"] == "family=l3-2304:553"
-    assert {"l3-2304:1881", "l3-4608:1620", "l3-4608:2471", "l3-4608:3550"} <= set(dom.cards)
-    assert "from" in dom.card_text["l3-4608:2471"] and len(dom.entries) == 300
+    assert dom.body["data-selected"] == f"family={key}"
+    assert members <= set(dom.cards) <= in_tree
+    names = [s["name"] for s in data["saes"]]
+    for node in members:
+        sae, f = node.split(":")
+        label = data["features"][names.index(sae)]["label"][int(f)]
+        assert label in dom.card_text[node], (node, label)
+    n_novel = sum(v == 1 for f in data["features"] for v in f["novel"])
+    assert len(dom.entries) == min(300, len(data["families"]) + n_novel)
+
+
+def test_embedded_data_is_what_page_data_gives(page):
+    """embedded_data (what the bundled-page test reads) returns exactly the data the page was rendered from (plus
+    the command's resolved config, which explore adds)."""
+    out, data = page
+    embedded = embedded_data(out)
+    assert embedded.pop("config")["command"] == "explore"
+    assert embedded == json.loads(json.dumps(data))
+    key, members, in_tree = largest_split(data)
+    assert key.startswith(("a48:", "b96:")) and len(members) >= 3 and members <= in_tree
