@@ -7,15 +7,14 @@
 from __future__ import annotations
 
 import click
-from featgraph.cli.common import model_option, quiet_option, text_option
+from featgraph.cli.common import corpus_option, model_option, quiet_option, text_option
 
 
 @click.command("collect")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Activation store folder.")
 @model_option
 @text_option("--split picks which documents are read.")
-@click.option("--corpus", type=click.Choice(["default", "stdlib"]), default="default", show_default=True,
-              help="Pinned offline corpus when no --text is given ('stdlib': pydoc topics + full stdlib sources).")
+@corpus_option
 @click.option("--hook", "hook_name", default="blocks.3.hook_resid_pre", show_default=True)
 @click.option(
     "--split",

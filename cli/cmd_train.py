@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from featgraph.cli.common import model_option, out_option, quiet_option, text_option
+from featgraph.cli.common import corpus_option, model_option, out_option, quiet_option, text_option
 
 
 @click.command("train")
@@ -12,8 +12,7 @@ from featgraph.cli.common import model_option, out_option, quiet_option, text_op
               help="Activation store folder; collected from --model/--text first when it does not exist yet.")
 @model_option
 @text_option("Held-out documents are skipped.")
-@click.option("--corpus", type=click.Choice(["default", "stdlib"]), default="default", show_default=True,
-              help="Pinned offline corpus when no --text is given ('stdlib': pydoc topics + full stdlib sources).")
+@corpus_option
 @click.option("--hook", "hook_name", default="blocks.3.hook_resid_pre", show_default=True)
 @click.option("--context-size", default=128, show_default=True)
 @click.option("--collect-tokens", default=1_000_000, show_default=True, help="Tokens to collect into a new store.")

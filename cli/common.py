@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from featgraph.activations.text import CORPORA  # stdlib only: no torch at CLI start
 from featgraph.config import local_paths  # noqa: F401 (one definition; commands import it from here)
 
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
@@ -35,4 +36,14 @@ device_option = click.option(
     default="auto",
     show_default=True,
     help="auto = CUDA when present, else CPU; both give the same answers.",
+)
+
+# one definition for collect, train and eval: the choices are the pinned corpora themselves (CORPORA), so a new
+# corpus shows up in every command that reads text
+corpus_option = click.option(
+    "--corpus",
+    type=click.Choice(list(CORPORA)),
+    default="default",
+    show_default=True,
+    help="Pinned offline corpus when no --text is given ('stdlib': pydoc topics + full stdlib sources).",
 )

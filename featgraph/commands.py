@@ -56,7 +56,8 @@ class EvalResult:
 
 def run_eval(cfg: EvalConfig) -> EvalResult:
     """The post's metrics for ``cfg.saes`` on held-out text: ``metrics.parquet``, ``metrics.md``, ``config.json``."""
-    from featgraph.activations import activations_in_memory, corpus_contexts, load_model
+    from featgraph.activations import activations_in_memory, load_model
+    from featgraph.activations.text import corpus_contexts_with_provenance
     from featgraph.errors import ConfigError
     from featgraph.formats import load_sae
     from featgraph.hub import progress_bars, sources_of
@@ -78,10 +79,15 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     if len(hooks) != 1 or None in hooks:
         raise ConfigError(f"the SAEs name hooks {sorted(map(str, hooks))}; pass one --hook")
     hook = hooks.pop()
+    if cfg.text and cfg.corpus != "default":  # said before the 20-30 s model load, as collect does
+        raise ConfigError(f"--text and --corpus {cfg.corpus} were both given; pass one of them")
     model = load_model(cfg.model)
     n_ctx = max(1, -(-cfg.n_tokens // cfg.context_size))
-    tokens = corpus_contexts(model, list(cfg.text) or None, split="heldout", context_size=cfg.context_size,
-                             n_contexts=n_ctx, seed=cfg.seed, corpus=cfg.corpus)
+    # the provenance (corpus, document names, Python version, sha256 of the token ids) is what stores record:
+    # an eval can be matched to the store it should agree with, or shown to have read other text
+    tokens, provenance = corpus_contexts_with_provenance(
+        model, list(cfg.text) or None, split="heldout", context_size=cfg.context_size, n_contexts=n_ctx,
+        seed=cfg.seed, corpus=cfg.corpus)
     acts = activations_in_memory(model, tokens, hook, batch_size=cfg.batch_size, progress=cfg.progress)
     table = evaluate_ladder(
         loaded, acts=acts, model=model if cfg.ce else None, tokens=tokens if cfg.ce else None, hook_name=hook,
@@ -89,7 +95,8 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         progress=cfg.progress,
     )
     note = (
-        f"held-out text ({'default corpus' if not cfg.text else ', '.join(cfg.text)}): {len(tokens)} "
+        f"held-out text ({f'{cfg.corpus} corpus' if not cfg.text else ', '.join(cfg.text)}; token ids sha256 "
+        f"{str(provenance.get('token_ids_sha256'))[:16]}): {len(tokens)} "
         f"contexts of {cfg.context_size} tokens; {acts.shape[0]} activations (BOS left out)"
     )
     md = metrics_markdown(table, note=note)
@@ -100,7 +107,9 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
             "saes": [str(p) for p in paths],
             "n_tokens": cfg.n_tokens,
             "model": cfg.model or DEFAULT_MODEL_NAME,
-            "text": list(cfg.text) or "default",
+            "text": list(cfg.text) or cfg.corpus,  # "default" as before; the corpus name when one was picked
+            "corpus": "files" if cfg.text else cfg.corpus,
+            "provenance": provenance,
             "hook_name": hook,
             "context_size": cfg.context_size,
             "batch_size": cfg.batch_size,

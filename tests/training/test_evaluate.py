@@ -193,9 +193,11 @@ def test_cli_eval_writes_table_and_config(bridge, tokens, tmp_path, monkeypatch)
 
     def fake_contexts(model, paths, *, split, context_size, n_contexts, seed, corpus="default"):
         seen.update(split=split, n_contexts=n_contexts, context_size=context_size)
-        return tokens[:n_contexts]
+        return tokens[:n_contexts], {"corpus": corpus, "token_ids_sha256": "fake"}
 
-    monkeypatch.setattr(acts_mod, "corpus_contexts", fake_contexts)
+    import featgraph.activations.text as text_mod
+
+    monkeypatch.setattr(text_mod, "corpus_contexts_with_provenance", fake_contexts)
     ladder = tmp_path / "ladder"
     for w in (16, 32):
         sae = tiny_sae(w, 16, seed=w)
