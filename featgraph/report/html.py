@@ -145,7 +145,9 @@ def _interval_note(iv: dict[str, Any]) -> str:
             + (" An interval of a count or share of signs may not contain the value itself: features whose delta-MSE "
                "is near 0 change sign when the contexts are resampled, which biases the replicates; BCa corrects "
                "for that bias but cannot reach past the replicates." if "two_by_two" in iv else "")
-            + (f" Not containing their value here: {html.escape(', '.join(outside))}." if outside else "") + "</p>")
+            + (f" Not containing their value here: {html.escape(', '.join(outside))}." if outside else "")
+            + ("".join(f" {k}: {v['undecided']} features whose own delta-MSE interval holds 0 (sign within noise)."
+                       for k, v in iv["two_by_two_decided"].items()) if "two_by_two_decided" in iv else "") + "</p>")
 
 
 def _frankenstein_tables(frank: FrankensteinAnalysis) -> str:

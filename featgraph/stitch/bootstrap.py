@@ -25,6 +25,9 @@ the interval the other way, but its ends are still percentiles of the replicates
 when the percentile interval does, up to ties (continuous case: both iff ``|z0| <= 1.96``). Numbers whose interval
 does not contain their own estimate are listed in ``estimate_outside_interval``: for them the bootstrap says the
 estimate is biased by more than its spread, and the interval is a bias-corrected range, not a spread around it.
+What a reader can use instead is ``two_by_two_decided``: per cell, how many features have a BCa interval of their
+own delta-MSE entirely below / above 0, and how many are ``undecided`` (interval holds 0, estimate not 0): a cell's
+count is its decided features plus some of the undecided ones (per-feature 95% intervals, not simultaneous).
 
 What gets intervals: a pair's 2x2 table and its two shares (a feature's delta-MSE of being added alone is
 ``sum_c s_cj / sum_c n_c``, so the table is recounted per replicate; which features are novel is fixed by the
@@ -162,20 +165,60 @@ def ratio_interval(num: np.ndarray, den: np.ndarray, w: np.ndarray, level: float
     return bca_interval(*_ratio_parts(num, den, w), level)[0]
 
 
-def _blocks(n_rows: int, width: int) -> Iterator[slice]:
-    step = max(1, _BLOCK_ELEMENTS // max(width, 1))
-    return (slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step))
+def _blocks(n: int, height: int) -> Iterator[slice]:
+    """Slices of ``n`` features, each a block of at most :data:`_BLOCK_ELEMENTS` ``[height, block]`` values."""
+    step = max(1, _BLOCK_ELEMENTS // max(height, 1))
+    return (slice(i, min(i + step, n)) for i in range(0, n, step))
 
 
-def _sign_counts(dmse_rows: Iterator[np.ndarray], masks: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-    """Per row of delta-MSEs (``[rows, F]`` blocks): how many features of each mask are < 0, > 0, == 0."""
-    parts: dict[str, dict[str, list[np.ndarray]]] = {k: {c: [] for c in _CELLS} for k in masks}
-    for d in dmse_rows:
+def feature_bca(reps: np.ndarray, est: np.ndarray, jack: np.ndarray, level: float = LEVEL) -> np.ndarray:
+    """``[2, k]`` BCa ends of ``k`` numbers at once (columns of ``reps`` ``[B, k]`` and ``jack`` ``[C, k]``), the
+    same as :func:`bca_interval` column by column; a column where BCa is undefined gets its percentile interval
+    (every replicate equal to the estimate: that value at both ends)."""
+    b = reps.shape[0]
+    p = ((reps < est).sum(0) + 0.5 * (reps == est).sum(0)) / b
+    d = jack.mean(0) - jack
+    ss = (d * d).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.nan_to_num(np.where(ss > 0, (d**3).sum(0) / (6.0 * ss**1.5), 0.0))  # NaN: one context, a = 0
+        zq = ndtri(p)[None, :] + ndtri(np.array([(1 - level) / 2, (1 + level) / 2]))[:, None]
+        den = 1.0 - a[None, :] * zq
+        alpha = ndtr(ndtri(p)[None, :] + zq / den)
+    bad = ~np.isfinite(zq).all(0) | (den <= 0).any(0)
+    alpha[:, bad] = np.array([(1 - level) / 2, (1 + level) / 2])[:, None]
+    # np.quantile's default (linear) at a different level per column: interpolate in the sorted columns
+    srt, pos = np.sort(reps, axis=0), alpha * (b - 1)
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, b - 1)
+    i1, cols = np.minimum(i0 + 1, b - 1), np.arange(reps.shape[1])[None, :]
+    return srt[i0, cols] + (pos - i0) * (srt[i1, cols] - srt[i0, cols])
+
+
+def _feature_pass(m: Any, w: np.ndarray, est: np.ndarray, masks: Mapping[str, np.ndarray],
+                  level: float) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]],
+                                         dict[str, dict[str, int]]]:
+    """One pass over blocks of features: per bootstrap replicate and per jackknife replicate, how many features of
+    each mask have delta-MSE < 0, > 0, == 0; and per mask how many features' own BCa interval of delta-MSE lies
+    below 0, above 0, or holds 0 while the estimate is not 0 (``undecided``: its sign is within noise)."""
+    b, c = w.shape
+    n, s_n = w @ m.ctx_n, float(m.ctx_n.sum())
+    boot = {k: {cell: np.zeros(b) for cell in _CELLS} for k in masks}
+    jack = {k: {cell: np.zeros(c) for cell in _CELLS} for k in masks}
+    decided = {k: {"dmse_lt_0": 0, "dmse_gt_0": 0, "undecided": 0} for k in masks}
+    for blk in _blocks(est.size, max(b, c)):
+        x = m.ctx_dmse[:, blk]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d, j = (w @ x) / n[:, None], (x.sum(0) - x) / (s_n - m.ctx_n)[:, None]
+        lo, hi = feature_bca(d, est[blk], j, level)
         for k, mask in masks.items():
-            x = d[:, mask]
-            for c, v in zip(_CELLS, ((x < 0).sum(1), (x > 0).sum(1), (x == 0).sum(1)), strict=True):
-                parts[k][c].append(v.astype(np.float64))
-    return {k: {c: np.concatenate(v) if v else np.zeros(0) for c, v in cells.items()} for k, cells in parts.items()}
+            mk = mask[blk]
+            for out, y in ((boot[k], d[:, mk]), (jack[k], j[:, mk])):
+                for cell, v in zip(_CELLS, ((y < 0).sum(1), (y > 0).sum(1), (y == 0).sum(1)), strict=True):
+                    out[cell] += v
+            e = est[blk][mk]
+            decided[k]["dmse_lt_0"] += int((hi[mk] < 0).sum())
+            decided[k]["dmse_gt_0"] += int((lo[mk] > 0).sum())
+            decided[k]["undecided"] += int(((lo[mk] <= 0) & (hi[mk] >= 0) & (e != 0)).sum())
+    return boot, jack, decided
 
 
 def _share(num: np.ndarray, den: int) -> np.ndarray:
@@ -186,25 +229,23 @@ def pair_intervals(m: Any, novel: np.ndarray, *, n_boot: int = N_BOOT, seed: int
                    level: float = LEVEL) -> dict[str, Any]:
     """BCa bootstrap intervals of one pair's numbers from the per-context sums of
     :class:`~featgraph.stitch.stream.PairMoments` (``ctx_*``); ``novel`` is the ``[F_large]`` novel mask. The 2x2
-    cells' estimates are the pass's own delta-MSEs (``m.add_each()``), the ones the table shows."""
+    cells' estimates are the pass's own delta-MSEs (``m.add_each()``), the ones the table shows; besides the
+    intervals, ``two_by_two_decided`` counts the features whose sign the bootstrap decides (module doc)."""
     novel = np.asarray(novel, dtype=bool)
     n_ctx = m.ctx_n.size
     w = context_weights(n_ctx, n_boot=n_boot, seed=seed)
-    n, s_n = w @ m.ctx_n, float(m.ctx_n.sum())
-    s_d = m.ctx_dmse.sum(0)
     masks = {"novel": novel, "reconstruction": ~novel}
-    f = novel.size
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boot = _sign_counts(((w[b] @ m.ctx_dmse) / n[b, None] for b in _blocks(n_boot, f)), masks)
-        jack = _sign_counts(((s_d - m.ctx_dmse[c]) / (s_n - m.ctx_n[c])[:, None] for c in _blocks(n_ctx, f)), masks)
-    est = _sign_counts(iter([np.asarray(m.add_each()[0], dtype=np.float64)[None, :]]), masks)
+    dmse = np.asarray(m.add_each()[0], dtype=np.float64)
+    boot, jack, decided = _feature_pass(m, w, dmse, masks, level)
+    est = {k: {"dmse_lt_0": (dmse[mk] < 0).sum(), "dmse_gt_0": (dmse[mk] > 0).sum(),
+               "dmse_eq_0": (dmse[mk] == 0).sum()} for k, mk in masks.items()}
     rec = _Record(level)
-    table = {k: {c: rec(f"two_by_two.{k}.{c}", boot[k][c], float(est[k][c][0]), jack[k][c]) for c in _CELLS}
+    table = {k: {c: rec(f"two_by_two.{k}.{c}", boot[k][c], float(est[k][c]), jack[k][c]) for c in _CELLS}
              for k in masks}
     n_novel, n_recon = int(novel.sum()), int((~novel).sum())
 
     def share(key: str, kind: str, cell: str, total: int) -> list[float]:
-        return rec(key, _share(boot[kind][cell], total), float(_share(est[kind][cell], total)[0]),
+        return rec(key, _share(boot[kind][cell], total), float(_share(est[kind][cell], total)),
                    _share(jack[kind][cell], total))
 
     rel = _ratio_parts(m.ctx_sse_novel, m.ctx_sse_small, w)
@@ -218,6 +259,7 @@ def pair_intervals(m: Any, novel: np.ndarray, *, n_boot: int = N_BOOT, seed: int
         "n_contexts": int(n_ctx),
         "unit": m.ctx_unit,
         "two_by_two": table,
+        "two_by_two_decided": decided,
         "share_novel_lowering_mse": share("share_novel_lowering_mse", "novel", "dmse_lt_0", n_novel),
         "share_reconstruction_raising_mse": share("share_reconstruction_raising_mse", "reconstruction", "dmse_gt_0",
                                                   n_recon),

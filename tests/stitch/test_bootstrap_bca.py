@@ -16,6 +16,7 @@ from featgraph.stitch.bootstrap import (
     acceleration,
     bca_interval,
     context_weights,
+    feature_bca,
     pair_intervals,
     percentile_interval,
     ratio_interval,
@@ -159,3 +160,41 @@ def test_a_count_of_near_zero_signs_moves_toward_the_truth_and_is_flagged():
     assert "two_by_two.novel.dmse_lt_0" in iv["estimate_outside_interval"]
     assert "share_novel_lowering_mse" in iv["estimate_outside_interval"]
     assert iv["share_novel_lowering_mse"] == pytest.approx([v / novel.sum() for v in (lo, hi)])
+
+
+def test_feature_bca_is_bca_interval_column_by_column():
+    rng = np.random.default_rng(3)
+    reps = rng.standard_normal((400, 6)) * [1, 2, 1, 1, 0, 1] + [0, 1, 0, 0, 0, 0]
+    reps[:, 2] = rng.integers(0, 5, 400)  # a count: many ties
+    est = np.array([0.1, 0.5, 2.0, -9.0, 0.0, 0.3])  # column 3: every replicate above (z0 infinite); 4: all equal
+    jack = rng.standard_normal((30, 6)) ** 3
+    ends = feature_bca(reps, est, jack)
+    for j in range(6):
+        iv, _ = bca_interval(reps[:, j], est[j], jack[:, j])
+        assert ends[:, j] == pytest.approx(iv, rel=1e-12, abs=1e-12), j
+
+
+def test_decided_signs_bound_a_count_of_near_zero_signs():
+    """The planted case above: the 300 clear reconstruction features are decided > 0; most of the 100 near-zero
+    novel features are undecided, none is decided < 0 (truth: all > 0), and the estimated count of novel features
+    below 0 (10) lies between the decided count and decided + undecided."""
+    m, novel = _moments(1)
+    dec = pair_intervals(m, novel, n_boot=1000, seed=0)["two_by_two_decided"]
+    assert dec["reconstruction"] == {"dmse_lt_0": 0, "dmse_gt_0": 300, "undecided": 0}
+    nv = dec["novel"]
+    assert nv["dmse_lt_0"] == 0 and nv["undecided"] >= 50 and nv["dmse_gt_0"] + nv["undecided"] == 100
+    assert nv["dmse_lt_0"] <= 10 <= nv["dmse_lt_0"] + nv["undecided"]
+
+
+def test_report_note_says_the_interval_is_bca_and_what_misses_its_value():
+    from featgraph.report.html import _interval_note
+
+    m, novel = _moments(1)
+    iv = pair_intervals(m, novel, n_boot=1000, seed=0)
+    note = _interval_note(iv)
+    assert "95% interval, BCa bootstrap over held-out contexts, 1000 replicates, seed 0" in note
+    assert "Not containing their value here: two_by_two.novel.dmse_lt_0" in note
+    assert f"novel: {iv['two_by_two_decided']['novel']['undecided']} features whose own delta-MSE interval" in note
+    # a summary written before BCa (method was the description) still renders
+    old = {"level": 0.95, "method": "percentile bootstrap over held-out contexts", "n_contexts": 3, "unit": "context"}
+    assert "95% interval, percentile bootstrap over held-out contexts (3 units" in _interval_note(old)
