@@ -11,7 +11,8 @@ Decisions:
   exactly (ridge least squares, :func:`featgraph.stitch.lstsq.fit_exact_decoder`) on the first ``retrain_tokens``
   of the training store, validation tokens the last 10% of them, and evaluated with
   :class:`featgraph.stitch.evaluator.Evaluator` on the held-out store. Every frontier SAE gets exactly that: the same
-  fitting / validation split, the same ridge grid, the same evaluation tokens (:func:`measure_points`). A ladder
+  fitting / validation split, the same ridge grid, the same evaluation tokens
+  (:func:`featgraph.report.frontier_run.measure_points`, where the entry point and the bootstrap live). A ladder
   SAE that the Frankenstein run also refit as its control must come out with the same MSE (checked by
   :func:`control_gap`).
 - **Piecewise-linear in log L0, no extrapolation.** Between two measured points of one width MSE is linear in
@@ -34,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from featgraph.config import CommandConfig, check_int, check_path, run_only
 from featgraph.errors import ConfigError, SaeFormatError
 
 if TYPE_CHECKING:
@@ -76,16 +76,27 @@ class Frontier:
     def covers(self, l0: float) -> bool:
         return bool(self.l0[0] <= l0 <= self.l0[-1])
 
-    def at(self, l0: float) -> float | None:
-        """MSE at ``l0`` (linear in log L0 between the measured points, exact at them); None outside."""
+    def weights(self, l0: float) -> list[tuple[int, float]] | None:
+        """``[(point index, weight)]`` whose weighted sum of MSEs is the frontier at ``l0`` (one point at a measured
+        L0, the two neighbours between, weights linear in log L0); None outside. The bootstrap reuses them."""
         if not (math.isfinite(l0) and l0 > 0) or not self.covers(l0):
             return None
         i = int(np.searchsorted(self.l0, l0, side="left"))
         if self.l0[i] == l0:
-            return float(self.mse[i])
+            return [(i, 1.0)]
         x0, x1 = math.log(self.l0[i - 1]), math.log(self.l0[i])
         t = (math.log(l0) - x0) / (x1 - x0)
-        return float(self.mse[i - 1] + t * (self.mse[i] - self.mse[i - 1]))
+        return [(i - 1, 1.0 - t), (i, t)]
+
+    def at(self, l0: float) -> float | None:
+        """MSE at ``l0`` (linear in log L0 between the measured points, exact at them); None outside."""
+        w = self.weights(l0)
+        if w is None:
+            return None
+        if len(w) == 1:
+            return float(self.mse[w[0][0]])
+        (a, wa), (b, t) = w
+        return float(self.mse[a] + t * (self.mse[b] - self.mse[a]))
 
 
 def frontiers(points: pl.DataFrame) -> dict[int, Frontier]:
@@ -141,26 +152,6 @@ def sae_l1(sae: Any, where: str) -> float:
     if isinstance(l1, bool) or not isinstance(l1, (int, float)) or not math.isfinite(l1):
         raise SaeFormatError(f"{where}: no L1 coefficient recorded (cfg.json extra.train.l1_coefficient), got {l1!r}")
     return float(l1)
-
-
-def measure_points(saes: Sequence[Any], names: Sequence[str], runs: Sequence[str], l1s: Sequence[float], *, fit: Any,
-                   val: Any, evaluator: Any, progress: bool = True) -> pl.DataFrame:
-    """The frontier points: each SAE's decoder refit exactly on ``fit`` (ridge chosen on ``val``), then evaluated
-    with ``evaluator`` (the Frankenstein comparison's treatment, module docstring). L0 is the SAE's own: the encoder
-    is unchanged."""
-    from tqdm.auto import tqdm
-
-    from featgraph.stitch.lstsq import fit_exact_decoder
-
-    rows = []
-    for sae, name, run, l1 in tqdm(list(zip(saes, names, runs, l1s, strict=True)), desc="frontier SAEs",
-                                   unit="sae", disable=not progress):
-        res = fit_exact_decoder(sae, fit, val, progress=progress)
-        row = evaluator.row(res.sae, f"{name} (L1 {l1:g})")  # a name may repeat across runs; the label not
-        rows.append({"run": run, "name": name, "width": int(sae.n_features), "l1": float(l1), "l0": row["l0"],
-                     "mse": row["mse"], "explained_variance": row["explained_variance"], "ridge": res.ridge,
-                     "fit_mse": res.train_mse, "n_fit": res.n_fit, "n_val": res.n_val})
-    return pl.DataFrame(rows).select(POINT_FIELDS).sort("width", "l0")
 
 
 def control_gap(points: pl.DataFrame, comparison: pl.DataFrame, runs: Sequence[str]) -> dict[str, float]:
@@ -231,117 +222,20 @@ def frontier_figure(points: pl.DataFrame, stages: pl.DataFrame, *, title: str = 
 
 
 def equal_l0_markdown(table: pl.DataFrame) -> str:
-    """The equal-L0 table as markdown (diff: stage minus ladder frontier; negative = Frankenstein better)."""
-    lines = ["| stage | features | L0 | MSE | ladder width | ladder MSE at that L0 | diff | rel. diff |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    """The equal-L0 table as markdown (diff: stage minus ladder frontier; negative = Frankenstein better), with the
+    95% interval and the share of bootstrap replicates where the Frankenstein SAE is better when the table has them."""
+    ci = "diff_lo" in table.columns
+    head = "| stage | features | L0 | MSE | ladder width | ladder MSE at that L0 | diff | rel. diff |"
+    lines = [head + (" 95% interval | P(Frank. better) |" if ci else ""),
+             "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---|---:|" if ci else "")]
     for r in table.iter_rows(named=True):
         w = f"{r['width']}{' (nearest)' if r['nearest'] else ''}"
         if r["frontier_mse"] is None:
-            tail = f"{r['status']} | | |"
+            tail = f"{r['status']} | | |" + (" | |" if ci else "")
         else:
             tail = f"{r['frontier_mse']:.4f} | {r['diff']:+.4f} | {100 * r['rel_diff']:+.2f}% |"
+            if ci:
+                tail += f" [{r['diff_lo']:+.4f}, {r['diff_hi']:+.4f}] | {r['p_frank_better']:.3f} |"
         lines.append(f"| {r['stage']} | {r['stage_features']} | {r['stage_l0']:.1f} | {r['stage_mse']:.4f} | {w} | "
                      + tail)
     return "\n".join(lines) + "\n"
-
-
-# -- the entry point -----------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class FrontierConfig(CommandConfig):
-    """``examples/frontier_smollm2.py``: ladder runs (each a folder of SAE folders, or a training run folder with
-    ``ladder/``) and a ``featgraph frankenstein`` folder; the held-out and training stores and the fitting tokens
-    default to the Frankenstein run's own and must match them."""
-
-    command = "frontier"
-    path_fields = ("runs", "frankenstein", "acts", "train_acts")
-    out: str = ""
-    runs: tuple[str, ...] = ()
-    frankenstein: str = ""
-    acts: str | None = None
-    train_acts: str | None = None
-    fit_tokens: int | None = None
-    n_tokens: int | None = None
-    progress: bool = run_only(True)
-
-    def __post_init__(self) -> None:
-        self.out = check_path("out", self.out)
-        self.runs = tuple(check_path("run", r) for r in self.runs)
-        if not self.runs:
-            raise ConfigError("need at least one --run")
-        self.frankenstein = check_path("frankenstein", self.frankenstein)
-        self.acts = check_path("acts", self.acts, optional=True)
-        self.train_acts = check_path("train_acts", self.train_acts, optional=True)
-        self.fit_tokens = check_int("fit_tokens", self.fit_tokens, minimum=2, optional=True)
-        self.n_tokens = check_int("n_tokens", self.n_tokens, minimum=1, optional=True)
-
-
-def _same(mine: Any, theirs: Any, what: str, frank: str) -> Any:
-    """``mine`` when unset or equal (paths compared resolved) to the Frankenstein run's ``theirs``; refused else."""
-    if mine is None:
-        return theirs
-    a, b = (str(Path(v).resolve()) if isinstance(v, str) else v for v in (mine, theirs))
-    if a != b:
-        raise ConfigError(f"{what} {mine!r} differs from the Frankenstein run's {theirs!r} ({frank}/config.json): "
-                          "the comparison needs the same tokens on both sides")
-    return theirs
-
-
-@dataclasses.dataclass
-class FrontierResult:
-    out: Path
-    points: pl.DataFrame
-    equal_l0: pl.DataFrame
-    control_gap: dict[str, float]
-    config: dict[str, Any]
-
-
-def run_frontier(cfg: FrontierConfig) -> FrontierResult:
-    """Measure every run's SAEs, read the Frankenstein stages off the frontier, write the folder atomically."""
-    from featgraph.io.files import write_json_into
-    from featgraph.io.output import check_output, open_output
-    from featgraph.ladder import expand_sae_paths, load_saes
-    from featgraph.stitch.figures import figure_png
-    from featgraph.stitch.lstsq import split_fit_val
-    from featgraph.stitch.run import make_evaluator, split_acts
-    from featgraph.tables import write_parquet
-
-    inputs = cfg.inputs()
-    check_output(cfg.out, command=cfg.command, inputs=inputs)
-    comparison, fcfg = read_comparison(cfg.frankenstein)
-    if fcfg.get("decoder_fit", "exact") != "exact" or not fcfg.get("train_acts"):
-        raise ConfigError(f"{cfg.frankenstein}: the Frankenstein run must refit decoders exactly on a --train-acts "
-                          "store")
-    acts = _same(cfg.acts, fcfg["acts"], "--acts", cfg.frankenstein)
-    train = _same(cfg.train_acts, fcfg["train_acts"], "--train-acts", cfg.frankenstein)
-    fit_tokens = _same(cfg.fit_tokens, fcfg["retrain_tokens"], "--fit-tokens", cfg.frankenstein)
-    n_tokens = _same(cfg.n_tokens, fcfg.get("n_tokens"), "--n-tokens", cfg.frankenstein)
-    saes, names, runs, l1s = [], [], [], []
-    for run in cfg.runs:
-        root = Path(run) / "ladder" if (Path(run) / "ladder").is_dir() else Path(run)
-        found = expand_sae_paths([root])  # a folder of SAE folders: a seed-control subfolder is not expanded
-        loaded, nm = load_saes(found)
-        saes += loaded
-        names += nm
-        runs += [str(root.resolve())] * len(loaded)
-        l1s += [sae_l1(s, str(p)) for s, p in zip(loaded, found, strict=True)]
-    seen: dict[tuple[int, float], str] = {}
-    for s, r, n, l1 in zip(saes, runs, names, l1s, strict=True):
-        if (s.n_features, l1) in seen:  # two points at one (width, L1): not one frontier
-            raise ConfigError(f"{r}/{n} and {seen[s.n_features, l1]}: two SAEs of width {s.n_features} at L1 {l1:g}")
-        seen[s.n_features, l1] = f"{r}/{n}"
-    eval_acts, store, train_rows, _ = split_acts(acts, n_tokens, train)
-    fit, val = split_fit_val(train_rows, fit_tokens, 0.1)  # exactly the Frankenstein's split (analyze_frankenstein)
-    ev = make_evaluator(eval_acts, store, 0, None, None)
-    points = measure_points(saes, names, runs, l1s, fit=fit, val=val, evaluator=ev, progress=cfg.progress)
-    stages = comparison.filter(pl.col("kind") == STAGE_KIND).select("name", "width", "l0", "mse")
-    table = equal_l0_table(stages, frontiers(points))
-    gap = control_gap(points, comparison, [str(Path(p).resolve()) for p in fcfg.get("saes", [])])
-    config = cfg.to_json(acts=acts, train_acts=train, fit_tokens=fit_tokens, n_tokens=n_tokens,
-                         n_tokens_eval=len(eval_acts))
-    with open_output(cfg.out, command=cfg.command, inputs=inputs + [acts, train]) as tmp:
-        write_parquet(points, tmp / "frontier.parquet")
-        write_parquet(table, tmp / "equal_l0.parquet")
-        (tmp / "frontier.png").write_bytes(figure_png(frontier_figure(points, stages)))
-        (tmp / "equal_l0.md").write_text(equal_l0_markdown(table), encoding="utf-8")
-        write_json_into(tmp / "config.json", config | {"control_gap": gap})
-    return FrontierResult(Path(cfg.out), points, table, gap, config)

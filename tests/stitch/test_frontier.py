@@ -179,11 +179,36 @@ def test_example_end_to_end_matches_the_frankenstein_control_and_reads_stages_of
             assert r["diff"] == pytest.approx(r["stage_mse"] - r["frontier_mse"], rel=1e-12, abs=1e-15)
         else:
             assert r["frontier_mse"] is None and r["status"].startswith(OUTSIDE)
+    # intervals: the stages were rebuilt from the folder with the same MSEs; each inside row has an interval around
+    # its difference, and a rerun with the same seed gives the same bytes
+    assert set(cfg["stage_gap"]) == set(stages["name"]) and max(cfg["stage_gap"].values()) < 1e-9
+    inside = t.filter(pl.col("frontier_mse").is_not_null())
+    assert inside.height >= 3 and t.filter(pl.col("frontier_mse").is_null())["diff_lo"].is_null().all()
+    for r in inside.iter_rows(named=True):
+        assert r["diff_lo"] <= r["diff"] + 1e-12 and r["diff"] <= r["diff_hi"] + 1e-12 and 0 <= r["p_frank_better"] <= 1
+    moved = inside.filter(pl.col("stage") != "frank-1sae-retrained")
+    assert (moved["diff_hi"] > moved["diff_lo"]).all()  # a real spread where stage and frontier differ
+    out2 = tmp_path / "frontier2"
+    assert _load_example().main(["--run", str(a), "--run", str(b), "--frankenstein", str(frank), "--out", str(out2),
+                                 "-q"]) == 0
+    assert (out2 / "equal_l0.parquet").read_bytes() == (out / "equal_l0.parquet").read_bytes()
     stage0 = t.filter(pl.col("stage") == "frank-1sae-retrained").row(0, named=True)  # stage 0 is w32 itself
     assert stage0["width"] == 32 and stage0["status"] == "measured" and abs(stage0["diff"]) < 1e-9 * stage0["stage_mse"]
     assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "equal_l0.md").read_text()
     assert md.count("\n| frank-") == t.height and "frank-1sae-retrained" in text and "wrote" in text
+    assert "95% interval" in md and "rebuilt stages" in text
+
+
+def test_without_bootstrap_no_stage_is_rebuilt_and_no_interval_written(runs_and_stores, tmp_path):
+    a, b, frank, _, _ = runs_and_stores
+    out = tmp_path / "frontier"
+    assert _load_example().main(["--run", str(a), "--run", str(b), "--frankenstein", str(frank), "--out", str(out),
+                                 "--n-boot", "0", "-q"]) == 0
+    t = pl.read_parquet(out / "equal_l0.parquet")
+    assert "diff_lo" not in t.columns and t.height == 4
+    assert json.loads((out / "config.json").read_text())["stage_gap"] == {}
+    assert "95% interval" not in (out / "equal_l0.md").read_text()
 
 
 def test_example_refuses_tokens_other_than_the_frankenstein_runs(runs_and_stores, tmp_path, capsys):
