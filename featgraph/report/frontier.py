@@ -209,11 +209,16 @@ def frontier_figure(points: pl.DataFrame, stages: pl.DataFrame, *, title: str = 
         for r in sub.iter_rows(named=True):
             ax.annotate(f"L1 {r['l1']:g}", (r["l0"], r["mse"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     for r in stages.iter_rows(named=True):
-        ax.plot([r["l0"]], [r["mse"]], marker="*", markersize=13, color="tab:red", linestyle="none")
+        ax.plot([r["l0"]], [r["mse"]], marker="*", markersize=13, color="tab:red", linestyle="none", alpha=0.8)
         ax.annotate(f"{r['name']} ({r['width']})", (r["l0"], r["mse"]), textcoords="offset points", xytext=(5, -10),
                     fontsize=7, color="tab:red")
     ax.plot([], [], marker="*", color="tab:red", linestyle="none", label="Frankenstein (decoder refit)")
     ax.set_xscale("log")
+    from matplotlib.ticker import FormatStrFormatter
+
+    for axis in (ax.xaxis,):  # plain numbers: "2x10^1" labels read badly on an L0 axis
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.set_xlabel("L0 (held-out)")
     ax.set_ylabel("MSE (held-out, decoder refit exactly)")
     ax.legend(fontsize=8)
