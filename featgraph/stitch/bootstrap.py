@@ -51,8 +51,8 @@ LEVEL = 0.95
 #: rows per "context" when the activations carry no context layout (a plain tensor): consecutive blocks
 DEFAULT_CONTEXT_ROWS = 128
 METHOD = "bca"
-#: a bound on the elements of one [rows, F_large] block of recounted delta-MSEs (the bootstrap and the jackknife
-#: are counted in blocks of replicates so that a wide SAE on many contexts does not need [B or C, F] at once)
+#: a bound on the elements of one [B or C, block] array of recounted delta-MSEs (the bootstrap and the jackknife go
+#: over blocks of features so that a wide SAE on many contexts never holds [B or C, F_large] at once)
 _BLOCK_ELEMENTS = 1 << 22
 _CELLS = ("dmse_lt_0", "dmse_gt_0", "dmse_eq_0")
 
@@ -143,7 +143,9 @@ class _Record:
         iv, note = bca_interval(reps, est, jack, self.level)
         if note is not None:
             self.fallbacks[key] = note
-        if np.isfinite(est) and not iv[0] <= est <= iv[1]:
+        # an end interpolated between two replicates can sit 1e-9 off a count it equals: not "outside"
+        tol = 1e-6 * max(abs(est), iv[1] - iv[0]) if np.isfinite(est) else 0.0
+        if np.isfinite(est) and not iv[0] - tol <= est <= iv[1] + tol:
             self.outside.append(key)
         return iv
 

@@ -198,3 +198,11 @@ def test_report_note_says_the_interval_is_bca_and_what_misses_its_value():
     # a summary written before BCa (method was the description) still renders
     old = {"level": 0.95, "method": "percentile bootstrap over held-out contexts", "n_contexts": 3, "unit": "context"}
     assert "95% interval, percentile bootstrap over held-out contexts (3 units" in _interval_note(old)
+
+
+def test_an_end_a_rounding_error_off_its_count_is_not_outside(monkeypatch):
+    monkeypatch.setattr(bs, "bca_interval", lambda *a, **k: ([340.0, 343.0 - 2.2e-9], None))
+    rec = bs._Record(0.95)
+    rec("at the end", np.zeros(3), 343.0, np.zeros(3))
+    rec("past the end", np.zeros(3), 343.5, np.zeros(3))
+    assert rec.fields() == {"fallbacks": {}, "estimate_outside_interval": ["past the end"]}
