@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -65,6 +66,13 @@ def seed_control(ladder: Path, saes: list[tuple[str, Path, int]]) -> tuple[tuple
 
 
 # -- running the steps ------------------------------------------------------------------------------------------------
+def _child_cpu() -> float:
+    """CPU seconds (user + system) of finished child processes: on a shared machine the wall time says more about
+    the load than about the step, its CPU time (one thread) predicts the wall time on a quiet core."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def invoke(argv: list[str]) -> int:
     """``featgraph ARGV`` in a fresh process (each step's memory is returned when it ends); its exit code."""
     return subprocess.run(FEATGRAPH + argv, check=False).returncode
@@ -78,12 +86,12 @@ def run_step(name: str, out: Path, argv: list[str], log: dict[str, Any]) -> None
         print(f"[{name}] {out} exists: skipped", flush=True)
         return
     print(f"[{name}] {cmd}", flush=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _child_cpu()
     rc = invoke(argv)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _child_cpu() - c0
     if rc != 0:
         raise SystemExit(f"[{name}] failed (exit {rc}) after {wall:.0f} s: {cmd}")
-    log[name] = {"command": cmd, "wall_s": round(wall, 1), "reused": False,
+    log[name] = {"command": cmd, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "reused": False,
                  "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
     print(f"[{name}] done in {wall:.0f} s", flush=True)
 
@@ -111,7 +119,7 @@ def steps(args: argparse.Namespace, saes: list[tuple[str, Path, int]]) -> list[t
         if {a, b} != {base, nxt[0]}:
             run.append((f"compare-{a}__{b}", out / f"compare-{a}__{b}",
                         ["compare", str(ap), str(bp), "--out", str(out / f"compare-{a}__{b}"), "--no-plots", *q]))
-    page = out / "explorer" / f"{args.ladder.name}.html"
+    page = out / "explorer" / args.page_name
     title = EXPLORER_TITLE.format(lo=saes[0][2], hi=saes[-1][2])
     run += [
         ("families", out / "families", ["families", str(args.ladder), "--out", str(out / "families"), *q]),
@@ -134,15 +142,21 @@ def num(v: Any, nd: int = 1) -> str:
 
 
 def ci(v: Any, interval: Any, nd: int = 1, scale: float = 1.0) -> str:
-    """``value [lo, hi]`` (the 95% interval where the output has one)."""
+    """``value [lo, hi]`` (the 95% interval where the output has one); ``(!)`` marks an interval that does not
+    hold its own value (a percentile interval of a count of signs can miss it: see the note at the end)."""
     s = num(v * scale if v is not None else None, nd)
     if interval:
         s += f" [{num(interval[0] * scale, nd)}, {num(interval[1] * scale, nd)}]"
+        if v is not None and not interval[0] <= v <= interval[1]:
+            s += " (!)"
     return s
 
 
 def pct(v: Any, interval: Any = None, nd: int = 1) -> str:
-    return ci(v, interval, nd, 100.0) + "%" if v is not None else "-"
+    if v is None:
+        return "-"
+    s = ci(v, interval, nd, 100.0)
+    return s[:-4] + "% (!)" if s.endswith(" (!)") else s + "%"
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -185,9 +199,11 @@ def inputs_section(args: argparse.Namespace, saes: list, control: tuple, log: di
     lines += table(["store", "path", "corpus", "tokens", "contexts", "tokens_sha256", "token_ids_sha256 (provenance)"],
                    rows)
     lines += ["Steps (featgraph commands; wall time of the run that made the output, the 1-min load average after "
-              "it; reused: the last driver run found the output and skipped the step):", ""]
-    lines += table(["step", "wall s", "load after", "reused", "command"],
-                   [[k, num(v.get("wall_s")), v.get("load_avg_after", ["-"])[0], "yes" if v.get("reused") else "no",
+              "it; CPU s: user + system of the step's process; reused: the last driver run found the output and "
+              "skipped the step):", ""]
+    lines += table(["step", "wall s", "CPU s", "load after", "reused", "command"],
+                   [[k, num(v.get("wall_s")), num(v.get("cpu_s")), v.get("load_avg_after", ["-"])[0],
+                     "yes" if v.get("reused") else "no",
                      f"`{v['command']}`"] for k, v in log.items()])
     return lines
 
@@ -268,13 +284,20 @@ def frankenstein_section(folder: Path) -> list[str]:
     lines = ["## 3. Frankenstein's SAE", "", f"Stage widths {met.get('stage_widths')} from {met.get('sources')}; "
              f"decoder fit: {met.get('decoder_fit')}; intervals: {iv.get('method', 'none')} "
              f"({num(iv.get('n_contexts'))} contexts).", ""]
+    grid = [float(k) for k in (met.get("exact_fits") or [{}])[0].get("val_mse", {})]
+    edge = [f for f in met.get("exact_fits", []) if grid and f["ridge"] == max(grid)]
+    if edge:  # the validation MSE may still fall beyond the grid: the fit is then not the ridge optimum
+        lines += [f"**Ridge at the top of the grid** ({max(grid):g}) for {len(edge)} of "
+                  f"{len(met['exact_fits'])} fits (widths {', '.join(num(f['width']) for f in edge)}): the "
+                  "validation MSE may still fall at larger ridges, so these decoders are not the ridge optimum.", ""]
     if met.get("exact_fits"):
         lines += table(["refitted width", "ridge", "fit MSE", "validation MSE at it", "fit tokens", "val tokens"],
                        [[num(f["width"]), f"{f['ridge']:g}", num(f["train_mse"]), num(_at_ridge(f)),
                          num(f["n_fit"]), num(f["n_val"])] for f in met["exact_fits"]])
-    lines += table(["kind", "model", "features", "L0", "MSE [95%]", "CE rec. (zero)"],
+    lines += table(["kind", "model", "features", "L0", "MSE [95%]", "expl. var.", "CE rec. (zero)"],
                    [[r["kind"], r["name"], num(r["width"]), num(r["l0"]),
-                     ci(r["mse"], iv.get("mse", {}).get(r["name"])), num(r["ce_recovered_zero"], 3)]
+                     ci(r["mse"], iv.get("mse", {}).get(r["name"])), num(r["explained_variance"], 3),
+                     num(r["ce_recovered_zero"], 3)]
                     for r in cmp.iter_rows(named=True)])
     by = {r["name"]: r for r in cmp.iter_rows(named=True)}
     lad = cmp.filter(pl.col("kind") == "ladder")["name"].to_list()
@@ -352,9 +375,25 @@ def write_digest(args: argparse.Namespace, saes: list, log: dict[str, Any]) -> N
         if (rep / "frankenstein").exists():
             lines += frankenstein_section(rep / "frankenstein")
     lines += compare_section(out)
-    page = out / "explorer" / f"{args.ladder.name}.html"
-    if page.exists():
-        lines += ["## Explorer", "", f"`{page}` ({page.stat().st_size / 1e6:.1f} MB): copy to docs/explorer/.", ""]
+    page = out / "explorer" / args.page_name
+    fam = read_json(out / "families" / "summary.json")
+    if page.exists() and fam:
+        feats = pl.read_parquet(out / "families" / "features.parquet")
+        n_fam, n_novel = sum(p["families"] for p in fam["pairs"]), int((feats["novel"] == True).sum())  # noqa: E712
+        ex = read_json(out / "explain" / "config.json")
+        lines += ["## Explorer (docs/explorer/README.md)", "",
+                  f"`{page}` ({page.stat().st_size / 1e6:.1f} MB; copy to docs/explorer/): {num(n_fam)} families "
+                  f"in {num(fam['trees']['count'])} splitting trees and {num(n_novel)} novel features "
+                  f"({num(n_fam + n_novel)} list entries); explain over {num(ex.get('n_tokens'))} training tokens.",
+                  ""]
+        lines += table(["pair", "novel", "novel share", "edges", "families", "copy / split / merge / n:m"],
+                       [[f"{p['small']} -> {p['large']}", num(p["novel"]), pct(p["novel_share"]), num(p["edges"]),
+                         num(p["families"]), " / ".join(num(p["families_by_kind"].get(k, 0))
+                                                        for k in ("copy", "split", "merge", "n:m"))]
+                        for p in fam["pairs"]])
+    lines += ["(!) = the 95% interval does not hold the value measured on all contexts: a percentile bootstrap "
+              "of a count of signs (features whose delta-MSE is near 0 flip sign under resampling) is biased; "
+              "read such an interval as the spread, not as a confidence interval of the count.", ""]
     atomic_write(out / "FINDINGS_NUMBERS.md", lambda p: p.write_text("\n".join(lines) + "\n", encoding="utf-8"))
 
 
@@ -369,6 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--report-tokens", type=int, default=None, help="first N held-out tokens for report (default all)")
     p.add_argument("--compare-tokens", type=int, default=None, help="first N held-out tokens for compare --acts")
     p.add_argument("--explain-tokens", type=int, default=100_000, help="training tokens explain reads (explorer)")
+    p.add_argument("--page-name", default="smollm2-135m.html", help="the explorer page's file name (docs/explorer/)")
     p.add_argument("--tokenizer", default=None, help="explain --tokenizer (default: the store's model)")
     p.add_argument("--only", default=None, help="comma-separated steps to run (default: all), e.g. report,explore")
     p.add_argument("--quiet", action="store_true")
