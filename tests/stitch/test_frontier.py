@@ -229,3 +229,39 @@ def test_example_refuses_tokens_other_than_the_frankenstein_runs(runs_and_stores
     # two SAEs of one width at one L1 across the runs: no single frontier through them
     assert ex.main(["--run", str(a), "--run", str(a / "ladder"), "--frankenstein", str(frank), "--out", str(out)]) == 1
     assert "two SAEs of width" in capsys.readouterr().err and not out.exists()
+
+
+def _fake_frankenstein(folder: Path, tmp_path: Path, *, parquet: bytes | None = None) -> Path:
+    """A frankenstein-like folder written by hand: enough for the checks that run before any SAE is measured."""
+    folder.mkdir()
+    if parquet is None:
+        pl.DataFrame({"kind": ["frankenstein (retrained)"], "name": ["frank-1sae-retrained"], "width": [32],
+                      "l0": [2.0], "mse": [1.0]}).write_parquet(folder / "comparison.parquet")
+    else:
+        (folder / "comparison.parquet").write_bytes(parquet)
+    (folder / "config.json").write_text(json.dumps({"command": "frankenstein", "acts": str(tmp_path / "held"),
+                                                    "train_acts": str(tmp_path / "train"), "retrain_tokens": 100,
+                                                    "n_tokens": None, "saes": []}))
+    return folder
+
+
+@pytest.mark.parametrize("case", ["garbage parquet", "no l1 recorded", "missing comparison"])
+def test_bad_inputs_are_refused_in_one_line_naming_the_file(case, tmp_path, capsys):
+    decs, _ = planted_ladder([32], 16, seed=1)
+    sae = projection_sae(decs[0], seed=0)  # records no L1
+    sae.save(tmp_path / "run" / "ladder" / "w32")
+    frank = _fake_frankenstein(tmp_path / "frank", tmp_path, parquet=b"PAR1 not really" if case == "garbage parquet"
+                               else None)
+    if case == "missing comparison":
+        (frank / "comparison.parquet").unlink()
+    before = tree_digest(tmp_path / "run", frank)
+    out = tmp_path / "out"
+    assert _load_example().main(["--run", str(tmp_path / "run"), "--frankenstein", str(frank), "--out", str(out),
+                                 "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    needle = {"garbage parquet": "comparison.parquet: not a readable Parquet table",
+              "no l1 recorded": "w32: no L1 coefficient recorded",
+              "missing comparison": "comparison.parquet: missing"}[case]
+    assert needle in err
+    assert not out.exists() and tree_digest(tmp_path / "run", frank) == before
