@@ -169,7 +169,8 @@ def control_gap(points: pl.DataFrame, comparison: pl.DataFrame, runs: Sequence[s
 
 
 def read_comparison(folder: str | Path) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """(comparison.parquet, config.json) of a ``featgraph frankenstein`` folder, checked."""
+    """(comparison.parquet, config.json) of a ``featgraph frankenstein`` folder (or a report's ``frankenstein/``),
+    checked."""
     from featgraph.io.readers import read_json
 
     folder = Path(folder)
@@ -187,7 +188,8 @@ def read_comparison(folder: str | Path) -> tuple[pl.DataFrame, dict[str, Any]]:
     if not table.filter(pl.col("kind") == STAGE_KIND).height:
         raise SaeFormatError(f"{path}: no '{STAGE_KIND}' rows")
     cfg = read_json(cfg_path)
-    if not isinstance(cfg, dict) or cfg.get("command") != "frankenstein":
+    # `featgraph report` writes the same Frankenstein folder (same files, same keys) under its own command name
+    if not isinstance(cfg, dict) or cfg.get("command") not in ("frankenstein", "report"):
         raise SaeFormatError(f"{cfg_path}: not a frankenstein config")
     return table, cfg
 

@@ -265,3 +265,20 @@ def test_bad_inputs_are_refused_in_one_line_naming_the_file(case, tmp_path, caps
               "missing comparison": "comparison.parquet: missing"}[case]
     assert needle in err
     assert not out.exists() and tree_digest(tmp_path / "run", frank) == before
+
+
+@pytest.mark.parametrize("command, ok", [("frankenstein", True), ("report", True), ("families", False)])
+def test_a_reports_frankenstein_folder_is_read_and_other_commands_are_refused(command, ok, tmp_path):
+    """`featgraph report` writes the same Frankenstein folder under its own command name: it is read as one."""
+    from featgraph.errors import SaeFormatError
+    from featgraph.report.frontier import read_comparison
+
+    frank = _fake_frankenstein(tmp_path / "frank", tmp_path)
+    cfg = json.loads((frank / "config.json").read_text())
+    (frank / "config.json").write_text(json.dumps({**cfg, "command": command}))
+    if ok:
+        table, got = read_comparison(frank)
+        assert got["command"] == command and table["name"].to_list() == ["frank-1sae-retrained"]
+    else:
+        with pytest.raises(SaeFormatError, match="config.json: not a frankenstein config"):
+            read_comparison(frank)
