@@ -238,7 +238,10 @@ def run_frontier(cfg: FrontierConfig) -> FrontierResult:
     if cfg.n_boot:
         stage_gap = rebuild_stages(cfg.frankenstein, stages, fit=fit, val=val, evaluator=ev, progress=cfg.progress)
         table = add_intervals(table, points, ev.per_context, n_boot=cfg.n_boot, seed=cfg.seed)
-    gap = control_gap(points, comparison, [str(Path(p).resolve()) for p in fcfg.get("saes", [])])
+    # `featgraph frankenstein` records the ladder folder it read, `featgraph report` each SAE folder: a run matches
+    # either way (the folder itself or the one holding it)
+    read = [Path(p).resolve() for p in fcfg.get("saes", [])]
+    gap = control_gap(points, comparison, sorted({str(p) for p in read} | {str(p.parent) for p in read}))
     config = cfg.to_json(acts=acts, train_acts=train, fit_tokens=fit_tokens, n_tokens=n_tokens,
                          n_tokens_eval=len(eval_acts))
     with open_output(cfg.out, command=cfg.command, inputs=inputs) as tmp:
