@@ -115,6 +115,13 @@ def prefix_sae(sae: Any, k: int) -> Any:
     return Sae.from_tensors(t, cfg, where=f"stage of {k} features")
 
 
+def folders_read(fcfg: dict[str, Any]) -> list[str]:
+    """The folders a Frankenstein run read its SAEs from, resolved: ``featgraph frankenstein`` records the ladder
+    folder, ``featgraph report`` each SAE folder, so a run matches either way (the path itself or its parent)."""
+    read = [Path(p).resolve() for p in fcfg.get("saes", [])]
+    return sorted({str(p) for p in read} | {str(p.parent) for p in read})
+
+
 def rebuild_stages(folder: str | Path, stages: pl.DataFrame, *, fit: Any, val: Any, evaluator: Any,
                    progress: bool = True) -> dict[str, float]:
     """Rebuild and evaluate every retrained stage of a Frankenstein folder (module docstring), the evaluator keeping
@@ -238,10 +245,7 @@ def run_frontier(cfg: FrontierConfig) -> FrontierResult:
     if cfg.n_boot:
         stage_gap = rebuild_stages(cfg.frankenstein, stages, fit=fit, val=val, evaluator=ev, progress=cfg.progress)
         table = add_intervals(table, points, ev.per_context, n_boot=cfg.n_boot, seed=cfg.seed)
-    # `featgraph frankenstein` records the ladder folder it read, `featgraph report` each SAE folder: a run matches
-    # either way (the folder itself or the one holding it)
-    read = [Path(p).resolve() for p in fcfg.get("saes", [])]
-    gap = control_gap(points, comparison, sorted({str(p) for p in read} | {str(p.parent) for p in read}))
+    gap = control_gap(points, comparison, folders_read(fcfg))
     config = cfg.to_json(acts=acts, train_acts=train, fit_tokens=fit_tokens, n_tokens=n_tokens,
                          n_tokens_eval=len(eval_acts))
     with open_output(cfg.out, command=cfg.command, inputs=inputs) as tmp:

@@ -282,3 +282,15 @@ def test_a_reports_frankenstein_folder_is_read_and_other_commands_are_refused(co
     else:
         with pytest.raises(SaeFormatError, match="config.json: not a frankenstein config"):
             read_comparison(frank)
+
+
+def test_the_folders_a_frankenstein_run_read_match_a_ladder_folder_or_a_reports_sae_folders(tmp_path):
+    """report records each SAE folder, frankenstein the ladder folder: both name the ladder folder for the gap check."""
+    from featgraph.report.frontier_run import folders_read
+
+    ladder = tmp_path / "ladder"
+    as_report = folders_read({"saes": [str(ladder / "w32"), str(ladder / "w64")]})
+    as_frankenstein = folders_read({"saes": [str(ladder)]})
+    assert str(ladder.resolve()) in as_report and str(ladder.resolve()) in as_frankenstein
+    assert str((ladder / "w32").resolve()) in as_report
+    assert folders_read({}) == []
