@@ -123,8 +123,8 @@ def main() -> None:
     p.add_argument("--control", default="1152:1", help="WIDTH:SEED of the seed control ('' for none)")
     p.add_argument("--context-size", type=int, default=128)
     p.add_argument("--corpus", choices=sorted(CORPORA), default=CORPUS,
-                   help="pinned offline corpus: 'default' (the bundled ladder's) or 'stdlib' (pydoc topics + the "
-                        "full stdlib sources, about 4.6x the training tokens)")
+                   help="pinned offline corpus: 'stdlib' (the bundled ladder's: pydoc topics + the full stdlib "
+                        "sources) or 'default' (pydoc topics + stdlib docstrings, about 1/4.6 of the tokens)")
     p.add_argument("--train-contexts", type=int, default=None, help="default: every training context")
     p.add_argument("--heldout-contexts", type=int, default=None, help="default: every held-out context")
     p.add_argument("--ce-contexts", type=int, default=64, help="held-out contexts for the CE metrics")

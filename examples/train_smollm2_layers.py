@@ -45,12 +45,12 @@ def hook_of(layer: int) -> str:
 
 
 def build_stores(model, work: Path, layers: list[int], *, context_size: int, seed: int, quiet: bool,
-                 expected: dict | None) -> dict[int, tuple]:
+                 expected: dict | None, corpus: str = "default") -> dict[int, tuple]:
     """``{layer: (train_store, heldout_store)}``: each split's contexts run through the model once for all layers."""
     per_split = {}
     for split in ("train", "heldout"):
         tokens, prov = corpus_contexts_with_provenance(model, split=split, context_size=context_size,
-                                                       n_contexts=None, seed=seed)
+                                                       n_contexts=None, seed=seed, corpus=corpus)
         logging.info("%s: %d contexts of %d tokens from %d documents (token ids sha256 %s)", split, len(tokens),
                      context_size, prov["n_documents"], prov["token_ids_sha256"][:16])
         if expected is not None:  # the bundled ladder's corpus, or stop: other text would not be comparable
@@ -58,7 +58,7 @@ def build_stores(model, work: Path, layers: list[int], *, context_size: int, see
             check_provenance(recorded, prov, where=f"{split} store of the bundled ladder")
         stores = collect_hooks(model, tokens, {hook_of(la): work / f"{split}-l{la}" for la in layers},
                                progress=not quiet,
-                               extra={"split": split, "corpus": "default", "seed": seed, "provenance": prov})
+                               extra={"split": split, "corpus": corpus, "seed": seed, "provenance": prov})
         per_split[split] = stores
     return {la: (per_split["train"][hook_of(la)], per_split["heldout"][hook_of(la)]) for la in layers}
 
@@ -114,7 +114,8 @@ def main() -> None:
     layers = [int(v) for v in args.layers.split(",")]
     model = load_model()
     stores = build_stores(model, args.work, layers, context_size=base_cfg["context_size"],
-                          seed=base_cfg["seed"], quiet=args.quiet, expected=base_cfg)
+                          seed=base_cfg["seed"], quiet=args.quiet, expected=base_cfg,
+                          corpus=base_cfg.get("corpus", "default"))  # configs older than --corpus: the default
     if args.collect_only:
         return
 

@@ -15,7 +15,7 @@ re-collection with a recorded one and fails loudly, naming what differs.
 
 The opt-in ``stdlib`` corpus (:func:`stdlib_corpus`, ``corpus="stdlib"``) is larger: pydoc topics plus the full
 text of the stdlib sources (code and comments too), pinned the same way; the default stays as it was so the
-bundled ladder's stores reproduce exactly.
+stores made from it (the layers ladder's) reproduce exactly; the bundled ladder is trained on ``stdlib``.
 """
 
 from __future__ import annotations
